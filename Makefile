@@ -1,0 +1,42 @@
+# hdbrepl — top-level commands. Each target installs missing Debian packages first.
+#   make build   configure and build (build/libhdbrepl.so, tests, bench)
+#   make test    build and run the whole test suite (CTest)
+#   make bench   build (Release) and print the benchmark ratios against plain SQLite
+#   make demo    build and run the demo tour
+#   make sanitize  the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+JOBS ?= 2
+BUILD ?= build
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: deps build test bench demo sanitize tsan clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+bench: deps
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DHDBREPL_BUILD_TESTS=OFF >/dev/null
+	cmake --build build-bench -j $(JOBS) --target hdbrepl hdbrepl_bench
+	./build-bench/hdbrepl_bench --lib ./build-bench/libhdbrepl
+
+demo: build
+	bash samples/demo.sh ./$(BUILD)/libhdbrepl
+
+sanitize: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE="address;undefined" >/dev/null
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) --timeout 900
+
+tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE=thread >/dev/null
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && ctest --output-on-failure -j $(JOBS) -L unit --timeout 900
+
+clean:
+	rm -rf build build-bench build-asan build-tsan

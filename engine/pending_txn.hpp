@@ -1,0 +1,64 @@
+// The changes a connection has made in its open transaction, kept in memory until the
+// transaction commits, then turned into one change-log record per schema (txn_record.hpp).
+// Savepoints (including SQLite's statement savepoints) truncate the list, so a rolled-back
+// statement or savepoint leaves nothing in the log. Pure: no SQLite types; callers encode
+// row values straight into buffer() and then call add().
+//
+// Savepoint calls arrive once per participating virtual table, so every operation here is
+// idempotent: a repeated savepoint(n) for a level that is already open is ignored.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/bytes.hpp"
+#include "engine/hlc.hpp"
+#include "engine/txn_record.hpp"
+
+namespace hdbrepl::engine {
+
+class pending_txn {
+public:
+    // Registers a table that takes part in the transaction; returns its slot.
+    std::uint32_t table_slot(std::string_view schema, std::string_view name, std::string_view definition);
+
+    bytes& buffer() { return buf_; }
+    // Records a change whose payload was encoded at buffer()[start, end). For puts, the key
+    // value's encoding sits at [key_start, key_end) inside it.
+    void add(std::uint32_t slot, change_op op, std::size_t start, std::size_t key_start, std::size_t key_end);
+    // A change that may touch a key touched before in this transaction (update, delete,
+    // replace): the record is then reduced to each key's last change.
+    void note_overwrite() { may_repeat_keys_ = true; }
+
+    void savepoint(int level);
+    void release(int level);
+    void rollback_to(int level);
+    void clear();
+
+    bool empty() const { return entries_.empty(); }
+    std::size_t size() const { return entries_.size(); }
+    // Schemas with changes, in first-use order.
+    std::vector<std::string> schemas() const;
+    // Tables of `schema` registered in this transaction.
+    std::vector<std::string> tables_in(std::string_view schema) const;
+    // The record body for one schema's changes (empty when it has none).
+    bytes build_record(std::string_view schema, hlc_t hlc, std::string_view origin) const;
+
+private:
+    struct slot_info {
+        std::string schema, name, definition;
+    };
+    struct entry {
+        std::uint32_t slot;
+        change_op op;
+        std::uint32_t start, end, key_start, key_end;
+    };
+    std::vector<slot_info> slots_;
+    std::vector<entry> entries_;
+    std::vector<std::size_t> marks_; // marks_[level] = entries_.size() when savepoint `level` opened
+    bytes buf_;
+    bool may_repeat_keys_ = false;
+};
+
+} // namespace hdbrepl::engine

@@ -1,0 +1,54 @@
+// The definition of a replicated table, parsed from the arguments of
+//   CREATE VIRTUAL TABLE dog USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT, breed TEXT INDEXED, replicate=false)
+// Pure: no SQLite types. The same parser reads definitions that arrive in change-log
+// records from other nodes, so it rejects anything it does not understand.
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hdbrepl::engine {
+
+enum class affinity : char { blob = 'A', text = 'B', numeric = 'C', integer = 'D', real = 'E' };
+
+struct column_def {
+    std::string name;
+    std::string decl_type; // as written, e.g. "VARCHAR(20)"; may be empty
+    affinity aff = affinity::blob;
+    bool primary_key = false;
+    bool indexed = false;
+    bool not_null = false;
+};
+
+struct table_def {
+    std::vector<column_def> columns;
+    std::size_t pk = 0;      // index of the primary-key column
+    bool replicate = true;   // replicate=false keeps the table local
+    // The column list in canonical form; this is what other nodes receive and re-parse.
+    std::string canonical() const;
+    // The primary key is stored as a rowid alias (exactly "INTEGER", as in SQLite).
+    bool integer_key() const;
+    int find_column(std::string_view name) const; // -1 when absent (case-insensitive)
+};
+
+// SQLite's rules for the affinity of a declared type (https://sqlite.org/datatype3.html 3.1).
+affinity affinity_of(std::string_view decl_type);
+
+// Parses the module arguments (one string per comma-separated argument, as SQLite splits
+// them). On error returns nullopt and sets `error` to a message that names the argument.
+std::optional<table_def> parse_table_def(const std::vector<std::string>& args, std::string& error);
+// Parses a canonical column list (as produced by canonical()).
+std::optional<table_def> parse_table_def(std::string_view column_list, std::string& error);
+
+// Splits "a, b(1,2), 'x,y'" at top-level commas, as SQLite splits module arguments.
+std::vector<std::string> split_module_args(std::string_view text);
+
+// Double-quotes an identifier for SQL text ("a""b").
+std::string quote_ident(std::string_view name);
+
+// Names reserved for the version columns of the shadow tables.
+inline constexpr const char* version_column = "hdbrepl_v";
+inline constexpr const char* origin_column = "hdbrepl_o";
+
+} // namespace hdbrepl::engine

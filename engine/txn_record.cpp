@@ -1,0 +1,118 @@
+// Change-log record codec (format described in txn_record.hpp).
+#include "engine/txn_record.hpp"
+
+#include <set>
+
+namespace hdbrepl::engine {
+
+void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables) {
+    w.put_u8(record_magic);
+    w.put_u8(record_format);
+    w.put_u64le(hlc);
+    w.put_str(origin);
+    w.put_varint(tables.size());
+    for (const auto& t : tables) {
+        w.put_str(t.name);
+        w.put_str(t.definition);
+    }
+}
+
+bytes encode_record(const txn_record& rec) {
+    bytes out;
+    byte_writer w(out);
+    encode_record_head(w, rec.hlc, rec.origin, rec.tables);
+    w.put_varint(rec.changes.size());
+    for (const auto& c : rec.changes) {
+        w.put_varint(c.table);
+        w.put_u8(static_cast<std::uint8_t>(c.op));
+        switch (c.op) {
+        case change_op::put:
+            w.put_varint(c.values.size());
+            for (const auto& v : c.values) encode_value(w, v);
+            break;
+        case change_op::del: encode_value(w, c.values.at(0)); break;
+        case change_op::rename_table: w.put_str(c.values.at(0).s); break;
+        case change_op::create_table:
+        case change_op::drop_table: break;
+        }
+    }
+    return out;
+}
+
+bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin) {
+    byte_reader r(data, size);
+    if (r.get_u8() != record_magic || r.get_u8() != record_format) return false;
+    hlc = r.get_u64le();
+    origin.assign(r.get_str(max_name_len));
+    return r.ok();
+}
+
+std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t size, std::string& error) {
+    byte_reader r(data, size);
+    auto fail = [&](const std::string& what) {
+        error = "malformed change record: " + what + " at byte " + std::to_string(size - r.remaining());
+        return std::nullopt;
+    };
+    if (r.get_u8() != record_magic) return fail("bad magic");
+    auto fmt = r.get_u8();
+    if (!r.ok()) return fail("truncated header");
+    if (fmt != record_format) return fail("unsupported format " + std::to_string(fmt));
+    txn_record rec;
+    rec.hlc = r.get_u64le();
+    rec.origin.assign(r.get_str(max_name_len));
+    if (!r.ok()) return fail("truncated header");
+    if (rec.origin.empty()) return fail("empty origin");
+    if (rec.hlc == 0) return fail("zero timestamp");
+    auto ntables = r.get_varint();
+    if (!r.ok() || ntables > r.remaining()) return fail("bad table count");
+    std::set<std::string> names;
+    for (std::uint64_t i = 0; i < ntables; ++i) {
+        record_table t;
+        t.name.assign(r.get_str(max_name_len));
+        t.definition.assign(r.get_str(max_definition_len));
+        if (!r.ok()) return fail("truncated table list");
+        if (t.name.empty()) return fail("empty table name");
+        if (!names.insert(t.name).second) return fail("table '" + t.name + "' listed twice");
+        rec.tables.push_back(std::move(t));
+    }
+    auto nchanges = r.get_varint();
+    if (!r.ok() || nchanges > r.remaining()) return fail("bad change count");
+    rec.changes.reserve(static_cast<std::size_t>(nchanges));
+    for (std::uint64_t i = 0; i < nchanges; ++i) {
+        change c;
+        auto t = r.get_varint();
+        auto op = r.get_u8();
+        if (!r.ok()) return fail("truncated change");
+        if (t >= rec.tables.size()) return fail("change refers to table " + std::to_string(t) + " of " + std::to_string(rec.tables.size()));
+        c.table = static_cast<std::uint32_t>(t);
+        c.op = static_cast<change_op>(op);
+        switch (c.op) {
+        case change_op::put: {
+            auto n = r.get_varint();
+            if (!r.ok() || n == 0 || n > max_columns || n > r.remaining()) return fail("bad column count");
+            c.values.resize(static_cast<std::size_t>(n));
+            for (auto& v : c.values)
+                if (!decode_value(r, v)) return fail("bad value");
+            break;
+        }
+        case change_op::del:
+            c.values.resize(1);
+            if (!decode_value(r, c.values[0])) return fail("bad key");
+            break;
+        case change_op::rename_table: {
+            auto s = r.get_str(max_name_len);
+            if (!r.ok() || s.empty()) return fail("bad new table name");
+            c.values.push_back(value::of_text(std::string(s)));
+            break;
+        }
+        case change_op::create_table:
+        case change_op::drop_table: break;
+        default: return fail("unknown operation " + std::to_string(op));
+        }
+        rec.changes.push_back(std::move(c));
+    }
+    if (!r.at_end()) return fail("trailing bytes");
+    return rec;
+}
+
+} // namespace hdbrepl::engine

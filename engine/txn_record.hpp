@@ -1,0 +1,68 @@
+// The change-log record: one committed transaction, self-contained, so that the same bytes
+// are stored in the log, sent to peers and applied there. Pure: no SQLite types.
+//
+// Format (version 1), all integers LEB128 varints unless marked:
+//   u8  'H', u8 format (=1)
+//   u64le hlc                 the transaction's timestamp (every row it writes carries it)
+//   str origin                the node that committed it
+//   ntables, then per table:  str name, str definition (canonical column list, table_def.hpp)
+//   nchanges, then per change: table index, u8 op, payload:
+//     put    (1): ncols, then ncols values (the whole row image, in declared column order)
+//     delete (2): the key value
+//     create (3): nothing (the definition is in the table list)
+//     drop   (4): nothing
+//     rename (5): str new name
+// A table appears at most once per record and each (table, key) at most once: a record holds
+// the transaction's net effect, so applying it row by row is the same as replaying it.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/bytes.hpp"
+#include "engine/hlc.hpp"
+#include "engine/value.hpp"
+
+namespace hdbrepl::engine {
+
+enum class change_op : std::uint8_t { put = 1, del = 2, create_table = 3, drop_table = 4, rename_table = 5 };
+
+struct record_table {
+    std::string name;
+    std::string definition;
+};
+
+struct change {
+    std::uint32_t table = 0;
+    change_op op = change_op::put;
+    std::vector<value> values; // put: the row; del: {key}; rename: {new name as TEXT}
+};
+
+struct txn_record {
+    hlc_t hlc = 0;
+    std::string origin;
+    std::vector<record_table> tables;
+    std::vector<change> changes;
+};
+
+inline constexpr std::uint8_t record_magic = 'H';
+inline constexpr std::uint8_t record_format = 1;
+
+// Limits that a decoder enforces on input from elsewhere.
+inline constexpr std::size_t max_name_len = 1024;
+inline constexpr std::size_t max_definition_len = 1 << 20;
+inline constexpr std::size_t max_columns = 1000;
+
+bytes encode_record(const txn_record& rec);
+// Writes the part before the changes; the change count follows (see pending_txn).
+void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables);
+
+// Decodes and validates a record. On failure returns nullopt with `error` saying what and
+// where (byte offset).
+std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t size, std::string& error);
+
+// Reads only the header (hlc and origin) of an encoded record.
+bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin);
+
+} // namespace hdbrepl::engine

@@ -1,0 +1,111 @@
+// Value comparison and encoding (see value.hpp for the format).
+#include "engine/value.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+namespace hdbrepl::engine {
+
+namespace {
+int storage_rank(value_type t) {
+    switch (t) {
+    case value_type::null: return 0;
+    case value_type::integer:
+    case value_type::real: return 1;
+    case value_type::text: return 2;
+    case value_type::blob: return 3;
+    }
+    return 4;
+}
+
+std::weak_ordering compare_numbers(const value& a, const value& b) {
+    if (a.type == value_type::integer && b.type == value_type::integer) return a.i <=> b.i;
+    double x = a.type == value_type::integer ? static_cast<double>(a.i) : a.r;
+    double y = b.type == value_type::integer ? static_cast<double>(b.i) : b.r;
+    if (x < y) return std::weak_ordering::less;
+    if (x > y) return std::weak_ordering::greater;
+    return std::weak_ordering::equivalent;
+}
+} // namespace
+
+bool value::operator==(const value& o) const {
+    if (type != o.type) return false;
+    switch (type) {
+    case value_type::null: return true;
+    case value_type::integer: return i == o.i;
+    case value_type::real: return std::memcmp(&r, &o.r, sizeof r) == 0 || r == o.r;
+    default: return s == o.s;
+    }
+}
+
+std::weak_ordering value::operator<=>(const value& o) const {
+    int ra = storage_rank(type), rb = storage_rank(o.type);
+    if (ra != rb) return ra <=> rb;
+    if (ra == 0) return std::weak_ordering::equivalent;
+    if (ra == 1) return compare_numbers(*this, o);
+    int c = s.compare(o.s);
+    return c < 0 ? std::weak_ordering::less : c > 0 ? std::weak_ordering::greater : std::weak_ordering::equivalent;
+}
+
+std::string value::to_string() const {
+    switch (type) {
+    case value_type::null: return "NULL";
+    case value_type::integer: return std::to_string(i);
+    case value_type::real: { std::ostringstream o; o.precision(17); o << r; return o.str(); }
+    case value_type::text: return "'" + s + "'";
+    case value_type::blob: return "x'<" + std::to_string(s.size()) + " bytes>'";
+    }
+    return "?";
+}
+
+void encode_value(byte_writer& w, const value& v) {
+    w.put_u8(static_cast<std::uint8_t>(v.type));
+    switch (v.type) {
+    case value_type::null: break;
+    case value_type::integer: w.put_svarint(v.i); break;
+    case value_type::real: { std::uint64_t u; std::memcpy(&u, &v.r, 8); w.put_u64le(u); break; }
+    case value_type::text:
+    case value_type::blob: w.put_str(v.s); break;
+    }
+}
+
+bool decode_value(byte_reader& r, value& out) {
+    auto tag = r.get_u8();
+    if (!r.ok()) return false;
+    out = value{};
+    switch (tag) {
+    case 0: out.type = value_type::null; return true;
+    case 1: out.type = value_type::integer; out.i = r.get_svarint(); return r.ok();
+    case 2: {
+        out.type = value_type::real;
+        std::uint64_t u = r.get_u64le();
+        std::memcpy(&out.r, &u, 8);
+        return r.ok();
+    }
+    case 3:
+    case 4: {
+        out.type = static_cast<value_type>(tag);
+        auto sv = r.get_str();
+        if (!r.ok()) return false;
+        out.s.assign(sv);
+        return true;
+    }
+    default: r.fail(); return false;
+    }
+}
+
+bool skip_value(byte_reader& r) {
+    auto tag = r.get_u8();
+    if (!r.ok()) return false;
+    switch (tag) {
+    case 0: return true;
+    case 1: r.get_varint(); return r.ok();
+    case 2: r.get_raw(8); return r.ok();
+    case 3:
+    case 4: r.get_str(); return r.ok();
+    default: r.fail(); return false;
+    }
+}
+
+} // namespace hdbrepl::engine

@@ -1,0 +1,53 @@
+// Registration of the hdbrepl extension on one connection: the hdbrepl module and the
+// repl_* functions, table-driven in sql/. This file holds the one SQLITE_EXTENSION_INIT1
+// of the project (the API table every other file reaches through sqlite_api.hpp).
+#include "extension/entry.hpp"
+
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT1
+
+#include "sql/connection_state.hpp"
+#include "sql/functions.hpp"
+#include "sql/vtab_repl_table.hpp"
+
+#include <mutex>
+#include <new>
+#include <set>
+
+namespace {
+// Connections that already have the extension: loading it twice on one connection would
+// otherwise replace the module and leave functions pointing at a freed state.
+std::mutex registered_mutex;
+std::set<sqlite3*> registered;
+
+void forget_connection(void* db) {
+    std::lock_guard lock(registered_mutex);
+    registered.erase(static_cast<sqlite3*>(db));
+}
+
+class tracked_state : public hdbrepl::sql::connection_state {
+public:
+    using connection_state::connection_state;
+    ~tracked_state() { forget_connection(db()); }
+};
+} // namespace
+
+extern "C" int hdbrepl_register(sqlite3* db, char** pz_err, const sqlite3_api_routines* api) {
+    SQLITE_EXTENSION_INIT2(api);
+    {
+        std::lock_guard lock(registered_mutex);
+        if (registered.count(db)) return SQLITE_OK;
+    }
+    auto* state = new (std::nothrow) tracked_state(db);
+    if (!state) return SQLITE_NOMEM;
+    // The module owns the state from here on, also when registration fails.
+    int rc = hdbrepl::sql::register_repl_table_module(db, state);
+    if (rc == SQLITE_OK) rc = hdbrepl::sql::register_basic_functions(db, state);
+    if (rc != SQLITE_OK) {
+        if (pz_err) *pz_err = sqlite3_mprintf("hdbrepl: registration failed: %s", sqlite3_errmsg(db));
+        return rc;
+    }
+    std::lock_guard lock(registered_mutex);
+    registered.insert(db);
+    return SQLITE_OK;
+}

@@ -1,0 +1,114 @@
+// Per-connection transaction state (see connection_state.hpp).
+#include "sql/connection_state.hpp"
+
+#include "engine/table_def.hpp"
+
+namespace hdbrepl::sql {
+
+engine::system_store& connection_state::system(const std::string& schema) {
+    auto& p = systems_[schema];
+    if (!p) p = std::make_unique<engine::system_store>(db_, schema);
+    return *p;
+}
+
+std::uint64_t connection_state::now_ms() const { return test_clock_ms_ ? test_clock_ms_ : engine::wall_clock_ms(); }
+
+int connection_state::ddl_version(const std::string& schema, schema_txn& out, std::string& err) {
+    return version_for(schema, out, err, true);
+}
+
+int connection_state::version_for(const std::string& schema, schema_txn& out, std::string& err, bool recheck) {
+    int rc = SQLITE_OK;
+    // DDL always re-checks: a rolled-back CREATE may have taken the system tables with it
+    // without any callback telling us.
+    if (recheck || !ensured_.count(schema)) {
+        if ((rc = engine::ensure_system_tables(db_, schema, err)) != SQLITE_OK) return rc;
+        ensured_.insert(schema);
+    }
+    auto& sys = system(schema);
+    engine::hlc_t clock = 0;
+    if ((rc = sys.read_clock(clock)) != SQLITE_OK) { err = sqlite3_errmsg(db_); return rc; }
+    // A data transaction already open in this schema has taken clock+1 (not yet logged).
+    if (auto it = txns_.find(schema); it != txns_.end() && it->second.hlc > clock) clock = it->second.hlc;
+    out.hlc = engine::hlc_next(clock, now_ms());
+    out.origin = sys.node_name();
+    if ((rc = sys.origin_id(out.origin, out.origin_id)) != SQLITE_OK) { err = sqlite3_errmsg(db_); return rc; }
+    return SQLITE_OK;
+}
+
+int connection_state::begin_write(const std::string& schema, schema_txn*& out, std::string& err) {
+    if (auto it = txns_.find(schema); it != txns_.end()) { out = &it->second; return SQLITE_OK; }
+    schema_txn t;
+    if (int rc = version_for(schema, t, err, false); rc != SQLITE_OK) return rc;
+    out = &(txns_[schema] = std::move(t));
+    return SQLITE_OK;
+}
+
+int connection_state::flush(std::string& err) {
+    if (flushed_ || pending_.empty()) { flushed_ = true; return SQLITE_OK; }
+    sqlite3_int64 last_rowid = sqlite3_last_insert_rowid(db_);
+    for (const auto& schema : pending_.schemas()) {
+        auto it = txns_.find(schema);
+        if (it == txns_.end()) { err = "hdbrepl: changes in schema '" + schema + "' without a transaction version"; return SQLITE_INTERNAL; }
+        const auto& t = it->second;
+        engine::bytes body = pending_.build_record(schema, t.hlc, t.origin);
+        if (body.empty()) continue;
+        int rc = system(schema).append_log(t.hlc, t.origin_id, t.hlc, body.data(), body.size());
+        if (rc != SQLITE_OK) { err = std::string("hdbrepl: writing the change log: ") + sqlite3_errmsg(db_); return rc; }
+    }
+    // Tombstones expire in the transactions that write the table, at most once a minute
+    // per connection, so no background work is needed on a single node.
+    if (std::uint64_t now = now_ms(); now >= last_prune_ms_ + auto_prune_interval_ms) {
+        last_prune_ms_ = now;
+        for (const auto& schema : pending_.schemas()) {
+            std::int64_t removed = 0;
+            if (int rc = prune_tombstones(schema, removed, err, pending_.tables_in(schema)); rc != SQLITE_OK) return rc;
+        }
+    }
+    sqlite3_set_last_insert_rowid(db_, last_rowid);
+    flushed_ = true;
+    return SQLITE_OK;
+}
+
+int connection_state::prune_tombstones(const std::string& schema, std::int64_t& removed, std::string& err,
+                                       const std::vector<std::string>& only) {
+    removed = 0;
+    if (!engine::system_tables_exist(db_, schema)) return SQLITE_OK;
+    auto& sys = system(schema);
+    std::int64_t retention = 7LL * 24 * 3600 * 1000;
+    if (auto v = sys.get_meta("tombstone_retention_ms")) retention = std::stoll(*v);
+    std::uint64_t now = now_ms();
+    engine::hlc_t cutoff = now > static_cast<std::uint64_t>(retention) ? engine::hlc_from_ms(now - static_cast<std::uint64_t>(retention)) : 0;
+    std::vector<std::string> tables = only;
+    if (tables.empty()) {
+        engine::cached_stmt s(sys.cache(), "SELECT name FROM " + sys.table("hdbrepl_tables") + " WHERE live=1");
+        if (!s) { err = sqlite3_errmsg(db_); return s.prepare_rc(); }
+        while (sqlite3_step(s.get()) == SQLITE_ROW) tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0)));
+    }
+    for (const auto& name : tables) {
+        std::string sql = "DELETE FROM " + engine::quote_ident(schema) + "." + engine::quote_ident(name + "_tomb") + " WHERE " +
+                          engine::version_column + " < " + std::to_string(static_cast<sqlite3_int64>(cutoff));
+        if (int rc = engine::exec_sql(db_, sql, err); rc != SQLITE_OK) return rc;
+        removed += sqlite3_changes(db_);
+    }
+    return SQLITE_OK;
+}
+
+void connection_state::release_statements() {
+    for (auto& [name, sys] : systems_) sys->cache().clear();
+}
+
+void connection_state::end(bool committed) {
+    if (!committed) {
+        // What the rolled-back transaction created (interned names, even the system
+        // tables) is gone from the database.
+        for (auto& [name, sys] : systems_) sys->forget_origins();
+        ensured_.clear();
+    }
+    pending_.clear();
+    txns_.clear();
+    flushed_ = false;
+    ++generation_;
+}
+
+} // namespace hdbrepl::sql

@@ -1,0 +1,85 @@
+// State shared by every hdbrepl table of one SQLite connection (the module's client data):
+// the open transaction's pending changes and, per schema, its HLC and origin, plus the
+// cached system-table access. Created when the extension is loaded on a connection and
+// destroyed with the module when the connection closes.
+//
+// Transaction protocol (driven by the vtab callbacks, see vtab_repl_table.cpp):
+//   first write in a schema  -> begin_write(): ensures the system tables, reads the clock
+//                               under the write lock and fixes the transaction's HLC
+//   xSavepoint/xRelease/xRollbackTo -> pending.savepoint/release/rollback_to
+//   xSync  -> flush(): one log record per schema, inside the same SQLite transaction
+//   xCommit / xRollback -> end()
+// Thread: the thread using the connection (SQLite serialises calls on a connection).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/pending_txn.hpp"
+#include "engine/schema.hpp"
+
+namespace hdbrepl::sql {
+
+struct schema_txn {
+    engine::hlc_t hlc = 0;
+    std::int64_t origin_id = 0;
+    std::string origin;
+};
+
+class connection_state {
+public:
+    explicit connection_state(sqlite3* db) : db_(db) {}
+
+    sqlite3* db() const { return db_; }
+    engine::system_store& system(const std::string& schema);
+    engine::pending_txn& pending() { return pending_; }
+    // Bumped at every transaction end, so tables can cache per-transaction lookups.
+    std::uint64_t generation() const { return generation_; }
+
+    // The open transaction's version in `schema`, fixed at its first write.
+    int begin_write(const std::string& schema, schema_txn*& out, std::string& err);
+    // A fresh version for a DDL record written outside the data transaction's record.
+    int ddl_version(const std::string& schema, schema_txn& out, std::string& err);
+    // Writes the pending changes to the change logs (xSync). Idempotent until end().
+    int flush(std::string& err);
+    void end(bool committed);
+
+    // Deletes tombstones older than the retention (repl_config tombstone_retention_ms) from
+    // `tables` (all live tables of the schema when empty). Runs inside the caller's
+    // transaction or as its own statement.
+    int prune_tombstones(const std::string& schema, std::int64_t& removed, std::string& err,
+                         const std::vector<std::string>& tables = {});
+    static constexpr std::uint64_t auto_prune_interval_ms = 60'000;
+
+    // Tables open on this connection. sqlite3_close() refuses to close while any prepared
+    // statement exists, and it destroys the module (and so this state) only after that
+    // check; so the cached system statements are dropped when the last table disconnects,
+    // and after function calls made while no table is open.
+    void table_opened() { ++open_tables_; }
+    void table_closed() { if (--open_tables_ == 0) release_statements(); }
+    void release_statements_if_idle() { if (open_tables_ == 0) release_statements(); }
+    void release_statements();
+
+    // Wall clock, overridable for tests through repl_config('test_clock_ms', ...).
+    std::uint64_t now_ms() const;
+    void set_test_clock(std::uint64_t ms) { test_clock_ms_ = ms; }
+
+private:
+    int version_for(const std::string& schema, schema_txn& out, std::string& err, bool recheck);
+
+    sqlite3* db_;
+    engine::pending_txn pending_;
+    std::map<std::string, schema_txn> txns_;
+    std::map<std::string, std::unique_ptr<engine::system_store>> systems_;
+    std::set<std::string> ensured_; // schemas whose system tables are known to exist
+    bool flushed_ = false;
+    std::uint64_t generation_ = 1;
+    std::uint64_t test_clock_ms_ = 0;
+    std::uint64_t last_prune_ms_ = 0;
+    int open_tables_ = 0;
+};
+
+} // namespace hdbrepl::sql
