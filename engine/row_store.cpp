@@ -96,21 +96,26 @@ int row_store::rename_shadows(sqlite3* db, const std::string& schema, const std:
 }
 
 void row_store::renamed(std::string new_name) {
-    cache_.clear();
     name_ = std::move(new_name);
+    build_sql();
+}
+
+void row_store::release_statements() {
+    cache_.clear();
     build_sql();
 }
 
 void row_store::build_sql() {
     std::string key = quote_ident(def_.columns[def_.pk].name);
     std::string v = version_column, o = origin_column;
-    find_live_sql_ = "SELECT " + v + ", " + o + " FROM " + data_table() + " WHERE " + key + "=?1";
-    find_tomb_sql_ = "SELECT " + v + ", " + o + " FROM " + tomb_table() + " WHERE " + key + "=?1";
-    insert_sql_ = sql_insert(false);
-    replace_sql_ = sql_insert(true);
-    update_sql_ = sql_update();
-    delete_sql_ = "DELETE FROM " + data_table() + " WHERE " + key + "=?1";
-    tomb_sql_ = "INSERT OR REPLACE INTO " + tomb_table() + " VALUES(?1, ?2, ?3)";
+    cache_.clear();
+    find_live_.reset_sql("SELECT " + v + ", " + o + " FROM " + data_table() + " WHERE " + key + "=?1");
+    find_tomb_.reset_sql("SELECT " + v + ", " + o + " FROM " + tomb_table() + " WHERE " + key + "=?1");
+    insert_.reset_sql(sql_insert(false));
+    replace_.reset_sql(sql_insert(true));
+    update_.reset_sql(sql_update());
+    delete_.reset_sql("DELETE FROM " + data_table() + " WHERE " + key + "=?1");
+    tomb_.reset_sql("INSERT OR REPLACE INTO " + tomb_table() + " VALUES(?1, ?2, ?3)");
 }
 
 std::string row_store::sql_insert(bool replace) const {
@@ -135,9 +140,10 @@ std::string row_store::sql_update() const {
 
 int row_store::step_done(sqlite3_stmt* s) {
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return SQLITE_OK;
-    // Report the extended code (e.g. SQLITE_CONSTRAINT_PRIMARYKEY) to the caller.
-    return sqlite3_extended_errcode(db());
+    // The extended code (e.g. SQLITE_CONSTRAINT_PRIMARYKEY) is only valid before reset.
+    int ext = rc == SQLITE_DONE ? SQLITE_OK : sqlite3_extended_errcode(db());
+    sqlite3_reset(s);
+    return ext;
 }
 
 int row_store::prune_tombstones(hlc_t before, std::int64_t& removed) {

@@ -29,6 +29,34 @@ int bind_arg(sqlite3_stmt* s, int i, const value& v);
 // Reads a result column into a value.
 value column_value(sqlite3_stmt* s, int i);
 
+// A statement prepared on first use and kept for the life of its owner. Used for the
+// single-step statements of the write path, which are never held across calls, so one
+// instance suffices and no cache lookup is paid per row.
+class own_stmt {
+public:
+    own_stmt() = default;
+    ~own_stmt() { reset_sql({}); }
+    own_stmt(const own_stmt&) = delete;
+    own_stmt& operator=(const own_stmt&) = delete;
+    void reset_sql(std::string sql) { sqlite3_finalize(s_); s_ = nullptr; sql_ = std::move(sql); }
+    // Returns the statement, ready to bind, or nullptr with rc set.
+    sqlite3_stmt* get(sqlite3* db, int& rc) {
+        rc = SQLITE_OK;
+        if (!s_) rc = sqlite3_prepare_v3(db, sql_.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s_, nullptr);
+        return rc == SQLITE_OK ? s_ : nullptr;
+    }
+    const std::string& sql() const { return sql_; }
+private:
+    std::string sql_;
+    sqlite3_stmt* s_ = nullptr;
+};
+
+// Resets a statement (keeping its bindings' memory free) when the scope ends.
+struct stmt_reset {
+    sqlite3_stmt* s;
+    ~stmt_reset() { if (s) sqlite3_reset(s); }
+};
+
 class row_store {
 public:
     row_store(sqlite3* db, std::string schema, std::string name, table_def def);
@@ -41,6 +69,8 @@ public:
 
     // After a rename: drops cached statements and uses the new shadow names.
     void renamed(std::string new_name);
+    // Finalizes every statement (before DROP TABLE of the shadows).
+    void release_statements();
 
     const table_def& def() const { return def_; }
     const std::string& name() const { return name_; }
@@ -69,6 +99,7 @@ public:
     int prune_tombstones(hlc_t before, std::int64_t& removed);
 
 private:
+    // Steps a write statement once and resets it; returns SQLITE_OK or the extended code.
     int step_done(sqlite3_stmt* s);
     std::string sql_insert(bool replace) const;
     std::string sql_update() const;
@@ -76,19 +107,21 @@ private:
     std::string schema_, name_;
     table_def def_;
     stmt_cache cache_;
-    std::string find_live_sql_, find_tomb_sql_, insert_sql_, replace_sql_, update_sql_, delete_sql_, tomb_sql_;
+    own_stmt find_live_, find_tomb_, insert_, replace_, update_, delete_, tomb_;
     void build_sql();
 };
 
 template <class V> int row_store::find(const V& key, std::optional<stored_version>& out) {
     out.reset();
     for (int pass = 0; pass < 2; ++pass) {
-        cached_stmt s(cache_, pass == 0 ? find_live_sql_ : find_tomb_sql_);
-        if (!s) return s.prepare_rc();
-        bind_arg(s.get(), 1, key);
-        int rc = sqlite3_step(s.get());
+        int rc;
+        sqlite3_stmt* s = (pass == 0 ? find_live_ : find_tomb_).get(db(), rc);
+        if (!s) return rc;
+        stmt_reset guard{s};
+        bind_arg(s, 1, key);
+        rc = sqlite3_step(s);
         if (rc == SQLITE_ROW) {
-            out = stored_version{static_cast<hlc_t>(sqlite3_column_int64(s.get(), 0)), sqlite3_column_int64(s.get(), 1), pass == 0};
+            out = stored_version{static_cast<hlc_t>(sqlite3_column_int64(s, 0)), sqlite3_column_int64(s, 1), pass == 0};
             return SQLITE_OK;
         }
         if (rc != SQLITE_DONE) return rc;
@@ -97,39 +130,40 @@ template <class V> int row_store::find(const V& key, std::optional<stored_versio
 }
 
 template <class V> int row_store::insert_row(const V* values, hlc_t hlc, std::int64_t origin, bool replace) {
-    cached_stmt s(cache_, replace ? replace_sql_ : insert_sql_);
-    if (!s) return s.prepare_rc();
+    int rc;
+    sqlite3_stmt* s = (replace ? replace_ : insert_).get(db(), rc);
+    if (!s) return rc;
     int n = static_cast<int>(def_.columns.size());
-    for (int i = 0; i < n; ++i) bind_arg(s.get(), i + 1, values[i]);
-    sqlite3_bind_int64(s.get(), n + 1, static_cast<sqlite3_int64>(hlc));
-    sqlite3_bind_int64(s.get(), n + 2, origin);
-    return step_done(s.get());
+    for (int i = 0; i < n; ++i) bind_arg(s, i + 1, values[i]);
+    sqlite3_bind_int64(s, n + 1, static_cast<sqlite3_int64>(hlc));
+    sqlite3_bind_int64(s, n + 2, origin);
+    return step_done(s);
 }
 
 template <class K, class V> int row_store::update_row(const K& key, const V* values, hlc_t hlc, std::int64_t origin) {
-    cached_stmt s(cache_, update_sql_);
-    if (!s) return s.prepare_rc();
+    int rc;
+    sqlite3_stmt* s = update_.get(db(), rc);
+    if (!s) return rc;
     int n = static_cast<int>(def_.columns.size());
-    for (int i = 0; i < n; ++i) bind_arg(s.get(), i + 1, values[i]);
-    sqlite3_bind_int64(s.get(), n + 1, static_cast<sqlite3_int64>(hlc));
-    sqlite3_bind_int64(s.get(), n + 2, origin);
-    bind_arg(s.get(), n + 3, key);
-    return step_done(s.get());
+    for (int i = 0; i < n; ++i) bind_arg(s, i + 1, values[i]);
+    sqlite3_bind_int64(s, n + 1, static_cast<sqlite3_int64>(hlc));
+    sqlite3_bind_int64(s, n + 2, origin);
+    bind_arg(s, n + 3, key);
+    return step_done(s);
 }
 
 template <class K> int row_store::delete_row(const K& key, hlc_t hlc, std::int64_t origin) {
-    {
-        cached_stmt s(cache_, delete_sql_);
-        if (!s) return s.prepare_rc();
-        bind_arg(s.get(), 1, key);
-        if (int rc = step_done(s.get()); rc != SQLITE_OK) return rc;
-    }
-    cached_stmt t(cache_, tomb_sql_);
-    if (!t) return t.prepare_rc();
-    bind_arg(t.get(), 1, key);
-    sqlite3_bind_int64(t.get(), 2, static_cast<sqlite3_int64>(hlc));
-    sqlite3_bind_int64(t.get(), 3, origin);
-    return step_done(t.get());
+    int rc;
+    sqlite3_stmt* s = delete_.get(db(), rc);
+    if (!s) return rc;
+    bind_arg(s, 1, key);
+    if ((rc = step_done(s)) != SQLITE_OK) return rc;
+    sqlite3_stmt* t = tomb_.get(db(), rc);
+    if (!t) return rc;
+    bind_arg(t, 1, key);
+    sqlite3_bind_int64(t, 2, static_cast<sqlite3_int64>(hlc));
+    sqlite3_bind_int64(t, 3, origin);
+    return step_done(t);
 }
 
 } // namespace hdbrepl::engine

@@ -222,7 +222,7 @@ int xDestroy(sqlite3_vtab* v) {
         if (remote) ver.hlc = remote->hlc;
         else if ((rc = t->conn->ddl_version(t->schema, ver, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
         t->drop_statements();
-        t->store->cache().clear();
+        t->store->release_statements();
         if ((rc = row_store::drop_shadows(t->conn->db(), t->schema, t->name, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
         auto& sys = t->conn->system(t->schema);
         system_store::table_entry e = sys.get_table(t->name).value_or(system_store::table_entry{});
@@ -251,7 +251,7 @@ int xRename(sqlite3_vtab* v, const char* new_name) {
         if (remote) ver.hlc = remote->hlc;
         else if ((rc = t->conn->ddl_version(t->schema, ver, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
         t->drop_statements();
-        t->store->cache().clear();
+        t->store->release_statements();
         if ((rc = row_store::rename_shadows(t->conn->db(), t->schema, t->name, to, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
         auto& sys = t->conn->system(t->schema);
         system_store::table_entry old = sys.get_table(t->name).value_or(system_store::table_entry{});
@@ -347,6 +347,13 @@ int xBestIndex(sqlite3_vtab* v, sqlite3_index_info* info) {
             info->aConstraintUsage[i].omit = 1;
         }
         info->idxNum = plan_id(t, best);
+        // Shown by EXPLAIN QUERY PLAN after "INDEX n:".
+        std::string desc = best.column < 0 ? "full scan"
+                         : (best.column == static_cast<int>(def.pk) ? "key " : "index ") + def.columns[static_cast<std::size_t>(best.column)].name +
+                               (best.eq ? " =" : " range");
+        if (best.order) desc += best.order > 0 ? ", ordered by key" : ", ordered by key desc";
+        info->idxStr = sqlite3_mprintf("%s", desc.c_str());
+        info->needToFreeIdxStr = 1;
         info->estimatedCost = cost;
         info->estimatedRows = static_cast<sqlite3_int64>(rows);
         if (unique) info->idxFlags |= SQLITE_INDEX_SCAN_UNIQUE;
