@@ -14,6 +14,8 @@ thread_local const remote_ddl* tl_remote_ddl = nullptr;
 bool same_columns(const table_def& a, const table_def& b) {
     if (a.columns.size() != b.columns.size() || a.pk != b.pk) return false;
     for (std::size_t i = 0; i < a.columns.size(); ++i) {
+        // Same storage behaviour: a value must be stored the same way on every node.
+        if (a.columns[i].aff != b.columns[i].aff) return false;
         const auto& x = a.columns[i].name;
         const auto& y = b.columns[i].name;
         if (x.size() != y.size() ||
@@ -58,9 +60,12 @@ remote_ddl_scope::~remote_ddl_scope() { tl_remote_ddl = prev_; }
 applier::applier(sqlite3* db, std::string schema) : db_(db), sys_(db, std::move(schema)) {}
 
 row_store* applier::open_store(const std::string& name, std::string& err) {
-    if (auto it = stores_.find(name); it != stores_.end()) return it->second.get();
     auto entry = sys_.get_table(name);
-    if (!entry || !entry->live) { err = "table '" + name + "' does not exist"; return nullptr; }
+    if (!entry || !entry->live) { stores_.erase(name); err = "table '" + name + "' does not exist"; return nullptr; }
+    if (auto it = stores_.find(name); it != stores_.end()) {
+        if (it->second->def().canonical() == entry->definition) return it->second.get();
+        stores_.erase(it); // recreated elsewhere since
+    }
     auto def = parse_table_def(entry->definition, err);
     if (!def) { err = "stored definition of '" + name + "' is unreadable: " + err; return nullptr; }
     auto store = std::make_unique<row_store>(db_, sys_.schema(), name, std::move(*def));
@@ -76,6 +81,7 @@ int applier::resolve_table(const std::string& name, const std::string& definitio
     for (int hop = 0; hop < 16; ++hop) {
         auto entry = sys_.get_table(current);
         if (entry && entry->live) {
+            if (entry->dropped_hlc >= hlc) return SQLITE_OK; // dropped after this change was written
             out.store = open_store(current, err);
             return out.store ? SQLITE_OK : SQLITE_ERROR;
         }
@@ -125,7 +131,7 @@ int applier::apply_ddl(const change& c, const record_table& t, hlc_t hlc, const 
         // they do on the nodes that recreate the table for them.
         auto* store = open_store(t.name, err);
         if (!store) return SQLITE_ERROR;
-        std::string survivors_sql = "SELECT count(*) FROM " + store->data_table() + " WHERE " + version_column + " > ?1";
+        std::string survivors_sql = "SELECT (SELECT count(*) FROM " + store->data_table() + " WHERE " + version_column + " > ?1) + (SELECT count(*) FROM " + store->tomb_table() + " WHERE " + version_column + " > ?1)";
         sqlite3_stmt* s = nullptr;
         int rc = sqlite3_prepare_v2(db_, survivors_sql.c_str(), -1, &s, nullptr);
         if (rc != SQLITE_OK) { err = sqlite3_errmsg(db_); sqlite3_finalize(s); return rc; }
@@ -147,7 +153,16 @@ int applier::apply_ddl(const change& c, const record_table& t, hlc_t hlc, const 
     }
     case change_op::rename_table: {
         const std::string& to = c.values.at(0).s;
-        if (!entry || !entry->live) return SQLITE_OK; // unknown or already renamed/dropped here
+        if (!entry) {
+            system_store::table_entry e;
+            e.name = t.name;
+            e.definition = t.definition;
+            e.renamed_to = to;
+            e.renamed_hlc = hlc;
+            changed = true;
+            return sys_.put_table(e);
+        }
+        if (!entry->live) return SQLITE_OK; // already renamed/dropped here
         if (entry->created_hlc >= hlc) return SQLITE_OK;
         auto target = sys_.get_table(to);
         if (target && target->live) {

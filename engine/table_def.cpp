@@ -102,7 +102,7 @@ bool parse_column(std::string_view arg, table_def& def, std::string& err) {
     if (toks.empty()) { err = "empty column declaration"; return false; }
     column_def col;
     col.name = toks[0].text;
-    if (!toks[0].quoted && (toks[0].text.empty() || !(std::isalpha(static_cast<unsigned char>(toks[0].text[0])) || toks[0].text[0] == '_'))) {
+    if (!toks[0].quoted && (toks[0].text.empty() || !(std::isalpha(static_cast<unsigned char>(toks[0].text[0])) || toks[0].text[0] == '_' || static_cast<unsigned char>(toks[0].text[0]) >= 0x80))) {
         err = "bad column name '" + toks[0].text + "'";
         return false;
     }

@@ -21,6 +21,16 @@ int storage_rank(value_type t) {
 
 std::weak_ordering compare_numbers(const value& a, const value& b) {
     if (a.type == value_type::integer && b.type == value_type::integer) return a.i <=> b.i;
+    auto int_real = [](std::int64_t i, double r) -> std::weak_ordering {
+        if (r < -9223372036854775808.0) return std::weak_ordering::greater;
+        if (r >= 9223372036854775808.0) return std::weak_ordering::less;
+        auto y = static_cast<std::int64_t>(r);
+        if (i != y) return i <=> y;
+        double s = static_cast<double>(i);
+        return s < r ? std::weak_ordering::less : s > r ? std::weak_ordering::greater : std::weak_ordering::equivalent;
+    };
+    if (a.type == value_type::integer && b.type == value_type::real && !std::isnan(b.r)) return int_real(a.i, b.r);
+    if (a.type == value_type::real && b.type == value_type::integer && !std::isnan(a.r)) return 0 <=> int_real(b.i, a.r);
     double x = a.type == value_type::integer ? static_cast<double>(a.i) : a.r;
     double y = b.type == value_type::integer ? static_cast<double>(b.i) : b.r;
     if (x < y) return std::weak_ordering::less;

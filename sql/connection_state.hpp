@@ -32,6 +32,7 @@ struct schema_txn {
 class connection_state {
 public:
     explicit connection_state(sqlite3* db) : db_(db) {}
+    virtual ~connection_state() = default;
 
     sqlite3* db() const { return db_; }
     engine::system_store& system(const std::string& schema);

@@ -1,0 +1,326 @@
+// Unit tests for engine/pending_txn.hpp: the in-memory change list of an open
+// transaction, its savepoints, per-key compaction and per-schema records.
+#include <catch2/catch.hpp>
+
+#include "tests/unit/test_printers.hpp"
+
+#include "engine/pending_txn.hpp"
+
+#include <string>
+#include <vector>
+
+using namespace hdbrepl::engine;
+
+namespace {
+
+// Appends a put of `row` (key at column `pk`) the way the vtab does.
+void put(pending_txn& p, std::uint32_t slot, const std::vector<value>& row, std::size_t pk = 0) {
+    auto& buf = p.buffer();
+    std::size_t start = buf.size(), ks = 0, ke = 0;
+    byte_writer w(buf);
+    w.put_varint(row.size());
+    for (std::size_t i = 0; i < row.size(); ++i) {
+        if (i == pk) ks = buf.size();
+        encode_value(w, row[i]);
+        if (i == pk) ke = buf.size();
+    }
+    p.add(slot, change_op::put, start, ks, ke);
+}
+
+void del(pending_txn& p, std::uint32_t slot, const value& key) {
+    auto& buf = p.buffer();
+    std::size_t start = buf.size();
+    byte_writer w(buf);
+    encode_value(w, key);
+    p.add(slot, change_op::del, start, start, buf.size());
+    p.note_overwrite();
+}
+
+const std::string def_t = "\"id\" INTEGER PRIMARY KEY, \"v\"";
+const std::string def_u = "\"k\" TEXT PRIMARY KEY, \"w\"";
+constexpr hlc_t H = (1'795'687'405'123ull << 16) | 3;
+
+txn_record record(const pending_txn& p, const std::string& schema = "main") {
+    bytes b = p.build_record(schema, H, "me");
+    REQUIRE_FALSE(b.empty());
+    std::string err;
+    auto r = decode_record(b.data(), b.size(), err);
+    INFO(err);
+    REQUIRE(r.has_value());
+    CHECK(r->hlc == H);
+    CHECK(r->origin == "me");
+    return *r;
+}
+
+// "table:op:key" for each change, e.g. "t:put:1", "u:del:'a'".
+std::vector<std::string> summary(const txn_record& r) {
+    std::vector<std::string> out;
+    for (const auto& c : r.changes) {
+        std::string s = r.tables[c.table].name + ":";
+        if (c.op == change_op::put) s += "put:" + c.values[0].to_string() + "=" + c.values[1].to_string();
+        else if (c.op == change_op::del) s += "del:" + c.values[0].to_string();
+        else s += "other";
+        out.push_back(s);
+    }
+    return out;
+}
+
+std::vector<std::string> keys(const pending_txn& p) {
+    if (p.empty()) return {};
+    return summary(record(p));
+}
+
+using strs = std::vector<std::string>;
+
+} // namespace
+
+TEST_CASE("pending_txn: build_record after puts and deletes", "[unit][pending_txn]") {
+    pending_txn p;
+    CHECK(p.empty());
+    CHECK(p.build_record("main", H, "me").empty());
+    auto t = p.table_slot("main", "t", def_t);
+    auto u = p.table_slot("main", "u", def_u);
+    CHECK(p.table_slot("main", "t", def_t) == t); // same table, same slot
+    CHECK(t != u);
+    put(p, t, {value::of_int(1), value::of_text("a")});
+    put(p, u, {value::of_text("x"), value::of_blob("b")});
+    del(p, t, value::of_int(2));
+    put(p, t, {value::of_int(3), value::null()});
+    CHECK(p.size() == 4);
+    CHECK_FALSE(p.empty());
+
+    auto r = record(p);
+    REQUIRE(r.tables.size() == 2);
+    CHECK(r.tables[0].name == "t");
+    CHECK(r.tables[0].definition == def_t);
+    CHECK(r.tables[1].name == "u");
+    CHECK(r.tables[1].definition == def_u);
+    CHECK(summary(r) == strs{"t:put:1='a'", "u:put:'x'=x'<1 bytes>'", "t:del:2", "t:put:3=NULL"});
+    CHECK(r.changes[1].values[1] == value::of_blob("b"));
+
+    p.clear();
+    CHECK(p.empty());
+    CHECK(p.build_record("main", H, "me").empty());
+}
+
+TEST_CASE("pending_txn: a table that registered but has no changes is not in the record", "[unit][pending_txn]") {
+    pending_txn p;
+    auto t = p.table_slot("main", "t", def_t);
+    auto u = p.table_slot("main", "u", def_u);
+    (void)t;
+    put(p, u, {value::of_text("x"), value::of_int(1)});
+    auto r = record(p);
+    REQUIRE(r.tables.size() == 1);
+    CHECK(r.tables[0].name == "u");
+    CHECK(r.changes[0].table == 0);
+}
+
+TEST_CASE("pending_txn: savepoints, nested, with the repeated calls SQLite makes per table", "[unit][pending_txn]") {
+    pending_txn p;
+    auto t = p.table_slot("main", "t", def_t);
+    // Two tables take part: every call arrives twice.
+    p.savepoint(0);
+    p.savepoint(0);
+    put(p, t, {value::of_int(1), value::of_int(10)});
+    p.savepoint(1);
+    p.savepoint(1);
+    put(p, t, {value::of_int(2), value::of_int(20)});
+    p.savepoint(2);
+    p.savepoint(2);
+    put(p, t, {value::of_int(3), value::of_int(30)});
+    CHECK(keys(p) == strs{"t:put:1=10", "t:put:2=20", "t:put:3=30"});
+
+    SECTION("rollback_to the innermost level") {
+        p.rollback_to(2);
+        p.rollback_to(2);
+        CHECK(keys(p) == strs{"t:put:1=10", "t:put:2=20"});
+        // The savepoint stays open after ROLLBACK TO: new changes, then roll back again.
+        put(p, t, {value::of_int(4), value::of_int(40)});
+        CHECK(p.size() == 3);
+        p.rollback_to(2);
+        CHECK(keys(p) == strs{"t:put:1=10", "t:put:2=20"});
+    }
+    SECTION("rollback_to an outer level discards the inner ones") {
+        p.rollback_to(1);
+        p.rollback_to(1);
+        CHECK(keys(p) == strs{"t:put:1=10"});
+        put(p, t, {value::of_int(5), value::of_int(50)});
+        p.savepoint(2); // a new inner level after the rollback
+        put(p, t, {value::of_int(6), value::of_int(60)});
+        p.rollback_to(2);
+        CHECK(keys(p) == strs{"t:put:1=10", "t:put:5=50"});
+        p.rollback_to(1);
+        CHECK(keys(p) == strs{"t:put:1=10"});
+    }
+    SECTION("release keeps the changes, merged into the enclosing level") {
+        p.release(2);
+        p.release(2);
+        CHECK(p.size() == 3);
+        p.rollback_to(1); // level 1 still covers what level 2 had
+        CHECK(keys(p) == strs{"t:put:1=10"});
+    }
+    SECTION("release of an outer level releases the inner ones too") {
+        p.release(1);
+        p.release(1);
+        CHECK(p.size() == 3);
+        // Level 1 reopened now marks the current state.
+        p.savepoint(1);
+        put(p, t, {value::of_int(7), value::of_int(70)});
+        p.rollback_to(1);
+        CHECK(keys(p) == strs{"t:put:1=10", "t:put:2=20", "t:put:3=30"});
+        p.rollback_to(0);
+        CHECK(p.empty());
+    }
+    SECTION("rollback_to level 0 empties the transaction") {
+        p.rollback_to(0);
+        p.rollback_to(0);
+        CHECK(p.empty());
+        CHECK(p.build_record("main", H, "me").empty());
+        put(p, t, {value::of_int(8), value::of_int(80)});
+        CHECK(keys(p) == strs{"t:put:8=80"});
+    }
+    SECTION("a repeated savepoint call after changes does not move the mark") {
+        put(p, t, {value::of_int(9), value::of_int(90)});
+        p.savepoint(2); // level 2 is open already: ignored
+        p.rollback_to(2);
+        CHECK(keys(p) == strs{"t:put:1=10", "t:put:2=20"});
+    }
+    SECTION("negative levels are ignored") {
+        p.savepoint(-1);
+        p.release(-1);
+        p.rollback_to(-1);
+        CHECK(p.size() == 3);
+    }
+}
+
+TEST_CASE("pending_txn: rollback to a level opened before any change", "[unit][pending_txn]") {
+    pending_txn p;
+    auto t = p.table_slot("main", "t", def_t);
+    // The table joins the transaction with savepoints 0 and 1 already open (SQLite calls
+    // xSavepoint(1) only): levels 0 and 1 both mark the empty state.
+    p.savepoint(1);
+    put(p, t, {value::of_int(1), value::of_int(10)});
+    p.savepoint(2);
+    put(p, t, {value::of_int(2), value::of_int(20)});
+    p.rollback_to(2);
+    CHECK(keys(p) == strs{"t:put:1=10"});
+    p.rollback_to(0);
+    CHECK(p.empty());
+
+    // And with level 0 announced before any change.
+    put(p, t, {value::of_int(3), value::of_int(30)});
+    p.release(0);
+    CHECK(p.size() == 1);
+    p.savepoint(0);
+    p.rollback_to(0);
+    CHECK(p.size() == 1); // level 0 reopened after the change: the change stays
+}
+
+TEST_CASE("pending_txn: a rollback frees the rolled-back bytes", "[unit][pending_txn]") {
+    pending_txn p;
+    auto t = p.table_slot("main", "t", def_t);
+    put(p, t, {value::of_int(1), value::of_text("keep")});
+    std::size_t used = p.buffer().size();
+    p.savepoint(0);
+    put(p, t, {value::of_int(2), value::of_text(std::string(1000, 'x'))});
+    p.rollback_to(0);
+    CHECK(p.buffer().size() == used);
+    put(p, t, {value::of_int(3), value::of_text("after")});
+    CHECK(keys(p) == strs{"t:put:1='keep'", "t:put:3='after'"});
+}
+
+TEST_CASE("pending_txn: compaction to each key's last change only after note_overwrite", "[unit][pending_txn]") {
+    pending_txn p;
+    auto t = p.table_slot("main", "t", def_t);
+    auto u = p.table_slot("main", "u", def_u);
+    put(p, t, {value::of_int(1), value::of_int(10)});
+    put(p, t, {value::of_int(2), value::of_int(20)});
+    put(p, u, {value::of_text("1"), value::of_int(100)}); // same "key" text in another table
+    put(p, t, {value::of_int(1), value::of_int(11)});
+
+    SECTION("without note_overwrite every change is kept") {
+        CHECK(keys(p) == strs{"t:put:1=10", "t:put:2=20", "u:put:'1'=100", "t:put:1=11"});
+    }
+    SECTION("with note_overwrite only the last change of each (table, key)") {
+        p.note_overwrite();
+        CHECK(keys(p) == strs{"t:put:2=20", "u:put:'1'=100", "t:put:1=11"});
+    }
+    SECTION("a delete replaces an earlier put of the same key, and a put an earlier delete") {
+        del(p, t, value::of_int(2)); // calls note_overwrite
+        put(p, u, {value::of_text("zz"), value::of_int(1)});
+        del(p, u, value::of_text("zz"));
+        put(p, u, {value::of_text("zz"), value::of_int(2)});
+        CHECK(keys(p) == strs{"u:put:'1'=100", "t:put:1=11", "t:del:2", "u:put:'zz'=2"});
+    }
+    SECTION("keys compare by value encoding: 1 and 1.0 and '1' are different keys") {
+        put(p, t, {value::of_real(1.0), value::of_int(12)});
+        put(p, t, {value::of_text("1"), value::of_int(13)});
+        p.note_overwrite();
+        CHECK(keys(p) == strs{"t:put:2=20", "u:put:'1'=100", "t:put:1=11", "t:put:1=12", "t:put:'1'=13"});
+    }
+    SECTION("the key need not be the first column") {
+        pending_txn q;
+        auto s = q.table_slot("main", "s", "\"v\", \"id\" INTEGER PRIMARY KEY");
+        put(q, s, {value::of_int(1), value::of_int(7)}, 1);
+        put(q, s, {value::of_int(2), value::of_int(7)}, 1);
+        put(q, s, {value::of_int(3), value::of_int(8)}, 1);
+        q.note_overwrite();
+        auto r = record(q);
+        REQUIRE(r.changes.size() == 2);
+        CHECK(r.changes[0].values[0] == value::of_int(2));
+        CHECK(r.changes[1].values[0] == value::of_int(3));
+    }
+}
+
+TEST_CASE("pending_txn: schemas() and one record per schema", "[unit][pending_txn]") {
+    pending_txn p;
+    auto m = p.table_slot("main", "t", def_t);
+    auto a = p.table_slot("aux", "t", def_u); // same table name in another schema
+    auto a2 = p.table_slot("aux", "other", def_t);
+    CHECK(p.schemas().empty());
+    CHECK(p.tables_in("aux") == strs{"t", "other"});
+    CHECK(p.tables_in("main") == strs{"t"});
+    CHECK(p.tables_in("temp").empty());
+
+    put(p, a, {value::of_text("k"), value::of_int(1)});
+    CHECK(p.schemas() == strs{"aux"}); // first-use order, only schemas with changes
+    CHECK(p.build_record("main", H, "me").empty());
+    put(p, m, {value::of_int(1), value::of_int(2)});
+    put(p, a2, {value::of_int(5), value::of_int(6)});
+    put(p, m, {value::of_int(1), value::of_int(3)});
+    p.note_overwrite();
+    CHECK(p.schemas() == strs{"aux", "main"});
+
+    auto rm = record(p, "main");
+    REQUIRE(rm.tables.size() == 1);
+    CHECK(rm.tables[0].definition == def_t);
+    CHECK(summary(rm) == strs{"t:put:1=3"});
+
+    auto ra = record(p, "aux");
+    REQUIRE(ra.tables.size() == 2);
+    CHECK(ra.tables[0].name == "t");
+    CHECK(ra.tables[0].definition == def_u);
+    CHECK(ra.tables[1].name == "other");
+    CHECK(summary(ra) == strs{"t:put:'k'=1", "other:put:5=6"});
+
+    // Rolling back the only change of a schema removes the schema.
+    pending_txn q;
+    auto qm = q.table_slot("main", "t", def_t);
+    auto qa = q.table_slot("aux", "t", def_t);
+    put(q, qm, {value::of_int(1), value::of_int(1)});
+    q.savepoint(0);
+    put(q, qa, {value::of_int(1), value::of_int(1)});
+    CHECK(q.schemas() == strs{"main", "aux"});
+    q.rollback_to(0);
+    CHECK(q.schemas() == strs{"main"});
+    CHECK(q.build_record("aux", H, "me").empty());
+}
+
+TEST_CASE("pending_txn: a table's definition is the latest registered", "[unit][pending_txn]") {
+    pending_txn p;
+    auto t = p.table_slot("main", "t", def_t);
+    put(p, t, {value::of_int(1), value::of_int(1)});
+    CHECK(p.table_slot("main", "t", "\"id\" INTEGER PRIMARY KEY, \"v\", \"w\"") == t);
+    auto r = record(p);
+    CHECK(r.tables[0].definition == "\"id\" INTEGER PRIMARY KEY, \"v\", \"w\"");
+}
