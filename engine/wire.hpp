@@ -1,0 +1,97 @@
+// The peer protocol's messages (docs/protocol.md): encoding and validating decoding.
+// Pure: no I/O. Every decoder treats its input as hostile: a malformed, truncated or
+// oversized message yields an error text, never a crash or a partial result.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "engine/bytes.hpp"
+#include "engine/hlc.hpp"
+#include "engine/value.hpp"
+
+namespace hdbrepl::engine::wire {
+
+inline constexpr std::uint16_t protocol_version = 1;
+inline constexpr char hello_magic[4] = {'H', 'D', 'B', 'R'};
+
+enum class msg : std::uint8_t {
+    hello = 1, subscribe = 2, txn = 3, ack = 4, copy_start = 5, copy_table = 6, copy_rows = 7, copy_end = 8,
+    copy_ack = 9, error = 10,
+};
+
+struct origin_progress {
+    std::string origin;
+    hlc_t hlc = 0;
+};
+
+// What a receiver wants from this link: every origin's records newer than its progress
+// (start_after for origins it does not list), except the excluded origins.
+struct subscription {
+    hlc_t start_after = 0;
+    std::vector<origin_progress> progress;
+    std::vector<std::string> exclude;
+};
+
+struct hello {
+    std::uint16_t version = protocol_version;
+    std::string node_name, node_url, database, db_id;
+    bool needs_copy = false;
+    subscription sub;
+};
+
+struct subscribe {
+    subscription sub;
+};
+
+struct txn {
+    std::uint64_t seq = 0; // the sender's log position
+    bytes record;          // a txn_record (txn_record.hpp)
+};
+
+struct ack { std::uint64_t seq = 0; };
+
+struct copy_start {
+    std::uint64_t total_rows = 0;
+};
+
+struct copy_table {
+    std::string name, definition;
+};
+
+struct copy_row {
+    bool deleted = false;
+    hlc_t hlc = 0;
+    std::string origin;
+    std::vector<value> values; // put: the row; deleted: {key}
+};
+
+struct copy_rows {
+    std::uint32_t table = 0; // index among the copy_table messages of this copy
+    std::vector<copy_row> rows;
+};
+
+struct copy_end {
+    std::uint64_t seq = 0;                 // the sender's log position of the snapshot
+    std::vector<origin_progress> progress; // what the snapshot contains, per origin
+};
+
+struct copy_ack { std::uint64_t chunks = 0; };
+
+struct error_msg { std::string text; };
+
+using message = std::variant<hello, subscribe, txn, ack, copy_start, copy_table, copy_rows, copy_end, copy_ack, error_msg>;
+
+// Limits a decoder enforces (beyond the transport's message size limit).
+inline constexpr std::size_t max_origins = 100'000;
+inline constexpr std::size_t max_rows_per_chunk = 100'000;
+
+bytes encode(const message& m);
+// Decodes one message; nullopt with `error` naming the message type and the fault.
+std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::string& error);
+
+const char* name_of(const message& m);
+
+} // namespace hdbrepl::engine::wire
