@@ -419,7 +419,23 @@ int xNext(sqlite3_vtab_cursor* cc) { return step(cur(cc)); }
 int xEof(sqlite3_vtab_cursor* cc) { return cur(cc)->eof ? 1 : 0; }
 
 int xColumn(sqlite3_vtab_cursor* cc, sqlite3_context* ctx, int i) {
-    sqlite3_result_value(ctx, sqlite3_column_value(cur(cc)->stmt, i));
+    // One locked call to reach the value, then per-type results: sqlite3_result_value
+    // would free and reallocate the result's buffer for every TEXT value, while
+    // sqlite3_result_text with a NUL-terminated string reuses it from row to row.
+    sqlite3_value* v = sqlite3_column_value(cur(cc)->stmt, i);
+    switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER: sqlite3_result_int64(ctx, sqlite3_value_int64(v)); break;
+    case SQLITE_FLOAT: sqlite3_result_double(ctx, sqlite3_value_double(v)); break;
+    case SQLITE_NULL: sqlite3_result_null(ctx); break;
+    case SQLITE_TEXT: {
+        auto* t = reinterpret_cast<const char*>(sqlite3_value_text(v));
+        int n = sqlite3_value_bytes(v);
+        // -1 lets SQLite keep the terminator; only text with an embedded NUL needs a length.
+        sqlite3_result_text(ctx, t, std::memchr(t, 0, static_cast<std::size_t>(n)) ? n : -1, SQLITE_TRANSIENT);
+        break;
+    }
+    default: sqlite3_result_value(ctx, v); break;
+    }
     return SQLITE_OK;
 }
 
