@@ -267,4 +267,56 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
     return res;
 }
 
+apply_result applier::apply_copy(const std::string& table, const std::string& definition, const std::vector<copied_row>& rows) {
+    apply_result res;
+    apply_txn txn(db_);
+    if ((res.rc = txn.begin(res.error)) != SQLITE_OK) return res;
+    if ((res.rc = ensure_system_tables(db_, sys_.schema(), res.error)) != SQLITE_OK) return res;
+    auto fail = [&](int rc, std::string msg) {
+        res.rc = rc;
+        res.error = "copy of '" + table + "': " + std::move(msg);
+        res.rows_applied = 0;
+        sys_.forget_origins();
+        stores_.clear();
+        return res;
+    };
+    resolved r;
+    hlc_t newest = 0;
+    for (const auto& row : rows) newest = std::max(newest, row.hlc);
+    std::string err;
+    if (rows.empty()) return res;
+    if (int rc = resolve_table(table, definition, newest, rows.front().origin, r, err); rc != SQLITE_OK) return fail(rc, err);
+    if (!r.store) { res.rows_skipped = rows.size(); return res; }
+    const auto& def = r.store->def();
+    {
+        std::string derr;
+        auto remote_def = parse_table_def(definition, derr);
+        if (!remote_def || !same_columns(*remote_def, def))
+            return fail(SQLITE_MISMATCH, "the columns here (" + def.canonical() + ") differ from the sender's (" + definition + ")");
+    }
+    for (const auto& row : rows) {
+        if (!row.deleted && row.values.size() != def.columns.size()) return fail(SQLITE_CORRUPT, "row with a wrong number of values");
+        if (row.values.empty()) return fail(SQLITE_CORRUPT, "row without values");
+        const value& key = row.deleted ? row.values[0] : row.values[def.pk];
+        if (key.type == value_type::null) return fail(SQLITE_CORRUPT, "NULL primary key");
+        std::optional<row_store::stored_version> cur;
+        if (int rc = r.store->find(key, cur); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+        if (cur && compare_versions({row.hlc, row.origin}, {cur->hlc, sys_.origin_name(cur->origin)}) <= 0) {
+            ++res.rows_skipped;
+            continue;
+        }
+        std::int64_t origin_id = 0;
+        if (int rc = sys_.origin_id(row.origin, origin_id); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+        int rc = row.deleted ? r.store->delete_row(key, row.hlc, origin_id)
+                 : cur && cur->live ? r.store->update_row(key, row.values.data(), row.hlc, origin_id)
+                                    : r.store->insert_row(row.values.data(), row.hlc, origin_id, true);
+        if (rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+        ++res.rows_applied;
+    }
+    // Copied rows have no log record; the clock must still end up past every stored version.
+    if (int rc = sys_.raise_clock_floor(newest); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+    if ((res.rc = txn.commit(res.error)) != SQLITE_OK) { sys_.forget_origins(); stores_.clear(); }
+    return res;
+}
+
 } // namespace hdbrepl::engine

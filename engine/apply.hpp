@@ -62,10 +62,22 @@ private:
     const remote_ddl* prev_;
 };
 
+struct copied_row {
+    bool deleted = false;
+    hlc_t hlc = 0;
+    std::string origin;
+    std::vector<value> values; // live: the row; deleted: {key}
+};
+
 class applier {
 public:
     applier(sqlite3* db, std::string schema = "main");
     apply_result apply(const std::uint8_t* body, std::size_t size, const apply_options& opt = {});
+    // Merges rows of an initial copy into `table` (created from `definition` when missing):
+    // each row is written only when its version is newer than what is stored, so a copy
+    // never deletes or overwrites newer local rows. Runs in the caller's transaction, or in
+    // its own when none is open. Raises the clock floor to the newest version copied.
+    apply_result apply_copy(const std::string& table, const std::string& definition, const std::vector<copied_row>& rows);
     system_store& system() { return sys_; }
 
 private:

@@ -9,7 +9,7 @@ namespace hdbrepl::engine::wire {
 
 namespace {
 
-const char* const message_names[] = {"hello", "subscribe", "txn", "ack", "copy_start", "copy_table", "copy_rows", "copy_end", "copy_ack", "error"};
+const char* const message_names[] = {"hello", "subscribe", "txn", "ack", "copy_start", "copy_table", "copy_rows", "copy_end", "copy_ack", "error", "removed"};
 
 void put_progress(byte_writer& w, const std::vector<origin_progress>& p) {
     w.put_varint(p.size());
@@ -123,6 +123,8 @@ bytes encode(const message& m) {
                 w.put_varint(x.chunks);
             } else if constexpr (std::is_same_v<T, error_msg>) {
                 w.put_str(x.text);
+            } else if constexpr (std::is_same_v<T, removed>) {
+                w.put_str(x.by);
             }
         },
         m);
@@ -230,6 +232,12 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
         error_msg e;
         e.text = rd.str("error text", 4096);
         if (rd.r.ok()) out = std::move(e);
+        break;
+    }
+    case msg::removed: {
+        removed x;
+        x.by = rd.str("node name", max_name_len, false);
+        if (rd.r.ok()) out = std::move(x);
         break;
     }
     default:

@@ -6,6 +6,8 @@
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT1
 
+#include "extension/fn_cluster.hpp"
+#include "extension/runtime.hpp"
 #include "sql/connection_state.hpp"
 #include "sql/functions.hpp"
 #include "sql/vtab_repl_table.hpp"
@@ -25,24 +27,34 @@ void forget_connection(void* db) {
     registered.erase(static_cast<sqlite3*>(db));
 }
 
+// Connection state that also counts the user connections of each database file.
 class tracked_state : public hdbrepl::sql::connection_state {
 public:
-    using connection_state::connection_state;
-    ~tracked_state() { forget_connection(db()); }
+    tracked_state(sqlite3* db, bool internal) : connection_state(db), internal_(internal) {
+        if (!internal_) hdbrepl::ext::user_connection_opened(main_path());
+    }
+    ~tracked_state() override {
+        forget_connection(db());
+        // Runs inside sqlite3_close() of this connection; stopping the node closes only
+        // the node's own connections.
+        if (!internal_) hdbrepl::ext::user_connection_closed(main_path());
+    }
+private:
+    bool internal_;
 };
-} // namespace
 
-extern "C" int hdbrepl_register(sqlite3* db, char** pz_err, const sqlite3_api_routines* api) {
+int register_all(sqlite3* db, char** pz_err, const sqlite3_api_routines* api, bool internal) {
     SQLITE_EXTENSION_INIT2(api);
     {
         std::lock_guard lock(registered_mutex);
         if (registered.count(db)) return SQLITE_OK;
     }
-    auto* state = new (std::nothrow) tracked_state(db);
+    auto* state = new (std::nothrow) tracked_state(db, internal);
     if (!state) return SQLITE_NOMEM;
     // The module owns the state from here on, also when registration fails.
     int rc = hdbrepl::sql::register_repl_table_module(db, state);
     if (rc == SQLITE_OK) rc = hdbrepl::sql::register_basic_functions(db, state);
+    if (rc == SQLITE_OK) rc = hdbrepl::ext::register_cluster_functions(db, state, api);
     if (rc != SQLITE_OK) {
         if (pz_err) *pz_err = sqlite3_mprintf("hdbrepl: registration failed: %s", sqlite3_errmsg(db));
         return rc;
@@ -50,4 +62,13 @@ extern "C" int hdbrepl_register(sqlite3* db, char** pz_err, const sqlite3_api_ro
     std::lock_guard lock(registered_mutex);
     registered.insert(db);
     return SQLITE_OK;
+}
+} // namespace
+
+extern "C" int hdbrepl_register(sqlite3* db, char** pz_err, const sqlite3_api_routines* api) {
+    return register_all(db, pz_err, api, false);
+}
+
+extern "C" int hdbrepl_register_internal(sqlite3* db, char** pz_err, const sqlite3_api_routines* api) {
+    return register_all(db, pz_err, api, true);
 }

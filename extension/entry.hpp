@@ -9,4 +9,7 @@ extern "C" {
 // Registers everything on `db`. Returns SQLITE_OK (never LOAD_PERMANENTLY: auto-extension
 // callers treat any non-zero code as an error).
 int hdbrepl_register(sqlite3* db, char** pz_err, const sqlite3_api_routines* api);
+// The same for a node's own connections: they are not counted as users of the file (the
+// last user connection that closes stops the node).
+int hdbrepl_register_internal(sqlite3* db, char** pz_err, const sqlite3_api_routines* api);
 }

@@ -1,9 +1,15 @@
 // Per-connection transaction state (see connection_state.hpp).
 #include "sql/connection_state.hpp"
 
+#include "engine/commit_signal.hpp"
 #include "engine/table_def.hpp"
 
 namespace hdbrepl::sql {
+
+connection_state::connection_state(sqlite3* db) : db_(db) {
+    const char* f = sqlite3_db_filename(db, "main");
+    main_path_ = f ? f : "";
+}
 
 engine::system_store& connection_state::system(const std::string& schema) {
     auto& p = systems_[schema];
@@ -55,6 +61,7 @@ int connection_state::flush(std::string& err) {
         if (body.empty()) continue;
         int rc = system(schema).append_log(t.hlc, t.origin_id, t.hlc, body.data(), body.size());
         if (rc != SQLITE_OK) { err = std::string("hdbrepl: writing the change log: ") + sqlite3_errmsg(db_); return rc; }
+        if (schema == "main") flushed_main_hlc_ = t.hlc;
     }
     // Tombstones expire in the transactions that write the table, at most once a minute
     // per connection, so no background work is needed on a single node.
@@ -105,6 +112,12 @@ void connection_state::end(bool committed) {
         for (auto& [name, sys] : systems_) sys->forget_origins();
         ensured_.clear();
     }
+    if (committed && flushed_main_hlc_) {
+        last_commit_hlc_ = flushed_main_hlc_;
+        // Wake the node streaming this file's log (if any), now that the record is durable.
+        if (!main_path_.empty()) engine::commit_signal::signal(main_path_, flushed_main_hlc_);
+    }
+    flushed_main_hlc_ = 0;
     pending_.clear();
     txns_.clear();
     flushed_ = false;

@@ -31,7 +31,7 @@ struct schema_txn {
 
 class connection_state {
 public:
-    explicit connection_state(sqlite3* db) : db_(db) {}
+    explicit connection_state(sqlite3* db);
     virtual ~connection_state() = default;
 
     sqlite3* db() const { return db_; }
@@ -64,6 +64,12 @@ public:
     void release_statements_if_idle() { if (open_tables_ == 0) release_statements(); }
     void release_statements();
 
+    // The HLC of this connection's last committed transaction that wrote the main log (0
+    // when none), for repl_confirm().
+    engine::hlc_t last_commit_hlc() const { return last_commit_hlc_; }
+    // The database file of the main schema ("" for :memory: and temp databases).
+    const std::string& main_path() const { return main_path_; }
+
     // Wall clock, overridable for tests through repl_config('test_clock_ms', ...).
     std::uint64_t now_ms() const;
     void set_test_clock(std::uint64_t ms) { test_clock_ms_ = ms; }
@@ -81,6 +87,9 @@ private:
     std::uint64_t test_clock_ms_ = 0;
     std::uint64_t last_prune_ms_ = 0;
     int open_tables_ = 0;
+    engine::hlc_t last_commit_hlc_ = 0;
+    engine::hlc_t flushed_main_hlc_ = 0; // set by flush() when the main log got a record
+    std::string main_path_;
 };
 
 } // namespace hdbrepl::sql

@@ -246,8 +246,12 @@ constexpr function_entry functions[] = {
     {"repl_record_json", 1, pure, fn_record_json},
 };
 
-const char* const function_names[] = {"repl_apply", "repl_config", "repl_node_name", "repl_prune_tombstones",
-                                      "repl_record_json", "repl_version", nullptr};
+// Every repl_* function of the extension, including the cluster functions registered by
+// extension/fn_cluster.cpp (the [sql] tests compare this with pragma_function_list).
+const char* const function_names[] = {"repl_add_node",       "repl_apply",          "repl_cluster_status", "repl_config",
+                                      "repl_confirm",        "repl_node_name",      "repl_operation",      "repl_prune_tombstones",
+                                      "repl_record_json",    "repl_remove_node",    "repl_set_node",       "repl_start",
+                                      "repl_stop",           "repl_update_node",    "repl_version",        nullptr};
 
 } // namespace
 

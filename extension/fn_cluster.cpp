@@ -1,0 +1,271 @@
+/*
+** Cluster functions.
+**
+**   repl_start(config)          -> {"node_name": ..., ...}   config: YAML/JSON text or a file path
+**   repl_stop()                 -> 'stopped'
+**   repl_add_node(json) / repl_set_node(json) / repl_update_node(json) / repl_remove_node(json)
+**   repl_cluster_status()       -> HarperDB's cluster_status JSON
+**   repl_confirm(n, timeout_ms) -> how many nodes confirmed this connection's last commit
+**   repl_operation(json)        -> any of the above by its "operation" key, plus
+**                                  search_by_value on system.hdb_nodes
+**
+** Everything that changes the cluster is SQLITE_DIRECTONLY. These functions run on the
+** calling user's thread and reach the node through its thread-safe interface.
+*/
+#include "extension/fn_cluster.hpp"
+
+#include "extension/config.hpp"
+#include "extension/json.hpp"
+#include "extension/runtime.hpp"
+#include "sql/sql_error.hpp"
+
+#include <chrono>
+
+namespace hdbrepl::ext {
+namespace {
+
+struct fn_context {
+    sql::connection_state* state;
+    const sqlite3_api_routines* api;
+};
+
+fn_context* ctx_of(sqlite3_context* c) { return static_cast<fn_context*>(sqlite3_user_data(c)); }
+
+std::string text_arg(sqlite3_value* v) {
+    auto* t = sqlite3_value_text(v);
+    return t ? std::string(reinterpret_cast<const char*>(t), static_cast<std::size_t>(sqlite3_value_bytes(v))) : std::string();
+}
+
+void result_json(sqlite3_context* c, const std::string& json) {
+    sqlite3_result_text(c, json.c_str(), static_cast<int>(json.size()), SQLITE_TRANSIENT);
+    sqlite3_result_subtype(c, 'J'); // JSON subtype, as SQLite's json functions use
+}
+
+// The running node of the caller's database, or an error result.
+std::shared_ptr<node> node_or_error(sqlite3_context* c, const char* fn) {
+    auto* x = ctx_of(c);
+    const std::string& path = x->state->main_path();
+    auto n = path.empty() ? nullptr : find_node(path);
+    if (!n) sql::result_error(c, std::string(fn) + ": no node is running on this database; call repl_start(config) first");
+    return n;
+}
+
+// repl_start(config)
+void fn_start(sqlite3_context* c, int, sqlite3_value** argv) {
+    sql::guarded_fn(c, [&] {
+        auto* x = ctx_of(c);
+        if (sqlite3_value_type(argv[0]) != SQLITE_TEXT)
+            return sql::result_error(c, "repl_start(): 1st argument must be a YAML/JSON config or the path of a YAML file");
+        const std::string& path = x->state->main_path();
+        if (path.empty())
+            return sql::result_error(c, "repl_start(): the database must be a file (a :memory: or temporary database cannot be shared with the node)");
+        auto loaded = load_node_config(text_arg(argv[0]));
+        if (auto* e = std::get_if<config_error>(&loaded)) return sql::result_error(c, "repl_start(): " + e->message);
+        auto& cfg = std::get<node_config>(loaded);
+        if (!cfg.has_port)
+            return sql::result_error(c, "repl_start(): replication.port is required: this version serves the plain (IP-authenticated) "
+                                        "port only; the TLS securePort arrives with the security issue");
+        char* err = nullptr;
+        int rc = sqlite3_exec(x->state->db(), "PRAGMA journal_mode=WAL", nullptr, nullptr, &err);
+        if (rc != SQLITE_OK) {
+            std::string m = err ? err : sqlite3_errstr(rc);
+            sqlite3_free(err);
+            return sql::result_error(c, "repl_start(): cannot switch the database to WAL mode: " + m, rc);
+        }
+        std::string error;
+        auto n = start_node_for(path, cfg, x->api, error);
+        if (!n) return sql::result_error(c, "repl_start(): " + error);
+        json::object o;
+        o["node_name"] = cfg.hostname;
+        o["port"] = cfg.port;
+        o["bind"] = cfg.bind;
+        o["database"] = path;
+        result_json(c, json::serialize(o));
+    });
+}
+
+// repl_stop()
+void fn_stop(sqlite3_context* c, int, sqlite3_value**) {
+    sql::guarded_fn(c, [&] {
+        stop_node(ctx_of(c)->state->main_path());
+        sqlite3_result_text(c, "stopped", -1, SQLITE_STATIC);
+    });
+}
+
+std::string operation_arg(sqlite3_context* c, sqlite3_value* v, const char* fn, bool allow_bare) {
+    if (sqlite3_value_type(v) != SQLITE_TEXT) {
+        sql::result_error(c, std::string(fn) + ": 1st argument must be JSON text");
+        return {};
+    }
+    std::string text = text_arg(v);
+    json::value parsed;
+    if (std::string e = json::parse_object(text, parsed); !e.empty() && !allow_bare) {
+        sql::result_error(c, std::string(fn) + ": " + e);
+        return {};
+    }
+    return text;
+}
+
+void run_set_node(sqlite3_context* c, const std::string& body, const char* fn) {
+    auto n = node_or_error(c, fn);
+    if (!n) return;
+    std::string reply;
+    std::string err = n->set_node(body, reply);
+    if (!err.empty()) return sql::result_error(c, std::string(fn) + ": " + err);
+    result_json(c, reply);
+}
+
+void run_remove_node(sqlite3_context* c, const std::string& body, const char* fn) {
+    auto n = node_or_error(c, fn);
+    if (!n) return;
+    std::string reply;
+    std::string err = n->remove_node(body, reply);
+    if (!err.empty()) return sql::result_error(c, std::string(fn) + ": " + err);
+    result_json(c, reply);
+}
+
+// Adds the operation name when the caller left it out, so replies can say "updated".
+std::string with_operation(const std::string& body, const char* op) {
+    json::value v;
+    if (!json::parse_object(body, v).empty()) return body;
+    auto& o = v.as_object();
+    if (!o.contains("operation")) o["operation"] = op;
+    return json::serialize(o);
+}
+
+void fn_add_node(sqlite3_context* c, int, sqlite3_value** argv) {
+    sql::guarded_fn(c, [&] {
+        auto body = operation_arg(c, argv[0], "repl_add_node()", false);
+        if (!body.empty()) run_set_node(c, with_operation(body, "add_node"), "repl_add_node()");
+    });
+}
+void fn_set_node(sqlite3_context* c, int, sqlite3_value** argv) {
+    sql::guarded_fn(c, [&] {
+        auto body = operation_arg(c, argv[0], "repl_set_node()", false);
+        if (!body.empty()) run_set_node(c, with_operation(body, "set_node"), "repl_set_node()");
+    });
+}
+void fn_update_node(sqlite3_context* c, int, sqlite3_value** argv) {
+    sql::guarded_fn(c, [&] {
+        auto body = operation_arg(c, argv[0], "repl_update_node()", false);
+        if (!body.empty()) run_set_node(c, with_operation(body, "update_node"), "repl_update_node()");
+    });
+}
+void fn_remove_node(sqlite3_context* c, int, sqlite3_value** argv) {
+    sql::guarded_fn(c, [&] {
+        auto body = operation_arg(c, argv[0], "repl_remove_node()", true);
+        if (!body.empty()) run_remove_node(c, body, "repl_remove_node()");
+    });
+}
+
+// repl_cluster_status()
+void fn_cluster_status(sqlite3_context* c, int, sqlite3_value**) {
+    sql::guarded_fn(c, [&] {
+        auto* x = ctx_of(c);
+        auto n = find_node(x->state->main_path());
+        if (!n) {
+            // Not running is a state, not an error: report it the way HarperDB does.
+            json::object o;
+            o["type"] = "cluster-status";
+            o["node_name"] = nullptr;
+            o["is_enabled"] = false;
+            o["connections"] = json::array{};
+            return result_json(c, json::serialize(o));
+        }
+        result_json(c, n->cluster_status_json());
+    });
+}
+
+// repl_confirm(n, timeout_ms)
+void fn_confirm(sqlite3_context* c, int, sqlite3_value** argv) {
+    sql::guarded_fn(c, [&] {
+        if (sqlite3_value_type(argv[0]) != SQLITE_INTEGER || sqlite3_value_int64(argv[0]) < 0)
+            return sql::result_error(c, "repl_confirm(): 1st argument must be the number of nodes to wait for (an integer >= 0)");
+        if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0 || sqlite3_value_int64(argv[1]) > 3'600'000)
+            return sql::result_error(c, "repl_confirm(): 2nd argument must be a timeout in milliseconds (0 to 3600000)");
+        auto n = node_or_error(c, "repl_confirm()");
+        if (!n) return;
+        auto hlc = ctx_of(c)->state->last_commit_hlc();
+        if (hlc == 0) return sql::result_error(c, "repl_confirm(): this connection has not committed a replicated transaction yet");
+        int got = n->wait_confirmed(hlc, static_cast<int>(sqlite3_value_int64(argv[0])), std::chrono::milliseconds(sqlite3_value_int64(argv[1])));
+        sqlite3_result_int(c, got);
+    });
+}
+
+// repl_operation(json)
+void fn_operation(sqlite3_context* c, int, sqlite3_value** argv) {
+    sql::guarded_fn(c, [&] {
+        auto body = operation_arg(c, argv[0], "repl_operation()", false);
+        if (body.empty()) return;
+        json::value v;
+        json::parse_object(body, v);
+        auto& o = v.as_object();
+        std::string op = json::get_string(o, "operation");
+        if (op == "add_node" || op == "set_node" || op == "update_node") return run_set_node(c, body, "repl_operation()");
+        if (op == "remove_node") return run_remove_node(c, body, "repl_operation()");
+        if (op == "cluster_status") return fn_cluster_status(c, 0, nullptr);
+        if (op == "search_by_value") {
+            std::string db = json::get_string(o, "database"), table = json::get_string(o, "table");
+            if (db.empty()) db = json::get_string(o, "schema");
+            if (db != "system" || table != "hdb_nodes")
+                return sql::result_error(c, "repl_operation(): search_by_value is supported on system.hdb_nodes only, not " + db + "." + table);
+            std::string attr = json::get_string(o, "search_attribute");
+            auto* sv = o.if_contains("search_value");
+            if (attr.empty() || !sv) return sql::result_error(c, "repl_operation(): search_by_value needs search_attribute and search_value");
+            auto n = node_or_error(c, "repl_operation()");
+            if (!n) return;
+            auto all = json::parse_or_null(n->search_nodes_json());
+            json::array out;
+            if (all.is_array())
+                for (auto& row : all.as_array()) {
+                    auto* field = row.as_object().if_contains(attr);
+                    bool match = sv->is_string() && sv->as_string() == "*" ? field != nullptr : field && *field == *sv;
+                    if (match) out.push_back(row);
+                }
+            return result_json(c, json::serialize(out));
+        }
+        if (op.empty()) return sql::result_error(c, "repl_operation(): the JSON needs an \"operation\" key");
+        sql::result_error(c, "repl_operation(): unknown operation '" + op +
+                                 "' (supported: add_node, set_node, update_node, remove_node, cluster_status, search_by_value)");
+    });
+}
+
+struct entry {
+    const char* name;
+    int n_arg;
+    int flags;
+    void (*fn)(sqlite3_context*, int, sqlite3_value**);
+};
+constexpr int direct = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+constexpr entry functions[] = {
+    {"repl_start", 1, direct, fn_start},
+    {"repl_stop", 0, direct, fn_stop},
+    {"repl_add_node", 1, direct, fn_add_node},
+    {"repl_set_node", 1, direct, fn_set_node},
+    {"repl_update_node", 1, direct, fn_update_node},
+    {"repl_remove_node", 1, direct, fn_remove_node},
+    {"repl_cluster_status", 0, SQLITE_UTF8, fn_cluster_status},
+    {"repl_confirm", 2, direct, fn_confirm},
+    {"repl_operation", 1, direct, fn_operation},
+};
+
+void free_context(void* p) { delete static_cast<fn_context*>(p); }
+
+} // namespace
+
+int register_cluster_functions(sqlite3* db, sql::connection_state* state, const sqlite3_api_routines* api) {
+    auto* x = new fn_context{state, api};
+    for (const auto& f : functions) {
+        // The context is freed with the last function (repl_operation) at connection close.
+        bool last = &f == &functions[std::size(functions) - 1];
+        int rc = sqlite3_create_function_v2(db, f.name, f.n_arg, f.flags, x, f.fn, nullptr, nullptr,
+                                            last ? free_context : nullptr);
+        if (rc != SQLITE_OK) {
+            if (!last) delete x;
+            return rc;
+        }
+    }
+    return SQLITE_OK;
+}
+
+} // namespace hdbrepl::ext

@@ -1,0 +1,1375 @@
+// A replication node: peer links, the protocol state machines, and the node's database
+// thread (see node.hpp for the threading rules and docs/protocol.md for the messages).
+//
+// How data flows:
+//   local commit -> commit_signal -> io: pump every subscribed peer
+//   pump(peer)   -> db: read the log after the peer's position, filtered by its
+//                   subscription and bounded by its flow-control window -> io: send TXN
+//   TXN received -> apply queue -> db: apply many records in one SQLite transaction,
+//                   in origin order, raising per-origin progress in the same transaction
+//                -> io: ACK to the sender, pump (the applied records are in our log too,
+//                   so peers that do not hear from their origin directly get them from us)
+//   ACK          -> io: free the window, record confirmations, pump
+// A node whose database was never synced asks its first peer for a copy (COPY_*), and
+// holds its other subscriptions until the copy is in.
+#include "extension/node.hpp"
+
+#include "engine/apply.hpp"
+#include "engine/commit_signal.hpp"
+#include "engine/replication_store.hpp"
+#include "engine/schema.hpp"
+#include "engine/table_def.hpp"
+#include "engine/txn_record.hpp"
+#include "engine/wire.hpp"
+#include "extension/entry.hpp"
+#include "extension/json.hpp"
+#include "net/transport.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <ctime>
+#include <random>
+
+namespace hdbrepl::ext {
+namespace {
+
+using namespace hdbrepl::engine;
+namespace w = hdbrepl::engine::wire;
+using clock_ms = std::chrono::milliseconds;
+
+std::uint64_t now_ms() { return wall_clock_ms(); }
+
+void log_line(const std::string& node, const std::string& text) {
+    // One line per event on stderr; the node's name makes interleaved output readable.
+    std::fprintf(stderr, "hdbrepl[%s]: %s\n", node.c_str(), text.c_str());
+}
+
+std::string http_date(std::uint64_t ms) {
+    if (ms == 0) return {};
+    std::time_t t = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return buf;
+}
+
+// ---- the database thread ----------------------------------------------------------------
+
+class db_thread {
+public:
+    db_thread() : thread_([this] { run(); }) {}
+    ~db_thread() { stop_and_join(); }
+    // any thread
+    void post(std::function<void()> job) {
+        {
+            std::lock_guard lock(m_);
+            if (stopping_) return;
+            jobs_.push_back(std::move(job));
+        }
+        cv_.notify_one();
+    }
+    void stop_and_join() {
+        {
+            std::lock_guard lock(m_);
+            stopping_ = true;
+        }
+        cv_.notify_one();
+        if (thread_.joinable()) thread_.join();
+    }
+    bool on_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
+
+private:
+    void run() {
+        for (;;) {
+            std::function<void()> job;
+            {
+                std::unique_lock lock(m_);
+                cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+                if (stopping_) return; // unfinished work is left for resync
+                job = std::move(jobs_.front());
+                jobs_.pop_front();
+            }
+            try {
+                job();
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "hdbrepl: database job failed: %s\n", e.what());
+            }
+        }
+    }
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::deque<std::function<void()>> jobs_;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+// ---- peers ------------------------------------------------------------------------------
+
+struct inflight {
+    std::int64_t seq;
+    std::size_t size;
+    std::string origin;
+    hlc_t hlc;
+};
+
+// An item received from a peer, waiting for the database thread.
+struct received {
+    enum kind { txn, copy_rows, copy_end } what = txn;
+    std::string peer;
+    std::uint64_t seq = 0;
+    bytes record;
+    w::copy_rows rows;
+    w::copy_end end;
+    std::vector<w::copy_table> tables;
+    std::uint64_t link_id = 0;
+};
+
+struct copy_state; // sender side of an initial copy, lives on the db thread
+
+struct peer {
+    std::string name;
+    std::string url;
+    net::link_ptr link;
+    std::uint64_t link_id = 0;
+    std::string state = "connecting";
+    std::string last_error;
+    double latency = -1;
+    // receiving
+    bool copying = false;
+    std::uint64_t copy_total = 0, copy_done = 0;
+    std::vector<w::copy_table> copy_tables;
+    std::uint64_t copy_chunks = 0;
+    // sending
+    bool subscribed = false;
+    replication_store::filter filter;
+    std::int64_t send_pos = 0;
+    bool reading = false;
+    std::deque<inflight> inflight_q;
+    std::size_t inflight_bytes = 0;
+    hlc_t confirmed_own = 0;
+    std::shared_ptr<copy_state> sending_copy;
+    std::uint64_t copy_chunks_sent = 0, copy_chunks_acked = 0;
+    bool copy_reading = false, copy_done_reading = false;
+    // times (ms) and versions for cluster_status
+    std::uint64_t last_commit_confirmed = 0, last_received_local = 0, last_send = 0;
+    hlc_t last_received_remote = 0;
+};
+
+// A link before its HELLO names the peer.
+struct link_info {
+    net::link_ptr link;
+    std::uint64_t id = 0;
+    std::string target; // "host:port" we dialed, "" for inbound
+    bool inbound = false;
+    bool hello_sent = false;
+    bool copy_source = false; // we asked this link for an initial copy
+    std::string peer;         // set after HELLO
+};
+
+struct target {
+    std::string host;
+    int port = 0;
+    std::string scheme;
+    std::int64_t start_time_ms = -1;
+    int backoff_ms = 0;
+    bool dialing = false;
+    std::shared_ptr<net::timer> retry;
+    std::string peer_name; // learned from HELLO
+};
+
+struct copy_state {
+    sqlite3* db = nullptr;
+    std::unique_ptr<snapshot_reader> reader;
+    ~copy_state() {
+        reader.reset();
+        if (db) sqlite3_close_v2(db);
+    }
+};
+
+// ---- the node ---------------------------------------------------------------------------
+
+class node_impl final : public node, public std::enable_shared_from_this<node_impl> {
+public:
+    node_impl(std::shared_ptr<net::io_runtime> io, std::string path, node_config cfg, const sqlite3_api_routines* api)
+        : io_(std::move(io)), path_(std::move(path)), cfg_(std::move(cfg)), api_(api) {}
+
+    ~node_impl() override { stop(); }
+
+    const node_config& config() const override { return cfg_; }
+    const std::string& path() const override { return path_; }
+
+    // user thread: opens the node's connections and starts listening and dialing.
+    bool start(std::string& error);
+    void stop() override;
+
+    std::string cluster_status_json() override;
+    std::string set_node(const std::string& operation_json, std::string& reply_json) override;
+    std::string remove_node(const std::string& operation_json, std::string& reply_json) override;
+    std::string search_nodes_json() override;
+    int wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout) override;
+
+private:
+    // -- io thread --
+    void on_link_open(const net::link_ptr& l, const std::string& target_key, bool inbound);
+    void on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& data);
+    void on_link_closed(std::uint64_t link_id, const std::string& reason);
+    void handle(link_info& li, w::message&& m);
+    void on_hello(link_info& li, w::hello&& h);
+    void send(peer& p, const w::message& m);
+    void send_link(const net::link_ptr& l, const w::message& m);
+    w::subscription my_subscription(const std::string& peer_name, const link_info* li);
+    void resubscribe_all();
+    void pump(const std::string& name);
+    void pump_all();
+    void start_copy_to(const std::string& name);
+    void copy_pump(const std::string& name);
+    void dial(const std::string& key);
+    void schedule_redial(const std::string& key);
+    void add_target(const std::string& host, int port, const std::string& scheme, std::int64_t start_time_ms);
+    bool accept_ip(const std::string& ip);
+    peer* find_peer(const std::string& name) {
+        auto it = peers_.find(name);
+        return it == peers_.end() ? nullptr : &it->second;
+    }
+    link_info* find_link(std::uint64_t id) {
+        auto it = links_.find(id);
+        return it == links_.end() ? nullptr : &it->second;
+    }
+    void update_status();
+    void notify_confirmations();
+
+    // -- db thread --
+    void drain_received();
+    void apply_batch(std::vector<received>& items, std::size_t& i);
+    bool open_connection(sqlite3** out, std::string& error);
+
+    // -- any thread --
+    void enqueue(received&& r);
+    template <class F> void on_io(F&& f);
+    template <class F> void on_db(F&& f);
+
+    std::shared_ptr<net::io_runtime> io_;
+    std::string path_;
+    node_config cfg_;
+    const sqlite3_api_routines* api_;
+    std::string name_;
+    std::atomic<bool> stopped_{false};
+    std::unique_ptr<db_thread> db_;
+    std::uint64_t commit_sub_ = 0;
+
+    // db thread state
+    sqlite3* wdb_ = nullptr; // applies
+    sqlite3* rdb_ = nullptr; // reads the log
+    std::unique_ptr<applier> applier_;
+    std::unique_ptr<replication_store> wstore_, rstore_;
+    progress_map progress_, floors_;
+    std::int64_t data_version_ = -1;
+
+    // io thread state
+    std::vector<std::shared_ptr<net::listener>> listeners_;
+    std::map<std::uint64_t, link_info> links_;
+    std::map<std::string, peer> peers_;
+    std::map<std::string, target> targets_;
+    std::set<std::string> removed_;
+    std::set<std::string> allowed_ips_;
+    std::uint64_t next_link_id_ = 1;
+    bool synced_ = false;
+    std::uint64_t copy_link_ = 0; // link we copy from, 0 = none
+    std::shared_ptr<net::timer> poll_timer_, retry_apply_timer_;
+    std::int64_t log_last_seq_ = 0;
+
+    // shared: received items (io -> db)
+    std::mutex rx_m_;
+    std::deque<received> rx_;
+    bool rx_scheduled_ = false;
+
+    // shared: progress copy for subscriptions (db -> io), status (io -> users), confirmations
+    std::mutex shared_m_;
+    progress_map progress_copy_;
+    std::string status_json_;
+    std::condition_variable confirm_cv_;
+    std::map<std::string, hlc_t> confirmed_; // peer -> newest own HLC it confirmed
+};
+
+template <class F> void node_impl::on_io(F&& f) {
+    std::weak_ptr<node_impl> weak = shared_from_this();
+    io_->post([weak, f = std::forward<F>(f)]() mutable {
+        if (auto self = weak.lock(); self && !self->stopped_) f(*self);
+    });
+}
+
+template <class F> void node_impl::on_db(F&& f) {
+    std::weak_ptr<node_impl> weak = shared_from_this();
+    db_->post([weak, f = std::forward<F>(f)]() mutable {
+        if (auto self = weak.lock(); self && !self->stopped_) f(*self);
+    });
+}
+
+bool node_impl::open_connection(sqlite3** out, std::string& error) {
+    int rc = sqlite3_open_v2(path_.c_str(), out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+        error = std::string("cannot open '") + path_ + "': " + (*out ? sqlite3_errmsg(*out) : sqlite3_errstr(rc));
+        sqlite3_close_v2(*out);
+        *out = nullptr;
+        return false;
+    }
+    char* err = nullptr;
+    // The node's connections need the module too (the apply path creates tables).
+    hdbrepl_register_internal(*out, &err, api_);
+    sqlite3_free(err);
+    sqlite3_busy_timeout(*out, 5000);
+    sqlite3_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr, nullptr);
+    return true;
+}
+
+bool node_impl::start(std::string& error) {
+    name_ = cfg_.hostname;
+    db_ = std::make_unique<db_thread>();
+    // Open the connections and read the persisted state on the database thread.
+    std::promise<std::string> opened;
+    auto fut = opened.get_future();
+    std::vector<node_row> known;
+    db_->post([&] {
+        std::string err;
+        if (!open_connection(&wdb_, err) || !open_connection(&rdb_, err)) { opened.set_value(err); return; }
+        int rc = ensure_replication_tables(wdb_, "main", err);
+        if (rc == SQLITE_OK) {
+            wstore_ = std::make_unique<replication_store>(wdb_, "main");
+            rstore_ = std::make_unique<replication_store>(rdb_, "main");
+            applier_ = std::make_unique<applier>(wdb_, "main");
+            if (wstore_->system().node_name() != name_) rc = wstore_->system().set_meta("node_name", name_);
+        }
+        if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
+        if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
+        if (rc == SQLITE_OK) {
+            synced_ = wstore_->system().get_meta("synced").value_or("") == "1";
+            rstore_->last_seq(log_last_seq_);
+        }
+        if (rc != SQLITE_OK && err.empty()) err = sqlite3_errmsg(wdb_);
+        opened.set_value(rc == SQLITE_OK ? "" : "preparing the database: " + err);
+    });
+    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) { error = "timed out opening the database"; return false; }
+    error = fut.get();
+    if (!error.empty()) return false;
+    {
+        std::lock_guard lock(shared_m_);
+        progress_copy_ = progress_;
+    }
+    // Listen, then dial; both on the io thread.
+    std::promise<std::string> listening;
+    auto lfut = listening.get_future();
+    auto self = shared_from_this();
+    io_->post([self, &listening, known] {
+        std::string err;
+        net::link_options opts;
+        opts.max_message_bytes = static_cast<std::size_t>(self->cfg_.max_frame_bytes);
+        opts.ping_interval = clock_ms(self->cfg_.ping_interval_ms);
+        opts.ping_timeout = clock_ms(self->cfg_.ping_timeout_ms);
+        if (self->cfg_.has_port) {
+            std::weak_ptr<node_impl> weak = self;
+            auto l = net::listen(
+                *self->io_, self->cfg_.bind, static_cast<std::uint16_t>(self->cfg_.port), opts,
+                [weak](const std::string& ip, const std::string&) {
+                    auto s = weak.lock();
+                    return s && !s->stopped_ && s->accept_ip(ip);
+                },
+                [weak](const net::link_ptr& link) {
+                    if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
+                },
+                err);
+            if (!l) { listening.set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.port) + ": " + err); return; }
+            self->listeners_.push_back(l);
+        }
+        for (const auto& r : self->cfg_.routes) self->add_target(r.hostname, r.port, r.scheme, r.start_time_ms);
+        for (const auto& n : known) {
+            // url is "ws://host:port" or "wss://host:port"
+            auto pos = n.url.find("://");
+            std::string rest = pos == std::string::npos ? n.url : n.url.substr(pos + 3);
+            std::string scheme = pos == std::string::npos ? "" : n.url.substr(0, pos);
+            auto colon = rest.rfind(':');
+            std::string host = rest.substr(0, colon);
+            if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+            int port = colon == std::string::npos ? 0 : std::atoi(rest.c_str() + colon + 1);
+            self->add_target(host, port, scheme, n.start_time_ms);
+        }
+        self->update_status();
+        listening.set_value("");
+    });
+    if (lfut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) { error = "timed out starting the listener"; return false; }
+    error = lfut.get();
+    if (!error.empty()) return false;
+    std::weak_ptr<node_impl> weak = self;
+    commit_sub_ = commit_signal::subscribe(path_, [weak](std::uint64_t) {
+        if (auto s = weak.lock()) s->on_io([](node_impl& n) { n.pump_all(); });
+    });
+    // Writers in other processes cannot signal us: a light check of the database's
+    // data_version catches their commits (and our own DDL-only transactions).
+    io_->post([self] {
+        std::weak_ptr<node_impl> weak = self;
+        std::function<void()> tick;
+        auto tick_ptr = std::make_shared<std::function<void()>>();
+        *tick_ptr = [weak, tick_ptr] {
+            auto s = weak.lock();
+            if (!s || s->stopped_) return;
+            s->on_db([](node_impl& n) {
+                sqlite3_stmt* st = nullptr;
+                if (sqlite3_prepare_v2(n.rdb_, "PRAGMA data_version", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+                    auto v = sqlite3_column_int64(st, 0);
+                    if (v != n.data_version_) {
+                        n.data_version_ = v;
+                        n.on_io([](node_impl& m) { m.pump_all(); });
+                    }
+                }
+                sqlite3_finalize(st);
+            });
+            s->poll_timer_ = s->io_->after(clock_ms(250), *tick_ptr);
+        };
+        (*tick_ptr)();
+    });
+    return true;
+}
+
+void node_impl::stop() {
+    if (stopped_.exchange(true)) return;
+    if (commit_sub_) commit_signal::unsubscribe(commit_sub_);
+    // Close sockets on the io thread and wait for that (bounded).
+    std::promise<void> closed;
+    auto fut = closed.get_future();
+    io_->post([this, &closed] {
+        for (auto& l : listeners_) l->close();
+        listeners_.clear();
+        for (auto& [id, li] : links_)
+            if (li.link) li.link->close("node stopping");
+        links_.clear();
+        for (auto& [k, t] : targets_)
+            if (t.retry) t.retry->cancel();
+        if (poll_timer_) poll_timer_->cancel();
+        if (retry_apply_timer_) retry_apply_timer_->cancel();
+        peers_.clear();
+        closed.set_value();
+    });
+    fut.wait_for(std::chrono::seconds(5));
+    confirm_cv_.notify_all();
+    if (db_) {
+        // Close the connections on their own thread, then join it.
+        std::promise<void> done;
+        auto dfut = done.get_future();
+        db_->post([this, &done] {
+            applier_.reset();
+            wstore_.reset();
+            rstore_.reset();
+            if (wdb_) sqlite3_close_v2(wdb_);
+            if (rdb_) sqlite3_close_v2(rdb_);
+            wdb_ = rdb_ = nullptr;
+            done.set_value();
+        });
+        dfut.wait_for(std::chrono::seconds(10));
+        db_->stop_and_join();
+    }
+}
+
+// ---- links and the protocol (io thread) --------------------------------------------------
+
+void node_impl::add_target(const std::string& host, int port, const std::string& scheme, std::int64_t start_time_ms) {
+    if (host.empty() || port <= 0) return;
+    if (host == cfg_.hostname && port == (cfg_.has_port ? cfg_.port : cfg_.secure_port)) return;
+    std::string key = host + ":" + std::to_string(port);
+    allowed_ips_.insert(host);
+    if (targets_.count(key)) return;
+    auto& t = targets_[key];
+    t.host = host;
+    t.port = port;
+    t.scheme = scheme;
+    t.start_time_ms = start_time_ms;
+    dial(key);
+}
+
+bool node_impl::accept_ip(const std::string& ip) {
+    // IP authentication for the plain port: only configured routes and known nodes.
+    if (allowed_ips_.count(ip)) return true;
+    log_line(name_, "refused connection from " + ip + ": not a configured route or known node");
+    return false;
+}
+
+void node_impl::dial(const std::string& key) {
+    auto it = targets_.find(key);
+    if (it == targets_.end() || stopped_) return;
+    auto& t = it->second;
+    if (t.dialing) return;
+    if (!t.peer_name.empty() && (removed_.count(t.peer_name) || (find_peer(t.peer_name) && find_peer(t.peer_name)->link))) return;
+    t.dialing = true;
+    net::link_options opts;
+    opts.max_message_bytes = static_cast<std::size_t>(cfg_.max_frame_bytes);
+    opts.ping_interval = clock_ms(cfg_.ping_interval_ms);
+    opts.ping_timeout = clock_ms(cfg_.ping_timeout_ms);
+    std::weak_ptr<node_impl> weak = shared_from_this();
+    std::string bind = cfg_.bind == "0.0.0.0" ? "" : cfg_.bind;
+    net::dial(*io_, t.host, static_cast<std::uint16_t>(t.port), bind, "/hdbrepl", opts,
+              [weak, key](const net::link_ptr& link, const std::string& error) {
+                  auto s = weak.lock();
+                  if (!s || s->stopped_) {
+                      if (link) link->close("node stopping");
+                      return;
+                  }
+                  auto it = s->targets_.find(key);
+                  if (it == s->targets_.end()) {
+                      if (link) link->close("route removed");
+                      return;
+                  }
+                  it->second.dialing = false;
+                  if (!link) {
+                      if (!it->second.peer_name.empty())
+                          if (auto* p = s->find_peer(it->second.peer_name)) {
+                              p->last_error = error;
+                              p->state = "unreachable";
+                          }
+                      s->schedule_redial(key);
+                      s->update_status();
+                      return;
+                  }
+                  it->second.backoff_ms = 0;
+                  s->on_link_open(link, key, false);
+              });
+}
+
+void node_impl::schedule_redial(const std::string& key) {
+    auto it = targets_.find(key);
+    if (it == targets_.end() || stopped_) return;
+    auto& t = it->second;
+    // Capped exponential backoff with jitter, so restarted nodes do not dial in lockstep.
+    t.backoff_ms = t.backoff_ms == 0 ? cfg_.reconnect_min_ms : std::min(t.backoff_ms * 2, cfg_.reconnect_max_ms);
+    static thread_local std::mt19937 gen(std::random_device{}());
+    int delay = t.backoff_ms / 2 + static_cast<int>(gen() % static_cast<unsigned>(t.backoff_ms / 2 + 1));
+    std::weak_ptr<node_impl> weak = shared_from_this();
+    if (t.retry) t.retry->cancel();
+    t.retry = io_->after(clock_ms(delay), [weak, key] {
+        if (auto s = weak.lock(); s && !s->stopped_) s->dial(key);
+    });
+}
+
+void node_impl::send_link(const net::link_ptr& l, const w::message& m) {
+    if (!l) return;
+    if (!l->send(w::encode(m))) log_line(name_, std::string("send queue full, dropping ") + w::name_of(m));
+}
+
+void node_impl::send(peer& p, const w::message& m) {
+    if (!p.link) return;
+    send_link(p.link, m);
+}
+
+w::subscription node_impl::my_subscription(const std::string& peer_name, const link_info* li) {
+    w::subscription sub;
+    {
+        std::lock_guard lock(shared_m_);
+        for (const auto& [o, h] : progress_copy_) sub.progress.push_back({o, h});
+    }
+    sub.exclude.push_back(name_);
+    for (const auto& [n, p] : peers_)
+        if (n != peer_name && p.link) sub.exclude.push_back(n);
+    // A route with a start time skips the history before it.
+    if (li && !li->target.empty())
+        if (auto it = targets_.find(li->target); it != targets_.end() && it->second.start_time_ms > 0)
+            sub.start_after = hlc_from_ms(static_cast<std::uint64_t>(it->second.start_time_ms));
+    // While an initial copy runs from another peer, ask for nothing yet.
+    if (copy_link_ != 0 && (!li || li->id != copy_link_)) sub.start_after = ~hlc_t{0}, sub.progress.clear();
+    return sub;
+}
+
+void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_key, bool inbound) {
+    auto id = next_link_id_++;
+    auto& li = links_[id];
+    li.link = l;
+    li.id = id;
+    li.target = target_key;
+    li.inbound = inbound;
+    std::weak_ptr<node_impl> weak = shared_from_this();
+    net::link_events ev;
+    ev.on_message = [weak, id](const net::link_ptr&, std::vector<std::uint8_t>&& data) {
+        if (auto s = weak.lock(); s && !s->stopped_) s->on_message(id, std::move(data));
+    };
+    ev.on_closed = [weak, id](const net::link_ptr&, const std::string& reason) {
+        if (auto s = weak.lock(); s && !s->stopped_) s->on_link_closed(id, reason);
+    };
+    l->set_events(std::move(ev));
+    w::hello h;
+    h.node_name = name_;
+    h.node_url = std::string(cfg_.has_port ? "ws://" : "wss://") + cfg_.hostname + ":" + std::to_string(cfg_.has_port ? cfg_.port : cfg_.secure_port);
+    h.database = "main";
+    // A database never synced copies from the first peer that answers, and only from it.
+    if (!synced_ && copy_link_ == 0) {
+        h.needs_copy = true;
+        li.copy_source = true;
+        copy_link_ = id;
+    }
+    h.sub = my_subscription("", &li);
+    if (h.needs_copy) { h.sub.start_after = ~hlc_t{0}; h.sub.progress.clear(); }
+    send_link(l, h);
+    li.hello_sent = true;
+}
+
+void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& data) {
+    auto* li = find_link(link_id);
+    if (!li) return;
+    std::string err;
+    auto m = w::decode(data.data(), data.size(), err);
+    if (!m) {
+        // A malformed or hostile frame closes that link, with a log line, and nothing else.
+        log_line(name_, "closing link from " + li->link->remote_address() + ": " + err);
+        if (!li->peer.empty())
+            if (auto* p = find_peer(li->peer)) p->last_error = err;
+        li->link->close("protocol error: " + err);
+        return;
+    }
+    if (li->peer.empty() && !std::holds_alternative<w::hello>(*m)) {
+        log_line(name_, "closing link from " + li->link->remote_address() + ": " + w::name_of(*m) + " before hello");
+        li->link->close("protocol error: expected hello");
+        return;
+    }
+    handle(*li, std::move(*m));
+}
+
+void node_impl::on_hello(link_info& li, w::hello&& h) {
+    auto refuse = [&](const std::string& why) {
+        log_line(name_, "refusing " + h.node_name + " (" + li.link->remote_address() + "): " + why);
+        send_link(li.link, w::error_msg{why});
+        li.link->close(why);
+    };
+    if (!li.peer.empty()) return refuse("second hello");
+    if (h.node_name == name_) return refuse("a node cannot connect to itself (same name '" + name_ + "')");
+    if (h.database != "main") return refuse("database '" + h.database + "' is not replicated here");
+    if (removed_.count(h.node_name)) return refuse("node '" + h.node_name + "' was removed from this cluster");
+    // One link per pair of nodes: when both dialed, keep the link dialed by the smaller name.
+    if (auto* existing = find_peer(h.node_name); existing && existing->link) {
+        auto old = std::find_if(links_.begin(), links_.end(), [&](auto& kv) { return kv.second.id == existing->link_id; });
+        std::string old_dialer = old != links_.end() && old->second.inbound ? h.node_name : name_;
+        std::string new_dialer = li.inbound ? h.node_name : name_;
+        bool keep_new = old_dialer == new_dialer ? true : new_dialer == std::min(name_, h.node_name);
+        if (!keep_new) {
+            li.peer = "";
+            if (!li.target.empty()) targets_[li.target].peer_name = h.node_name;
+            li.link->close("duplicate link");
+            return;
+        }
+        if (old != links_.end()) {
+            auto old_link = old->second.link;
+            if (old->second.copy_source && copy_link_ == old->second.id) copy_link_ = 0;
+            links_.erase(old);
+            old_link->close("duplicate link");
+        }
+    }
+    li.peer = h.node_name;
+    if (!li.target.empty()) targets_[li.target].peer_name = h.node_name;
+    allowed_ips_.insert(li.link->remote_address());
+    auto& p = peers_[h.node_name];
+    p.name = h.node_name;
+    p.url = h.node_url;
+    p.link = li.link;
+    p.link_id = li.id;
+    p.state = "connected";
+    p.last_error.clear();
+    p.subscribed = true;
+    p.filter = {};
+    p.filter.start_after = h.sub.start_after;
+    for (auto& o : h.sub.progress) p.filter.progress[o.origin] = o.hlc;
+    for (auto& e : h.sub.exclude) p.filter.exclude.insert(e);
+    p.inflight_q.clear();
+    p.inflight_bytes = 0;
+    p.reading = false;
+    p.sending_copy.reset();
+    if (li.copy_source) {
+        p.copying = true;
+        p.copy_done = p.copy_total = 0;
+    }
+    // Other peers' subscriptions change: what this peer sends directly, they need not relay.
+    resubscribe_all();
+    if (h.needs_copy) {
+        start_copy_to(h.node_name);
+    } else {
+        auto f = p.filter;
+        auto name = h.node_name;
+        on_db([f, name](node_impl& n) {
+            std::int64_t start = 0;
+            // A peer behind what our log still holds of an origin needs a copy instead.
+            bool needs_copy = false;
+            for (const auto& [origin, floor] : n.floors_)
+                if (floor > 0 && !f.exclude.count(origin) && !f.wants(origin, floor)) {} else if (floor > 0 && !f.exclude.count(origin)) needs_copy = true;
+            n.rstore_->find_start(f, start);
+            n.on_io([name, start, needs_copy](node_impl& m) {
+                auto* p = m.find_peer(name);
+                if (!p) return;
+                if (needs_copy) return m.start_copy_to(name);
+                p->send_pos = start;
+                m.pump(name);
+            });
+        });
+    }
+    update_status();
+}
+
+void node_impl::resubscribe_all() {
+    for (auto& [id, li] : links_) {
+        if (li.peer.empty() || !li.link) continue;
+        if (li.copy_source && copy_link_ == li.id) continue; // its subscription follows the copy
+        send_link(li.link, w::subscribe{my_subscription(li.peer, &li)});
+    }
+}
+
+void node_impl::handle(link_info& li, w::message&& m) {
+    if (auto* h = std::get_if<w::hello>(&m)) return on_hello(li, std::move(*h));
+    auto* p = find_peer(li.peer);
+    if (!p || p->link_id != li.id) return;
+    std::visit(
+        [&](auto&& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, w::subscribe>) {
+                p->filter = {};
+                p->filter.start_after = x.sub.start_after;
+                for (auto& o : x.sub.progress) p->filter.progress[o.origin] = o.hlc;
+                for (auto& e : x.sub.exclude) p->filter.exclude.insert(e);
+                if (p->sending_copy) return; // applied when the copy ends
+                auto f = p->filter;
+                auto name = p->name;
+                on_db([f, name](node_impl& n) {
+                    std::int64_t start = 0;
+                    n.rstore_->find_start(f, start);
+                    n.on_io([name, start](node_impl& m) {
+                        if (auto* q = m.find_peer(name)) {
+                            q->send_pos = start;
+                            m.pump(name);
+                        }
+                    });
+                });
+            } else if constexpr (std::is_same_v<T, w::txn>) {
+                hlc_t hlc = 0;
+                std::string origin;
+                peek_record_head(x.record.data(), x.record.size(), hlc, origin);
+                p->last_received_remote = std::max(p->last_received_remote, hlc);
+                p->last_received_local = now_ms();
+                received r;
+                r.what = received::txn;
+                r.peer = p->name;
+                r.seq = x.seq;
+                r.record = std::move(x.record);
+                r.link_id = li.id;
+                enqueue(std::move(r));
+            } else if constexpr (std::is_same_v<T, w::ack>) {
+                while (!p->inflight_q.empty() && p->inflight_q.front().seq <= static_cast<std::int64_t>(x.seq)) {
+                    auto& f = p->inflight_q.front();
+                    if (f.origin == name_) p->confirmed_own = std::max(p->confirmed_own, f.hlc);
+                    p->inflight_bytes -= f.size;
+                    p->inflight_q.pop_front();
+                }
+                p->last_commit_confirmed = now_ms();
+                notify_confirmations();
+                pump(p->name);
+            } else if constexpr (std::is_same_v<T, w::copy_start>) {
+                p->copying = true;
+                p->copy_total = x.total_rows;
+                p->copy_done = 0;
+                p->copy_tables.clear();
+            } else if constexpr (std::is_same_v<T, w::copy_table>) {
+                p->copy_tables.push_back(std::move(x));
+            } else if constexpr (std::is_same_v<T, w::copy_rows>) {
+                if (x.table >= p->copy_tables.size()) {
+                    li.link->close("protocol error: copy rows for unknown table");
+                    return;
+                }
+                p->copy_done += x.rows.size();
+                received r;
+                r.what = received::copy_rows;
+                r.peer = p->name;
+                r.rows = std::move(x);
+                r.tables = p->copy_tables;
+                r.link_id = li.id;
+                enqueue(std::move(r));
+            } else if constexpr (std::is_same_v<T, w::copy_end>) {
+                received r;
+                r.what = received::copy_end;
+                r.peer = p->name;
+                r.end = std::move(x);
+                r.link_id = li.id;
+                enqueue(std::move(r));
+            } else if constexpr (std::is_same_v<T, w::copy_ack>) {
+                p->copy_chunks_acked = std::max(p->copy_chunks_acked, x.chunks);
+                copy_pump(p->name);
+            } else if constexpr (std::is_same_v<T, w::error_msg>) {
+                p->last_error = x.text;
+                log_line(name_, "peer " + p->name + " reports: " + x.text);
+            } else if constexpr (std::is_same_v<T, w::removed>) {
+                log_line(name_, "removed from the cluster by " + x.by);
+                removed_.insert(x.by);
+                std::string by = x.by;
+                for (auto it = targets_.begin(); it != targets_.end();)
+                    if (it->second.peer_name == by) {
+                        if (it->second.retry) it->second.retry->cancel();
+                        it = targets_.erase(it);
+                    } else {
+                        ++it;
+                    }
+                on_db([by](node_impl& n) {
+                    bool existed = false;
+                    n.wstore_->remove_node(by, existed);
+                });
+                li.link->close("removed from the cluster");
+            }
+        },
+        std::move(m));
+    update_status();
+}
+
+void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason) {
+    auto it = links_.find(link_id);
+    if (it == links_.end()) return;
+    link_info li = std::move(it->second);
+    links_.erase(it);
+    if (li.copy_source && copy_link_ == link_id) copy_link_ = 0; // the next link asks for the copy
+    if (!li.peer.empty())
+        if (auto* p = find_peer(li.peer); p && p->link_id == link_id) {
+            p->link.reset();
+            p->state = removed_.count(p->name) ? "removed" : "disconnected";
+            if (!reason.empty()) p->last_error = reason;
+            p->copying = false;
+            p->sending_copy.reset();
+            if (removed_.count(p->name)) peers_.erase(li.peer);
+            resubscribe_all(); // others now relay what this peer sent directly
+        }
+    if (!li.target.empty()) schedule_redial(li.target);
+    update_status();
+}
+
+// ---- sending (io thread, reads on the db thread) -----------------------------------------
+
+void node_impl::pump_all() {
+    for (auto& [name, p] : peers_) pump(name);
+}
+
+void node_impl::pump(const std::string& name) {
+    auto* p = find_peer(name);
+    if (!p || !p->link || !p->subscribed || p->reading || p->sending_copy) return;
+    auto budget = static_cast<std::size_t>(cfg_.max_bytes_in_flight);
+    if (p->inflight_bytes >= budget) return; // flow control: wait for ACKs
+    p->reading = true;
+    auto f = p->filter;
+    auto from = p->send_pos;
+    auto max_bytes = budget - p->inflight_bytes;
+    on_db([name, f, from, max_bytes](node_impl& n) {
+        std::vector<replication_store::log_record> recs;
+        std::int64_t scanned = from;
+        int rc = n.rstore_->read_after(from, f, max_bytes, recs, scanned);
+        std::int64_t last = 0;
+        n.rstore_->last_seq(last);
+        n.on_io([name, recs = std::move(recs), scanned, rc, last](node_impl& m) mutable {
+            m.log_last_seq_ = std::max(m.log_last_seq_, last);
+            auto* p = m.find_peer(name);
+            if (!p) return;
+            p->reading = false;
+            if (rc != SQLITE_OK || !p->link) return;
+            for (auto& r : recs) {
+                p->inflight_q.push_back({r.seq, r.body.size(), r.origin, r.hlc});
+                p->inflight_bytes += r.body.size();
+                m.send(*p, w::txn{static_cast<std::uint64_t>(r.seq), std::move(r.body)});
+                p->last_send = now_ms();
+            }
+            bool more = scanned > p->send_pos;
+            p->send_pos = std::max(p->send_pos, scanned);
+            if (more) m.pump(name);
+            m.update_status();
+        });
+    });
+}
+
+void node_impl::start_copy_to(const std::string& name) {
+    auto* p = find_peer(name);
+    if (!p || !p->link) return;
+    auto cs = std::make_shared<copy_state>();
+    p->sending_copy = cs;
+    p->copy_chunks_sent = p->copy_chunks_acked = 0;
+    p->copy_reading = p->copy_done_reading = false;
+    on_db([name, cs](node_impl& n) {
+        std::string err;
+        bool ok = n.open_connection(&cs->db, err);
+        if (ok) {
+            cs->reader = std::make_unique<snapshot_reader>(cs->db, "main");
+            ok = cs->reader->begin(err) == SQLITE_OK;
+        }
+        std::vector<w::copy_table> tables;
+        std::uint64_t total = 0;
+        if (ok) {
+            for (const auto& t : cs->reader->tables()) tables.push_back({t.name, t.definition});
+            total = cs->reader->total_rows();
+        }
+        n.on_io([name, cs, ok, err, tables, total](node_impl& m) {
+            auto* p = m.find_peer(name);
+            if (!p || p->sending_copy != cs) return;
+            if (!ok) {
+                log_line(m.name_, "cannot start a copy for " + name + ": " + err);
+                p->last_error = "copy failed: " + err;
+                if (p->link) p->link->close("copy failed");
+                return;
+            }
+            m.send(*p, w::copy_start{total});
+            for (const auto& t : tables) m.send(*p, t);
+            m.copy_pump(name);
+        });
+    });
+}
+
+void node_impl::copy_pump(const std::string& name) {
+    auto* p = find_peer(name);
+    if (!p || !p->sending_copy || p->copy_reading || !p->link) return;
+    constexpr std::uint64_t window = 4; // chunks in flight
+    if (p->copy_done_reading || p->copy_chunks_sent - p->copy_chunks_acked >= window) return;
+    p->copy_reading = true;
+    auto cs = p->sending_copy;
+    on_db([name, cs](node_impl& n) {
+        std::uint32_t table = 0;
+        std::vector<snapshot_row> rows;
+        int rc = SQLITE_OK;
+        bool more = cs->reader->next_chunk(1000, table, rows, rc);
+        w::copy_end end;
+        if (!more && rc == SQLITE_OK) {
+            end.seq = static_cast<std::uint64_t>(cs->reader->log_seq());
+            for (const auto& [o, h] : cs->reader->progress()) end.progress.push_back({o, h});
+        }
+        w::copy_rows chunk;
+        chunk.table = table;
+        for (auto& r : rows) chunk.rows.push_back({r.deleted, r.hlc, std::move(r.origin), std::move(r.values)});
+        n.on_io([name, cs, more, rc, chunk = std::move(chunk), end = std::move(end)](node_impl& m) mutable {
+            auto* p = m.find_peer(name);
+            if (!p || p->sending_copy != cs) return;
+            p->copy_reading = false;
+            if (rc != SQLITE_OK) {
+                p->last_error = "copy failed reading the snapshot";
+                if (p->link) p->link->close("copy failed");
+                return;
+            }
+            if (more) {
+                m.send(*p, chunk);
+                ++p->copy_chunks_sent;
+                return m.copy_pump(name);
+            }
+            // The snapshot is complete: stream from its log position with its progress.
+            p->copy_done_reading = true;
+            m.send(*p, end);
+            for (const auto& o : end.progress) {
+                auto& h = p->filter.progress[o.origin];
+                h = std::max(h, o.hlc);
+            }
+            p->filter.start_after = std::min<hlc_t>(p->filter.start_after, 0);
+            p->send_pos = static_cast<std::int64_t>(end.seq);
+            p->sending_copy.reset();
+            m.on_db([cs](node_impl&) { cs->reader->end(); });
+            m.pump(name);
+        });
+    });
+}
+
+// ---- receiving (db thread) ----------------------------------------------------------------
+
+void node_impl::enqueue(received&& r) {
+    bool schedule = false;
+    {
+        std::lock_guard lock(rx_m_);
+        rx_.push_back(std::move(r));
+        if (!rx_scheduled_) schedule = rx_scheduled_ = true;
+    }
+    if (schedule) on_db([](node_impl& n) { n.drain_received(); });
+}
+
+void node_impl::drain_received() {
+    std::vector<received> items;
+    {
+        std::lock_guard lock(rx_m_);
+        items.assign(std::make_move_iterator(rx_.begin()), std::make_move_iterator(rx_.end()));
+        rx_.clear();
+        rx_scheduled_ = false;
+    }
+    std::size_t i = 0;
+    while (i < items.size() && !stopped_) apply_batch(items, i);
+}
+
+void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
+    auto& first = items[i];
+    if (first.what == received::copy_rows) {
+        auto& r = first.rows;
+        const auto& t = first.tables[r.table];
+        std::vector<copied_row> rows;
+        rows.reserve(r.rows.size());
+        for (auto& row : r.rows) rows.push_back({row.deleted, row.hlc, std::move(row.origin), std::move(row.values)});
+        auto res = applier_->apply_copy(t.name, t.definition, rows);
+        std::string peer = first.peer;
+        auto link_id = first.link_id;
+        ++i;
+        on_io([peer, link_id, res](node_impl& m) {
+            auto* p = m.find_peer(peer);
+            if (!p || p->link_id != link_id) return;
+            if (res.rc != SQLITE_OK) {
+                p->last_error = res.error;
+                log_line(m.name_, "copy from " + peer + " failed: " + res.error);
+                if (p->link) p->link->close("copy failed: " + res.error);
+                return;
+            }
+            m.send(*p, w::copy_ack{++p->copy_chunks});
+        });
+        return;
+    }
+    if (first.what == received::copy_end) {
+        progress_map prog;
+        for (const auto& o : first.end.progress) prog[o.origin] = o.hlc;
+        std::string err;
+        int rc = exec_sql(wdb_, "BEGIN IMMEDIATE", err);
+        // What the copy brought is in our data but not in our log: those are the floors.
+        if (rc == SQLITE_OK) rc = wstore_->raise_progress(prog, &prog);
+        if (rc == SQLITE_OK) rc = wstore_->system().set_meta("synced", "1");
+        if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+        else exec_sql(wdb_, "ROLLBACK", err);
+        if (rc == SQLITE_OK)
+            for (const auto& [o, h] : prog) {
+                progress_[o] = std::max(progress_[o], h);
+                floors_[o] = std::max(floors_[o], h);
+            }
+        {
+            std::lock_guard lock(shared_m_);
+            progress_copy_ = progress_;
+        }
+        std::string peer = first.peer;
+        auto link_id = first.link_id;
+        ++i;
+        on_io([peer, link_id, rc](node_impl& m) {
+            auto* p = m.find_peer(peer);
+            if (p && p->link_id == link_id) p->copying = false;
+            if (rc != SQLITE_OK) return;
+            m.synced_ = true;
+            if (m.copy_link_ == link_id) m.copy_link_ = 0;
+            if (auto* li = m.find_link(link_id)) li->copy_source = false;
+            m.resubscribe_all();
+            m.pump_all();
+            m.update_status();
+        });
+        return;
+    }
+    // A run of transactions: applied in one SQLite transaction, each in its own savepoint.
+    std::string err;
+    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) {
+        // Busy for longer than the timeout: try again shortly, keeping the order.
+        std::lock_guard lock(rx_m_);
+        for (std::size_t k = items.size(); k > i; --k) rx_.push_front(std::move(items[k - 1]));
+        i = items.size();
+        if (!rx_scheduled_) {
+            rx_scheduled_ = true;
+            on_io([](node_impl& m) {
+                m.retry_apply_timer_ = m.io_->after(clock_ms(100), [w = m.weak_from_this()] {
+                    if (auto s = w.lock(); s && !s->stopped_) s->on_db([](node_impl& n) { n.drain_received(); });
+                });
+            });
+        }
+        return;
+    }
+    progress_map batch;
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> acks; // peer -> (link, seq)
+    std::map<std::string, std::string> failed;                            // peer -> error
+    bool logged = false, skew = false;
+    std::size_t count = 0;
+    apply_options opt;
+    opt.max_clock_skew_ms = static_cast<std::uint64_t>(cfg_.max_clock_skew_ms);
+    while (i < items.size() && items[i].what == received::txn && count < 1000) {
+        auto& r = items[i];
+        if (failed.count(r.peer)) { ++i; continue; }
+        hlc_t hlc = 0;
+        std::string origin;
+        peek_record_head(r.record.data(), r.record.size(), hlc, origin);
+        auto& have = progress_[origin];
+        if (hlc > have) { // each origin's changes apply once, in order
+            auto res = applier_->apply(r.record.data(), r.record.size(), opt);
+            if (res.clock_skew) { skew = true; break; }
+            if (res.rc != SQLITE_OK) {
+                failed[r.peer] = res.error;
+                ++i;
+                continue;
+            }
+            logged = logged || res.logged;
+            have = hlc;
+            batch[origin] = hlc;
+        }
+        acks[r.peer] = {r.link_id, r.seq};
+        ++i;
+        ++count;
+    }
+    int rc = batch.empty() ? SQLITE_OK : wstore_->raise_progress(batch);
+    if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+    if (rc != SQLITE_OK) {
+        exec_sql(wdb_, "ROLLBACK", err);
+        progress_.clear();
+        floors_.clear();
+        wstore_->load_progress(progress_, floors_);
+        acks.clear();
+        log_line(name_, "applying received transactions failed: " + std::string(sqlite3_errmsg(wdb_)));
+    }
+    if (skew) {
+        // Too far ahead of our clock: keep the rest, in order, and retry in a while.
+        std::lock_guard lock(rx_m_);
+        for (std::size_t k = items.size(); k > i; --k) rx_.push_front(std::move(items[k - 1]));
+        i = items.size();
+        if (!rx_scheduled_) {
+            rx_scheduled_ = true;
+            on_io([](node_impl& m) {
+                m.retry_apply_timer_ = m.io_->after(clock_ms(500), [w = m.weak_from_this()] {
+                    if (auto s = w.lock(); s && !s->stopped_) s->on_db([](node_impl& n) { n.drain_received(); });
+                });
+            });
+        }
+    }
+    {
+        std::lock_guard lock(shared_m_);
+        progress_copy_ = progress_;
+    }
+    on_io([acks, failed, logged, skew](node_impl& m) {
+        for (const auto& [peer, a] : acks)
+            if (auto* p = m.find_peer(peer); p && p->link_id == a.first) m.send(*p, w::ack{a.second});
+        for (const auto& [peer, e] : failed)
+            if (auto* p = m.find_peer(peer)) {
+                p->last_error = "cannot apply: " + e;
+                log_line(m.name_, "cannot apply a transaction from " + peer + ": " + e);
+                if (p->link) p->link->close("apply failed");
+            }
+        if (skew)
+            for (auto& [n, p] : m.peers_) p.last_error = "waiting: a received transaction is ahead of this node's clock";
+        if (logged) m.pump_all(); // forward what we applied
+        m.update_status();
+    });
+}
+
+// ---- status and operations --------------------------------------------------------------
+
+void node_impl::notify_confirmations() {
+    {
+        std::lock_guard lock(shared_m_);
+        for (auto& [n, p] : peers_) confirmed_[n] = p.confirmed_own;
+    }
+    confirm_cv_.notify_all();
+}
+
+int node_impl::wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(shared_m_);
+    auto count = [&] {
+        int c = 0;
+        for (auto& [name, h] : confirmed_) c += h >= hlc ? 1 : 0;
+        return c;
+    };
+    confirm_cv_.wait_for(lock, timeout, [&] { return stopped_ || count() >= n; });
+    return count();
+}
+
+void node_impl::update_status() {
+    json::object top;
+    top["type"] = "cluster-status";
+    top["node_name"] = name_;
+    json::array conns;
+    bool any = false;
+    for (auto& [name, p] : peers_) {
+        json::object c;
+        c["name"] = name;
+        c["url"] = p.url;
+        c["subscriptions"] = nullptr;
+        c["replicates"] = true;
+        c["state"] = p.copying ? "copying" : p.state;
+        c["lastError"] = p.last_error.empty() ? json::value(nullptr) : json::value(p.last_error);
+        std::int64_t pending = std::max<std::int64_t>(0, log_last_seq_ - p.send_pos);
+        c["backlog"] = static_cast<std::int64_t>(p.inflight_q.size()) + pending;
+        if (p.copying) c["sync"] = json::object{{"rowsDone", p.copy_done}, {"rowsTotal", p.copy_total}};
+        json::object sock;
+        sock["database"] = "main";
+        sock["connected"] = static_cast<bool>(p.link);
+        any = any || p.link;
+        sock["latency"] = p.link ? json::value(p.link->latency_ms()) : json::value(nullptr);
+        sock["lastCommitConfirmed"] = http_date(p.last_commit_confirmed);
+        sock["lastReceivedRemoteTime"] = http_date(hlc_ms(p.last_received_remote));
+        sock["lastReceivedLocalTime"] = p.copying ? std::string("Copying") : http_date(p.last_received_local);
+        sock["lastSendTime"] = http_date(p.last_send);
+        c["database_sockets"] = json::array{sock};
+        conns.push_back(std::move(c));
+    }
+    top["connections"] = std::move(conns);
+    top["is_enabled"] = true;
+    top["connected"] = any;
+    std::string s = json::serialize(top);
+    std::lock_guard lock(shared_m_);
+    status_json_ = std::move(s);
+}
+
+std::string node_impl::cluster_status_json() {
+    std::lock_guard lock(shared_m_);
+    return status_json_;
+}
+
+namespace {} // namespace
+
+std::string node_impl::set_node(const std::string& operation_json, std::string& reply_json) {
+    json::value v;
+    std::string err = json::parse_object(operation_json, v);
+    if (!err.empty()) return err;
+    auto& o = v.as_object();
+    std::string hostname = json::get_string(o, "hostname");
+    if (hostname.empty()) hostname = json::get_string(o, "node_name");
+    if (hostname.empty()) hostname = json::get_string(o, "name");
+    std::string url = json::get_string(o, "url");
+    int port = 0;
+    std::string scheme;
+    if (!url.empty()) {
+        auto pos = url.find("://");
+        if (pos == std::string::npos) return "'url' must look like ws://host:port or wss://host:port";
+        scheme = url.substr(0, pos);
+        if (scheme != "ws" && scheme != "wss") return "'url' scheme must be ws or wss, not '" + scheme + "'";
+        std::string rest = url.substr(pos + 3);
+        if (auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
+        auto colon = rest.rfind(':');
+        std::string host = colon == std::string::npos ? rest : rest.substr(0, colon);
+        if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+        if (colon != std::string::npos) port = std::atoi(rest.c_str() + colon + 1);
+        if (hostname.empty()) hostname = host;
+    }
+    if (hostname.empty()) return "'hostname' or 'url' is required";
+    if (auto* pv = o.if_contains("port")) {
+        if (!pv->is_int64() || pv->as_int64() < 1 || pv->as_int64() > 65535) return "'port' must be an integer between 1 and 65535";
+        port = static_cast<int>(pv->as_int64());
+    }
+    if (port == 0) port = cfg_.has_port ? cfg_.port : cfg_.secure_port;
+    if (scheme.empty()) scheme = cfg_.has_port ? "ws" : "wss";
+    std::int64_t start_time = -1;
+    if (auto* st = o.if_contains("start_time")) {
+        std::string e = json::parse_time_ms(*st, start_time);
+        if (!e.empty()) return "'start_time' " + e;
+    }
+    node_row row;
+    row.name = hostname;
+    row.url = scheme + "://" + (hostname.find(':') != std::string::npos ? "[" + hostname + "]" : hostname) + ":" + std::to_string(port);
+    row.start_time_ms = start_time;
+    if (auto* sh = o.if_contains("shard")) {
+        if (!sh->is_int64() || sh->as_int64() < 0 || sh->as_int64() >= 65536) return "'shard' must be an integer from 0 to 65535";
+        row.shard = static_cast<int>(sh->as_int64());
+    }
+    if (auto* subs = o.if_contains("subscriptions")) {
+        if (!subs->is_array() && !subs->is_null()) return "'subscriptions' must be an array of {database, table, publish, subscribe}";
+        row.subscriptions_json = json::serialize(*subs);
+    }
+    if (hostname == name_) return "cannot add this node ('" + name_ + "') to its own cluster";
+    // authorization is used once (certificate exchange, next issue) and never stored.
+    std::promise<int> done;
+    auto fut = done.get_future();
+    on_db([row, &done](node_impl& n) { done.set_value(n.wstore_->put_node(row)); });
+    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "timed out writing hdb_nodes";
+    if (int rc = fut.get(); rc != SQLITE_OK) return std::string("writing hdb_nodes: ") + sqlite3_errstr(rc);
+    on_io([hostname, port, scheme, start_time](node_impl& m) {
+        m.removed_.erase(hostname);
+        m.add_target(hostname, port, scheme, start_time);
+    });
+    std::string op = json::get_string(o, "operation");
+    reply_json = op == "update_node" ? json::message("Successfully updated '" + hostname + "'")
+                                     : json::message("Successfully added '" + hostname + "' to cluster");
+    return "";
+}
+
+std::string node_impl::remove_node(const std::string& operation_json, std::string& reply_json) {
+    std::string name;
+    json::value v;
+    if (json::parse_object(operation_json, v).empty()) {
+        auto& o = v.as_object();
+        name = json::get_string(o, "hostname");
+        if (name.empty()) name = json::get_string(o, "node_name");
+        if (name.empty()) name = json::get_string(o, "name");
+        if (name.empty()) {
+            std::string url = json::get_string(o, "url");
+            if (auto pos = url.find("://"); pos != std::string::npos) {
+                std::string rest = url.substr(pos + 3);
+                name = rest.substr(0, rest.rfind(':'));
+            }
+        }
+    } else {
+        name = operation_json; // a bare hostname
+        if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
+    }
+    if (name.empty()) return "'hostname' (or 'name' or 'url') is required";
+    std::promise<std::pair<int, bool>> done;
+    auto fut = done.get_future();
+    on_db([name, &done](node_impl& n) {
+        bool existed = false;
+        int rc = n.wstore_->remove_node(name, existed);
+        done.set_value({rc, existed});
+    });
+    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "timed out writing hdb_nodes";
+    auto [rc, existed] = fut.get();
+    if (rc != SQLITE_OK) return std::string("writing hdb_nodes: ") + sqlite3_errstr(rc);
+    std::promise<bool> known;
+    auto kfut = known.get_future();
+    on_io([name, &known](node_impl& m) {
+        bool k = m.peers_.count(name) > 0;
+        for (auto it = m.targets_.begin(); it != m.targets_.end();) {
+            if (it->second.peer_name == name || it->second.host == name) {
+                k = true;
+                if (it->second.retry) it->second.retry->cancel();
+                it = m.targets_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        m.removed_.insert(name);
+        if (auto* p = m.find_peer(name)) {
+            // Tell the peer, so the flow stops both ways, then close.
+            m.send(*p, w::removed{m.name_});
+            if (p->link) p->link->close("removed from the cluster");
+        }
+        m.peers_.erase(name);
+        m.resubscribe_all();
+        m.update_status();
+        known.set_value(k);
+    });
+    bool was_known = kfut.wait_for(std::chrono::seconds(5)) == std::future_status::ready && kfut.get();
+    if (!existed && !was_known) return "'" + name + "' does not exist";
+    reply_json = json::message("Successfully removed '" + name + "' from cluster");
+    return "";
+}
+
+std::string node_impl::search_nodes_json() {
+    std::promise<std::vector<node_row>> done;
+    auto fut = done.get_future();
+    on_db([&done](node_impl& n) {
+        std::vector<node_row> rows;
+        n.wstore_->load_nodes(rows);
+        done.set_value(rows);
+    });
+    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "[]";
+    json::array out;
+    json::object self;
+    self["name"] = name_;
+    self["url"] = std::string(cfg_.has_port ? "ws://" : "wss://") + name_ + ":" + std::to_string(cfg_.has_port ? cfg_.port : cfg_.secure_port);
+    self["replicates"] = true;
+    self["shard"] = cfg_.shard < 0 ? json::value(nullptr) : json::value(cfg_.shard);
+    out.push_back(self);
+    for (const auto& r : fut.get()) {
+        json::object o;
+        o["name"] = r.name;
+        o["url"] = r.url;
+        o["replicates"] = true;
+        o["shard"] = r.shard < 0 ? json::value(nullptr) : json::value(r.shard);
+        o["subscriptions"] = r.subscriptions_json.empty() ? json::value(nullptr) : json::parse_or_null(r.subscriptions_json);
+        if (r.start_time_ms >= 0) o["start_time"] = r.start_time_ms;
+        out.push_back(std::move(o));
+    }
+    return json::serialize(out);
+}
+
+} // namespace
+
+std::shared_ptr<node> start_node(const std::shared_ptr<net::io_runtime>& io, const std::string& path, const node_config& cfg,
+                                 const sqlite3_api_routines* api, std::string& error) {
+    auto n = std::make_shared<node_impl>(io, path, cfg, api);
+    if (!n->start(error)) {
+        n->stop();
+        return nullptr;
+    }
+    return n;
+}
+
+} // namespace hdbrepl::ext
