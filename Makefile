@@ -27,6 +27,7 @@ bench: deps
 
 demo: build
 	bash samples/demo.sh ./$(BUILD)/libhdbrepl
+	/usr/bin/python3 samples/demo.py ./$(BUILD)/libhdbrepl
 
 sanitize: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE="address;undefined" >/dev/null

@@ -102,6 +102,34 @@ int replication_store::remove_node(const std::string& name, bool& existed) {
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+int replication_store::ensure_node(const std::string& name, const std::string& url) {
+    cached_stmt s(sys_.cache(), "INSERT OR IGNORE INTO " + sys_.table("hdbrepl_nodes") + "(name, url, added_at) VALUES(?1, ?2, ?3)");
+    if (!s) return s.prepare_rc();
+    sqlite3_bind_text(s.get(), 1, name.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s.get(), 2, url.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s.get(), 3, static_cast<sqlite3_int64>(wall_clock_ms()));
+    int rc = sqlite3_step(s.get());
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int replication_store::set_removed(const std::string& name, bool removed) {
+    std::string key = "removed:" + name;
+    if (removed) return sys_.set_meta(key, "1");
+    cached_stmt s(sys_.cache(), "DELETE FROM " + sys_.table("hdbrepl_meta") + " WHERE key=?1");
+    if (!s) return s.prepare_rc();
+    sqlite3_bind_text(s.get(), 1, key.c_str(), -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s.get());
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int replication_store::load_removed(std::set<std::string>& out) {
+    cached_stmt s(sys_.cache(), "SELECT substr(key, 9) FROM " + sys_.table("hdbrepl_meta") + " WHERE key GLOB 'removed:*'");
+    if (!s) return s.prepare_rc();
+    int rc;
+    while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) out.insert(col_text(s.get(), 0));
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 bool replication_store::filter::wants(const std::string& origin, hlc_t hlc) const {
     if (exclude.count(origin)) return false;
     auto it = progress.find(origin);

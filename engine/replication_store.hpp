@@ -51,6 +51,11 @@ public:
     int load_nodes(std::vector<node_row>& out);
     int put_node(const node_row& n);
     int remove_node(const std::string& name, bool& existed);
+    // Records a peer that connected (from a route or by dialing us) unless it is known.
+    int ensure_node(const std::string& name, const std::string& url);
+    // Nodes removed with remove_node stay out, also across restarts, until added again.
+    int set_removed(const std::string& name, bool removed);
+    int load_removed(std::set<std::string>& out);
 
     // What a subscriber asked for: per origin, records newer than the threshold.
     struct filter {

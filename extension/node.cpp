@@ -343,6 +343,7 @@ bool node_impl::start(std::string& error) {
         }
         if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
         if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
+        if (rc == SQLITE_OK) rc = wstore_->load_removed(removed_);
         if (rc == SQLITE_OK) {
             synced_ = wstore_->system().get_meta("synced").value_or("") == "1";
             rstore_->last_seq(log_last_seq_);
@@ -424,6 +425,8 @@ bool node_impl::start(std::string& error) {
                 }
                 sqlite3_finalize(st);
             });
+            // Latency and backlog change without events: refresh the status snapshot too.
+            s->update_status();
             s->poll_timer_ = s->io_->after(clock_ms(250), *tick_ptr);
         };
         (*tick_ptr)();
@@ -476,6 +479,7 @@ void node_impl::add_target(const std::string& host, int port, const std::string&
     if (host.empty() || port <= 0) return;
     if (host == cfg_.hostname && port == (cfg_.has_port ? cfg_.port : cfg_.secure_port)) return;
     std::string key = host + ":" + std::to_string(port);
+    if (removed_.count(host)) return; // removed with remove_node: stays out until added again
     allowed_ips_.insert(host);
     if (targets_.count(key)) return;
     auto& t = targets_[key];
@@ -682,6 +686,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
         p.copying = true;
         p.copy_done = p.copy_total = 0;
     }
+    on_db([name = h.node_name, url = h.node_url](node_impl& n) { n.wstore_->ensure_node(name, url); });
     // Other peers' subscriptions change: what this peer sends directly, they need not relay.
     resubscribe_all();
     if (h.needs_copy) {
@@ -811,6 +816,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 on_db([by](node_impl& n) {
                     bool existed = false;
                     n.wstore_->remove_node(by, existed);
+                    n.wstore_->set_removed(by, true);
                 });
                 li.link->close("removed from the cluster");
             }
@@ -1258,7 +1264,11 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
     // authorization is used once (certificate exchange, next issue) and never stored.
     std::promise<int> done;
     auto fut = done.get_future();
-    on_db([row, &done](node_impl& n) { done.set_value(n.wstore_->put_node(row)); });
+    on_db([row, &done](node_impl& n) {
+        int rc = n.wstore_->put_node(row);
+        if (rc == SQLITE_OK) rc = n.wstore_->set_removed(row.name, false);
+        done.set_value(rc);
+    });
     if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "timed out writing hdb_nodes";
     if (int rc = fut.get(); rc != SQLITE_OK) return std::string("writing hdb_nodes: ") + sqlite3_errstr(rc);
     on_io([hostname, port, scheme, start_time](node_impl& m) {
@@ -1296,6 +1306,7 @@ std::string node_impl::remove_node(const std::string& operation_json, std::strin
     on_db([name, &done](node_impl& n) {
         bool existed = false;
         int rc = n.wstore_->remove_node(name, existed);
+        if (rc == SQLITE_OK) rc = n.wstore_->set_removed(name, true);
         done.set_value({rc, existed});
     });
     if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "timed out writing hdb_nodes";

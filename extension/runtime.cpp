@@ -3,6 +3,7 @@
 
 #include "net/transport.hpp"
 
+#include <cstdio>
 #include <map>
 #include <mutex>
 
@@ -33,7 +34,10 @@ std::shared_ptr<node> start_node_for(const std::string& path, const node_config&
             error = "a node is already running on this database with a different configuration; call repl_stop() first";
             return nullptr;
         }
-        if (!io) io = net::make_io_runtime();
+        if (!io) {
+            net::set_log_sink([](const std::string& line) { std::fprintf(stderr, "hdbrepl: %s\n", line.c_str()); });
+            io = net::make_io_runtime();
+        }
         rt = io;
     }
     auto n = start_node(rt, path, cfg, api, error);
