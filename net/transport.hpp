@@ -1,0 +1,203 @@
+// The transport layer: moves bytes between nodes over WebSockets (binary messages only).
+// It knows nothing about replication; the protocol frames and node state live in engine/
+// and call this API.
+//
+// Threads. One io_runtime owns one io thread running a single-threaded io_context. Every
+// callback in this file (on_open, on_message, on_closed, dial's done, timers, post) runs on
+// that thread, one at a time, so the code behind them needs no locks among themselves.
+// Each declaration below says which threads may call it ("io thread" = only from inside
+// one of those callbacks; "any thread" = thread-safe).
+//
+// Lifetime. Once stop_and_join() has been called, no callback starts any more (not even
+// on_closed for links that stop_and_join closes), and when it returns none is running.
+// Handles (link_ptr, listener, timer) may outlive the runtime: they keep its io_context
+// alive, and their operations become no-ops.
+//
+// Errors are reported as text (dial's done, on_closed's reason, listen's error) and as one
+// log line each through set_log_sink(); nothing here throws out of the io thread. An
+// exception thrown by a callback is caught, logged, and (for link callbacks) closes the link.
+//
+// This header includes no Boost header (engine/ and sql/ include it); the Asio/Beast code is
+// in net/*.cpp, compiled once (see net/asio_impl.cpp).
+#pragma once
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hdbrepl::net {
+
+namespace detail {
+struct runtime_state;
+struct runtime_access;
+struct timer_impl;
+struct listener_impl;
+} // namespace detail
+
+// Where log lines go: one line per refused connection, per closed link (with the reason),
+// per error. Default: discarded. Any thread; the sink is called on the io thread (and on the
+// thread that calls listen() for bind errors), never under a lock of this library.
+void set_log_sink(std::function<void(const std::string& line)> sink);
+
+// A one-shot timer from io_runtime::after(). Destroying the last handle cancels it, so keep
+// the handle for as long as the callback should be able to run.
+class timer {
+public:
+    explicit timer(std::shared_ptr<detail::timer_impl> impl); // made by io_runtime::after()
+    ~timer();
+    timer(const timer&) = delete;
+    timer& operator=(const timer&) = delete;
+
+    // Any thread. Called on the io thread, the callback will not run. Called on another
+    // thread, it will not start after cancel() returns (it may be running at that moment).
+    void cancel();
+
+private:
+    std::shared_ptr<detail::timer_impl> impl_;
+};
+
+// Owns the io_context and the io thread. Make one per process with make_io_runtime().
+class io_runtime {
+public:
+    ~io_runtime(); // stop_and_join(); if destroyed on the io thread, stops and detaches instead
+    io_runtime(const io_runtime&) = delete;
+    io_runtime& operator=(const io_runtime&) = delete;
+
+    // Any thread. Runs `fn` on the io thread. Dropped (destroyed on the caller's thread)
+    // once stop_and_join() has been called.
+    void post(std::function<void()> fn);
+
+    // Any thread. Runs `fn` on the io thread after `delay`, unless cancelled or the handle
+    // is dropped first (see timer).
+    [[nodiscard]] std::shared_ptr<timer> after(std::chrono::milliseconds delay, std::function<void()> fn);
+
+    // Any thread except the io thread. Cancels everything (closes listeners, links and pending
+    // dials without a WebSocket close handshake, cancels timers), drops pending posts and
+    // joins the io thread. Returns promptly (a stuck getaddrinfo() is the one thing it may
+    // wait for, at most 2 s, after which the io_context is stopped). Safe to call twice and
+    // concurrently. Called on the io thread it only starts the stop and logs an error.
+    void stop_and_join();
+
+    // Any thread. Whether the caller is the io thread.
+    bool in_io_thread() const;
+
+private:
+    friend struct detail::runtime_access;
+    friend std::shared_ptr<io_runtime> make_io_runtime();
+    io_runtime();
+    struct thread_state;
+    std::shared_ptr<detail::runtime_state> state_;
+    std::unique_ptr<thread_state> thread_;
+};
+
+// Any thread. Creates the runtime and starts its io thread.
+std::shared_ptr<io_runtime> make_io_runtime();
+
+struct link_options {
+    std::size_t max_message_bytes = 64 << 20;  // a larger incoming message closes the link
+    std::size_t max_queued_bytes = 16 << 20;   // bound of the send queue (incl. the message being written)
+    std::chrono::milliseconds handshake_timeout{5000}; // each of resolve, connect, WebSocket
+                                                       // handshake (both sides), close handshake
+    std::chrono::milliseconds ping_interval{1000};     // <= 0: no pings and no ping timeout
+    std::chrono::milliseconds ping_timeout{3000};      // no byte received for this long: close
+};
+
+class link;
+using link_ptr = std::shared_ptr<link>;
+
+// All called on the io thread.
+struct link_events {
+    // One complete binary message.
+    std::function<void(const link_ptr&, std::vector<std::uint8_t>&& message)> on_message;
+    // Exactly once per opened link (except after stop_and_join()), after which the link sends
+    // and receives nothing. `reason` is empty for a local close(), otherwise one of:
+    //   "closed by peer (<code>)" or "closed by peer (<code>): <peer's reason>"
+    //   "ping timeout"
+    //   "message too big (limit <n> bytes)"
+    //   "protocol error: text frame"
+    //   "read: <error>", "write: <error>", "ping: <error>"   (e.g. "read: end of stream")
+    //   "<callback> threw: <what>"      (an exception from one of our callbacks)
+    std::function<void(const link_ptr&, const std::string& reason)> on_closed;
+};
+
+// One WebSocket connection carrying binary messages, accepted by a listener or dialed.
+// A link is kept alive by its own pending operations until it is closed; holding a link_ptr
+// after that is harmless.
+class link {
+public:
+    virtual ~link() = default;
+
+    // io thread. Queues a binary message. Returns false, queueing nothing, when the queued
+    // bytes (including the message being written) would exceed max_queued_bytes, when the
+    // link is closing or closed, or when called off the io thread (also logged). Messages go
+    // out in order, exactly one write in flight; large messages are written as 64 KiB frames
+    // so pings and pongs are not stuck behind them.
+    virtual bool send(std::vector<std::uint8_t> message) = 0;
+
+    // Any thread. Bytes queued and not yet completely written.
+    virtual std::size_t queued_bytes() const = 0;
+
+    // Any thread (posted to the io thread when called elsewhere). Stops delivering messages
+    // and refuses send(), writes what is already queued, then does the WebSocket close
+    // handshake with code 1000 and `reason` (truncated to 123 bytes); then on_closed(link, "").
+    // Bounded by handshake_timeout, after which the TCP connection is simply closed.
+    virtual void close(const std::string& reason) = 0;
+
+    // Any thread; fixed once the link is open.
+    virtual std::string remote_address() const = 0; // IP as text, IPv4-mapped IPv6 shown as IPv4
+    virtual std::uint16_t remote_port() const = 0;
+    virtual bool inbound() const = 0;                 // accepted by a listener
+    virtual std::string request_target() const = 0;   // HTTP target of the upgrade request
+
+    // Any thread. Round trip of the last answered ping in milliseconds, -1 if none yet.
+    virtual double latency_ms() const = 0;
+
+    // io thread: takes effect immediately. Other threads: posted to the io thread. Reading
+    // starts only after on_open / dial's done returns, so events set there miss nothing.
+    virtual void set_events(link_events events) = 0;
+};
+
+// A listening socket. Destroying the last handle closes it.
+class listener {
+public:
+    explicit listener(std::shared_ptr<detail::listener_impl> impl); // made by listen()
+    ~listener();
+    listener(const listener&) = delete;
+    listener& operator=(const listener&) = delete;
+
+    // Any thread. Stops accepting; connections still in their handshake are dropped (on_open
+    // is not called for them once close() has run on the io thread). Open links stay open.
+    void close();
+
+    // Any thread. The bound port (useful after listening on port 0).
+    std::uint16_t port() const;
+
+private:
+    std::shared_ptr<detail::listener_impl> impl_;
+};
+
+// Any thread. Binds and listens on bind_address:port (port 0: any free port). For each
+// accepted TCP connection, reads the HTTP upgrade request (within handshake_timeout) and
+// calls accept_filter(remote_ip, target) on the io thread BEFORE completing the upgrade:
+// false answers "HTTP 403 Forbidden" and closes (nothing else is exchanged, one log line);
+// true completes the WebSocket handshake and calls on_open(link) on the io thread.
+// On failure (bad address, address in use, runtime stopped) returns nullptr and sets `error`.
+std::shared_ptr<listener> listen(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
+                                 link_options options,
+                                 std::function<bool(const std::string& remote_ip, const std::string& target)> accept_filter,
+                                 std::function<void(const link_ptr&)> on_open, std::string& error);
+
+// Any thread. Connects to host:port (host: IP literal or name, resolved), binding the source
+// address to `bind_address` when it is not empty (so IP-authenticating peers see it), then
+// does the WebSocket handshake with `target` (e.g. "/hdbrepl?node=a"). Each step is bounded by
+// options.handshake_timeout. Calls done on the io thread exactly once (unless stop_and_join()
+// comes first): done(link, "") on success, done(nullptr, error text) on failure, e.g.
+// "connect 127.0.0.1:9: Connection refused" or "handshake refused: HTTP 403 Forbidden".
+void dial(io_runtime& rt, const std::string& host, std::uint16_t port, const std::string& bind_address,
+          const std::string& target, link_options options,
+          std::function<void(const link_ptr&, const std::string& error)> done);
+
+} // namespace hdbrepl::net
