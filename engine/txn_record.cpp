@@ -39,6 +39,27 @@ bytes encode_record(const txn_record& rec) {
     return out;
 }
 
+bytes filter_record(const std::uint8_t* data, std::size_t size, const std::function<bool(const std::string& table)>& keep) {
+    std::string err;
+    auto rec = decode_record(data, size, err);
+    if (!rec) return {};
+    txn_record out;
+    out.hlc = rec->hlc;
+    out.origin = rec->origin;
+    std::vector<std::int64_t> remap(rec->tables.size(), -1);
+    for (auto& c : rec->changes) {
+        if (!keep(rec->tables[c.table].name)) continue;
+        if (remap[c.table] < 0) {
+            remap[c.table] = static_cast<std::int64_t>(out.tables.size());
+            out.tables.push_back(rec->tables[c.table]);
+        }
+        c.table = static_cast<std::uint32_t>(remap[c.table]);
+        out.changes.push_back(std::move(c));
+    }
+    if (out.changes.empty()) return {};
+    return encode_record(out);
+}
+
 bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin) {
     byte_reader r(data, size);
     if (r.get_u8() != record_magic || r.get_u8() != record_format) return false;

@@ -16,6 +16,7 @@
 // the transaction's net effect, so applying it row by row is the same as replaying it.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,10 @@ void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, cons
 // Decodes and validates a record. On failure returns nullopt with `error` saying what and
 // where (byte offset).
 std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t size, std::string& error);
+
+// The same record with only the changes of tables that `keep` accepts; empty when none
+// is left (explicit subscriptions replicate some tables only).
+bytes filter_record(const std::uint8_t* data, std::size_t size, const std::function<bool(const std::string& table)>& keep);
 
 // Reads only the header (hlc and origin) of an encoded record.
 bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin);

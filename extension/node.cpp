@@ -128,6 +128,41 @@ struct received {
 
 struct copy_state; // sender side of an initial copy, lives on the db thread
 
+// An explicit subscription (add_node "subscriptions"): which tables go each way.
+struct sub_rule {
+    std::string database, table;
+    bool publish = false, subscribe = false;
+};
+using sub_rules = std::vector<sub_rule>;
+
+// Parses the stored subscriptions JSON; empty = replicate everything (automatic).
+sub_rules parse_rules(const std::string& text) {
+    sub_rules out;
+    auto v = json::parse_or_null(text);
+    if (!v.is_array()) return out;
+    for (auto& e : v.as_array()) {
+        if (!e.is_object()) continue;
+        auto& o = e.as_object();
+        sub_rule r;
+        r.database = json::get_string(o, "database");
+        if (r.database.empty()) r.database = json::get_string(o, "schema");
+        r.table = json::get_string(o, "table");
+        if (auto* p = o.if_contains("publish")) r.publish = p->is_bool() && p->as_bool();
+        if (auto* p = o.if_contains("subscribe")) r.subscribe = p->is_bool() && p->as_bool();
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+// Whether `table` may flow in the given direction under `rules` (none: everything flows).
+bool rules_allow(const sub_rules& rules, const std::string& table, bool publishing) {
+    if (rules.empty()) return true;
+    for (const auto& r : rules)
+        if ((r.table == table || r.table == "*" || r.table.empty()) && (r.database.empty() || r.database == "main" || r.database == "data"))
+            return publishing ? r.publish : r.subscribe;
+    return false;
+}
+
 struct peer {
     std::string name;
     std::string url;
@@ -149,6 +184,7 @@ struct peer {
     std::deque<inflight> inflight_q;
     std::size_t inflight_bytes = 0;
     hlc_t confirmed_own = 0;
+    progress_map known_progress; // what this peer is known to have, per origin (for pruning)
     std::shared_ptr<copy_state> sending_copy;
     std::uint64_t copy_chunks_sent = 0, copy_chunks_acked = 0;
     bool copy_reading = false, copy_done_reading = false;
@@ -240,7 +276,9 @@ private:
     void update_status();
     void notify_confirmations();
 
+    void schedule_prune();
     // -- db thread --
+    void prune_log(const std::map<std::string, progress_map>& known);
     void drain_received();
     void apply_batch(std::vector<received>& items, std::size_t& i);
     bool open_connection(sqlite3** out, std::string& error);
@@ -277,7 +315,7 @@ private:
     std::uint64_t next_link_id_ = 1;
     bool synced_ = false;
     std::uint64_t copy_link_ = 0; // link we copy from, 0 = none
-    std::shared_ptr<net::timer> poll_timer_, retry_apply_timer_;
+    std::shared_ptr<net::timer> poll_timer_, retry_apply_timer_, prune_timer_;
     std::int64_t log_last_seq_ = 0;
 
     // shared: received items (io -> db)
@@ -288,6 +326,8 @@ private:
     // shared: progress copy for subscriptions (db -> io), status (io -> users), confirmations
     std::mutex shared_m_;
     progress_map progress_copy_;
+    std::uint64_t pruned_total_ = 0;
+    std::map<std::string, sub_rules> rules_; // peer name -> explicit subscriptions
     std::string status_json_;
     std::condition_variable confirm_cv_;
     std::map<std::string, hlc_t> confirmed_; // peer -> newest own HLC it confirmed
@@ -344,6 +384,8 @@ bool node_impl::start(std::string& error) {
         if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
         if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
         if (rc == SQLITE_OK) rc = wstore_->load_removed(removed_);
+        for (const auto& k : known)
+            if (!k.subscriptions_json.empty()) rules_[k.name] = parse_rules(k.subscriptions_json);
         if (rc == SQLITE_OK) {
             synced_ = wstore_->system().get_meta("synced").value_or("") == "1";
             rstore_->last_seq(log_last_seq_);
@@ -430,6 +472,7 @@ bool node_impl::start(std::string& error) {
             s->poll_timer_ = s->io_->after(clock_ms(250), *tick_ptr);
         };
         (*tick_ptr)();
+        self->schedule_prune();
     });
     return true;
 }
@@ -450,6 +493,7 @@ void node_impl::stop() {
             if (t.retry) t.retry->cancel();
         if (poll_timer_) poll_timer_->cancel();
         if (retry_apply_timer_) retry_apply_timer_->cancel();
+        if (prune_timer_) prune_timer_->cancel();
         peers_.clear();
         closed.set_value();
     });
@@ -602,6 +646,8 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
     h.node_url = std::string(cfg_.has_port ? "ws://" : "wss://") + cfg_.hostname + ":" + std::to_string(cfg_.has_port ? cfg_.port : cfg_.secure_port);
     h.database = "main";
     // A database never synced copies from the first peer that answers, and only from it.
+    bool has_start_time = !target_key.empty() && targets_.count(target_key) && targets_[target_key].start_time_ms > 0;
+    if (has_start_time) synced_ = true; // start_time: skip the copy, stream from that time
     if (!synced_ && copy_link_ == 0) {
         h.needs_copy = true;
         li.copy_source = true;
@@ -676,7 +722,11 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     p.subscribed = true;
     p.filter = {};
     p.filter.start_after = h.sub.start_after;
-    for (auto& o : h.sub.progress) p.filter.progress[o.origin] = o.hlc;
+    for (auto& o : h.sub.progress) {
+        p.filter.progress[o.origin] = o.hlc;
+        auto& k = p.known_progress[o.origin];
+        k = std::max(k, o.hlc);
+    }
     for (auto& e : h.sub.exclude) p.filter.exclude.insert(e);
     p.inflight_q.clear();
     p.inflight_bytes = 0;
@@ -699,7 +749,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
             // A peer behind what our log still holds of an origin needs a copy instead.
             bool needs_copy = false;
             for (const auto& [origin, floor] : n.floors_)
-                if (floor > 0 && !f.exclude.count(origin) && !f.wants(origin, floor)) {} else if (floor > 0 && !f.exclude.count(origin)) needs_copy = true;
+                if (floor > 0 && f.wants(origin, floor)) needs_copy = true;
             n.rstore_->find_start(f, start);
             n.on_io([name, start, needs_copy](node_impl& m) {
                 auto* p = m.find_peer(name);
@@ -731,7 +781,11 @@ void node_impl::handle(link_info& li, w::message&& m) {
             if constexpr (std::is_same_v<T, w::subscribe>) {
                 p->filter = {};
                 p->filter.start_after = x.sub.start_after;
-                for (auto& o : x.sub.progress) p->filter.progress[o.origin] = o.hlc;
+                for (auto& o : x.sub.progress) {
+                    p->filter.progress[o.origin] = o.hlc;
+                    auto& k = p->known_progress[o.origin];
+                    k = std::max(k, o.hlc);
+                }
                 for (auto& e : x.sub.exclude) p->filter.exclude.insert(e);
                 if (p->sending_copy) return; // applied when the copy ends
                 auto f = p->filter;
@@ -763,6 +817,8 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 while (!p->inflight_q.empty() && p->inflight_q.front().seq <= static_cast<std::int64_t>(x.seq)) {
                     auto& f = p->inflight_q.front();
                     if (f.origin == name_) p->confirmed_own = std::max(p->confirmed_own, f.hlc);
+                    auto& k = p->known_progress[f.origin];
+                    k = std::max(k, f.hlc);
                     p->inflight_bytes -= f.size;
                     p->inflight_q.pop_front();
                 }
@@ -864,6 +920,13 @@ void node_impl::pump(const std::string& name) {
         std::vector<replication_store::log_record> recs;
         std::int64_t scanned = from;
         int rc = n.rstore_->read_after(from, f, max_bytes, recs, scanned);
+        sub_rules rules;
+        {
+            std::lock_guard lock(n.shared_m_);
+            if (auto it = n.rules_.find(name); it != n.rules_.end()) rules = it->second;
+        }
+        if (!rules.empty()) // explicit subscriptions: only the tables we publish to this peer
+            for (auto& r : recs) r.body = filter_record(r.body.data(), r.body.size(), [&](const std::string& t) { return rules_allow(rules, t, true); });
         std::int64_t last = 0;
         n.rstore_->last_seq(last);
         n.on_io([name, recs = std::move(recs), scanned, rc, last](node_impl& m) mutable {
@@ -873,6 +936,7 @@ void node_impl::pump(const std::string& name) {
             p->reading = false;
             if (rc != SQLITE_OK || !p->link) return;
             for (auto& r : recs) {
+                if (r.body.empty()) continue; // nothing of it is published to this peer
                 p->inflight_q.push_back({r.seq, r.body.size(), r.origin, r.hlc});
                 p->inflight_bytes += r.body.size();
                 m.send(*p, w::txn{static_cast<std::uint64_t>(r.seq), std::move(r.body)});
@@ -970,6 +1034,82 @@ void node_impl::copy_pump(const std::string& name) {
             m.pump(name);
         });
     });
+}
+
+// ---- log pruning ----------------------------------------------------------------------------
+
+void node_impl::schedule_prune() {
+    std::weak_ptr<node_impl> weak = shared_from_this();
+    prune_timer_ = io_->after(clock_ms(5000), [weak] {
+        auto s = weak.lock();
+        if (!s || s->stopped_) return;
+        std::map<std::string, progress_map> known;
+        for (auto& [name, p] : s->peers_) known[name] = p.known_progress;
+        s->on_db([known](node_impl& n) { n.prune_log(known); });
+        s->schedule_prune();
+    });
+}
+
+void node_impl::prune_log(const std::map<std::string, progress_map>& known) {
+    // A record goes once every known node has it, or once it is older than the retention.
+    // The log stays a contiguous suffix, so what is gone is described by a floor per origin.
+    std::vector<node_row> rows;
+    if (wstore_->load_nodes(rows) != SQLITE_OK) return;
+    std::set<std::string> nodes;
+    for (const auto& r : rows) nodes.insert(r.name);
+    for (const auto& [n, p] : known) nodes.insert(n);
+    nodes.erase(name_);
+    std::uint64_t now = now_ms();
+    hlc_t cutoff = now > static_cast<std::uint64_t>(cfg_.log_retention_ms) ? hlc_from_ms(now - static_cast<std::uint64_t>(cfg_.log_retention_ms)) : 0;
+    auto& sys = wstore_->system();
+    std::string sql = "SELECT seq, hlc, origin, clock FROM " + sys.table("hdbrepl_log") + " WHERE seq < (SELECT max(seq) FROM " +
+                      sys.table("hdbrepl_log") + ") ORDER BY seq LIMIT 10000";
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(wdb_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) { sqlite3_finalize(st); return; }
+    std::int64_t last = 0;
+    hlc_t max_clock = 0;
+    progress_map floors;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        hlc_t hlc = static_cast<hlc_t>(sqlite3_column_int64(st, 1));
+        std::string origin = sys.origin_name(sqlite3_column_int64(st, 2));
+        bool prunable = hlc < cutoff;
+        if (!prunable && !nodes.empty()) {
+            prunable = true;
+            for (const auto& n : nodes) {
+                if (n == origin) continue;
+                auto k = known.find(n);
+                hlc_t have = 0;
+                if (k != known.end())
+                    if (auto o = k->second.find(origin); o != k->second.end()) have = o->second;
+                if (have < hlc) { prunable = false; break; }
+            }
+        }
+        if (!prunable) break;
+        last = sqlite3_column_int64(st, 0);
+        max_clock = std::max(max_clock, static_cast<hlc_t>(sqlite3_column_int64(st, 3)));
+        auto& f = floors[origin];
+        f = std::max(f, hlc);
+    }
+    sqlite3_finalize(st);
+    if (last == 0) return;
+    std::string err;
+    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return;
+    int rc = exec_sql(wdb_, "DELETE FROM " + sys.table("hdbrepl_log") + " WHERE seq <= " + std::to_string(last), err);
+    auto deleted = static_cast<std::uint64_t>(sqlite3_changes(wdb_));
+    if (rc == SQLITE_OK) rc = wstore_->raise_progress(floors, &floors);
+    if (rc == SQLITE_OK) rc = sys.raise_clock_floor(max_clock);
+    if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+    if (rc != SQLITE_OK) {
+        exec_sql(wdb_, "ROLLBACK", err);
+        return;
+    }
+    for (const auto& [o, h] : floors) {
+        floors_[o] = std::max(floors_[o], h);
+        progress_[o] = std::max(progress_[o], h);
+    }
+    std::lock_guard lock(shared_m_);
+    progress_copy_ = progress_;
+    pruned_total_ += deleted;
 }
 
 // ---- receiving (db thread) ----------------------------------------------------------------
@@ -1088,7 +1228,14 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         peek_record_head(r.record.data(), r.record.size(), hlc, origin);
         auto& have = progress_[origin];
         if (hlc > have) { // each origin's changes apply once, in order
-            auto res = applier_->apply(r.record.data(), r.record.size(), opt);
+            sub_rules rules;
+            {
+                std::lock_guard lock(shared_m_);
+                if (auto it = rules_.find(r.peer); it != rules_.end()) rules = it->second;
+            }
+            if (!rules.empty()) // explicit subscriptions: only the tables we subscribe to
+                r.record = filter_record(r.record.data(), r.record.size(), [&](const std::string& t) { return rules_allow(rules, t, false); });
+            auto res = r.record.empty() ? apply_result{} : applier_->apply(r.record.data(), r.record.size(), opt);
             if (res.clock_skew) { skew = true; break; }
             if (res.rc != SQLITE_OK) {
                 failed[r.peer] = res.error;
@@ -1264,6 +1411,11 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
     // authorization is used once (certificate exchange, next issue) and never stored.
     std::promise<int> done;
     auto fut = done.get_future();
+    {
+        std::lock_guard lock(shared_m_);
+        if (row.subscriptions_json.empty()) rules_.erase(row.name);
+        else rules_[row.name] = parse_rules(row.subscriptions_json);
+    }
     on_db([row, &done](node_impl& n) {
         int rc = n.wstore_->put_node(row);
         if (rc == SQLITE_OK) rc = n.wstore_->set_removed(row.name, false);
