@@ -149,7 +149,13 @@ int applier::apply_ddl(const change& c, const record_table& t, hlc_t hlc, const 
         }
         forget(t.name);
         remote_ddl_scope scope({hlc, origin});
-        return exec_sql(db_, "DROP TABLE " + qname, err);
+        int drc = exec_sql(db_, "DROP TABLE " + qname, err);
+        if ((drc & 0xff) == SQLITE_LOCKED)
+            // SQLite cannot drop a table while another statement of this connection reads
+            // (e.g. repl_apply called row by row from a SELECT); the node never does that.
+            err = "cannot drop table '" + t.name + "' while another statement on this connection is running; "
+                  "apply this record in a statement of its own";
+        return drc;
     }
     case change_op::rename_table: {
         const std::string& to = c.values.at(0).s;

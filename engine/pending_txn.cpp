@@ -21,6 +21,10 @@ void pending_txn::add(std::uint32_t slot, change_op op, std::size_t start, std::
                         static_cast<std::uint32_t>(key_start), static_cast<std::uint32_t>(key_end)});
 }
 
+void pending_txn::add_ddl(std::uint32_t slot, change_op op, std::size_t start) {
+    entries_.push_back({slot, op, static_cast<std::uint32_t>(start), static_cast<std::uint32_t>(buf_.size()), 0, 0});
+}
+
 void pending_txn::savepoint(int level) {
     if (level < 0) return;
     auto l = static_cast<std::size_t>(level);
@@ -35,7 +39,13 @@ void pending_txn::release(int level) {
 }
 
 void pending_txn::rollback_to(int level) {
-    if (level < 0) return;
+    if (level < 0) {
+        // SQLite's "-1": the savepoint that opened the transaction; everything goes.
+        entries_.clear();
+        buf_.clear();
+        marks_.clear();
+        return;
+    }
     auto l = static_cast<std::size_t>(level);
     std::size_t keep = l < marks_.size() ? marks_[l] : 0;
     if (keep < entries_.size()) {
@@ -73,16 +83,17 @@ std::vector<std::string> pending_txn::tables_in(std::string_view schema) const {
     return out;
 }
 
-bytes pending_txn::build_record(std::string_view schema, hlc_t hlc, std::string_view origin) const {
+bytes pending_txn::build_record(std::string_view schema, hlc_t hlc, std::string_view origin,
+                                const std::function<bool(const std::string& table)>& keep_table) const {
     // Keep each (table, key)'s last change only, when keys may repeat.
     std::vector<bool> keep(entries_.size(), true);
     if (may_repeat_keys_) {
-        std::unordered_map<std::string_view, std::size_t> last;
-        std::vector<std::unordered_map<std::string_view, std::size_t>> per_slot(slots_.size());
+        std::vector<std::unordered_map<std::string, std::size_t>> per_slot(slots_.size());
         for (std::size_t i = 0; i < entries_.size(); ++i) {
             const auto& e = entries_[i];
+            if (e.op != change_op::put && e.op != change_op::del) continue; // DDL is never merged
             std::string_view key(reinterpret_cast<const char*>(buf_.data()) + e.key_start, e.key_end - e.key_start);
-            auto [it, inserted] = per_slot[e.slot].emplace(key, i);
+            auto [it, inserted] = per_slot[e.slot].emplace(normalized_key(key), i);
             if (!inserted) {
                 keep[it->second] = false;
                 it->second = i;
@@ -92,9 +103,12 @@ bytes pending_txn::build_record(std::string_view schema, hlc_t hlc, std::string_
     std::vector<record_table> tables;
     std::vector<std::int64_t> remap(slots_.size(), -1);
     std::size_t count = 0;
+    std::vector<int> slot_kept(slots_.size(), -1); // -1 unknown, 0 rejected, 1 kept
     for (std::size_t i = 0; i < entries_.size(); ++i) {
         const auto& e = entries_[i];
-        if (!keep[i] || slots_[e.slot].schema != schema) continue;
+        if (!keep[i] || slots_[e.slot].schema != schema) { keep[i] = false; continue; }
+        if (slot_kept[e.slot] < 0) slot_kept[e.slot] = !keep_table || keep_table(slots_[e.slot].name) ? 1 : 0;
+        if (!slot_kept[e.slot]) { keep[i] = false; continue; }
         ++count;
         if (remap[e.slot] < 0) {
             remap[e.slot] = static_cast<std::int64_t>(tables.size());
@@ -109,7 +123,7 @@ bytes pending_txn::build_record(std::string_view schema, hlc_t hlc, std::string_
     w.put_varint(count);
     for (std::size_t i = 0; i < entries_.size(); ++i) {
         const auto& e = entries_[i];
-        if (!keep[i] || slots_[e.slot].schema != schema) continue;
+        if (!keep[i]) continue;
         w.put_varint(static_cast<std::uint64_t>(remap[e.slot]));
         w.put_u8(static_cast<std::uint8_t>(e.op));
         w.put_raw(buf_.data() + e.start, e.end - e.start);

@@ -8,6 +8,7 @@
 // idempotent: a repeated savepoint(n) for a level that is already open is ignored.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,9 @@ public:
     // A change that may touch a key touched before in this transaction (update, delete,
     // replace): the record is then reduced to each key's last change.
     void note_overwrite() { may_repeat_keys_ = true; }
+    // Records a DDL change of a table (create, drop, rename) made inside the transaction,
+    // so it travels in the transaction's record; its payload is at buffer()[start, end).
+    void add_ddl(std::uint32_t slot, change_op op, std::size_t start);
 
     void savepoint(int level);
     void release(int level);
@@ -42,8 +46,10 @@ public:
     std::vector<std::string> schemas() const;
     // Tables of `schema` registered in this transaction.
     std::vector<std::string> tables_in(std::string_view schema) const;
-    // The record body for one schema's changes (empty when it has none).
-    bytes build_record(std::string_view schema, hlc_t hlc, std::string_view origin) const;
+    // The record body for one schema's changes (empty when it has none). `keep_table`
+    // (when given) leaves out the changes of tables it rejects.
+    bytes build_record(std::string_view schema, hlc_t hlc, std::string_view origin,
+                       const std::function<bool(const std::string& table)>& keep_table = {}) const;
 
 private:
     struct slot_info {

@@ -100,6 +100,15 @@ bool parse_column(std::string_view arg, table_def& def, std::string& err) {
     std::vector<token> toks;
     if (!tokenize(arg, toks, err)) { err = "column declaration '" + std::string(arg) + "': " + err; return false; }
     if (toks.empty()) { err = "empty column declaration"; return false; }
+    if (!toks[0].quoted) {
+        std::string first = upper(toks[0].text);
+        for (const char* kw : {"PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "CONSTRAINT"})
+            if (first == kw) {
+                err = "table constraint '" + std::string(arg) + "' is not supported (declare the key on its column, e.g. 'id INTEGER PRIMARY KEY'; "
+                      "UNIQUE, CHECK and FOREIGN KEY constraints are not available on replicated tables)";
+                return false;
+            }
+    }
     column_def col;
     col.name = toks[0].text;
     if (!toks[0].quoted && (toks[0].text.empty() || !(std::isalpha(static_cast<unsigned char>(toks[0].text[0])) || toks[0].text[0] == '_' || static_cast<unsigned char>(toks[0].text[0]) >= 0x80))) {

@@ -105,6 +105,23 @@ bool decode_value(byte_reader& r, value& out) {
     }
 }
 
+std::string normalized_key(std::string_view encoded) {
+    if (encoded.size() == 9 && static_cast<std::uint8_t>(encoded[0]) == static_cast<std::uint8_t>(value_type::real)) {
+        byte_reader r(reinterpret_cast<const std::uint8_t*>(encoded.data()), encoded.size());
+        value v;
+        if (decode_value(r, v) && v.r >= -9223372036854775808.0 && v.r < 9223372036854775808.0) {
+            auto i = static_cast<std::int64_t>(v.r);
+            if (static_cast<double>(i) == v.r) {
+                bytes out;
+                byte_writer w(out);
+                encode_value(w, value::of_int(i));
+                return std::string(out.begin(), out.end());
+            }
+        }
+    }
+    return std::string(encoded);
+}
+
 bool skip_value(byte_reader& r) {
     auto tag = r.get_u8();
     if (!r.ok()) return false;

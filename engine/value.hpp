@@ -41,6 +41,11 @@ struct value {
 void encode_value(byte_writer& w, const value& v);
 // Returns false (and leaves r failed) on a malformed or truncated value.
 bool decode_value(byte_reader& r, value& out);
+// The encoding of a key as SQLite compares keys: a REAL with an exact integer value is the
+// same key as that INTEGER (1.0 = 1), so it is rewritten as the INTEGER. Other encodings
+// are returned unchanged.
+std::string normalized_key(std::string_view encoded);
+
 // Skips one encoded value; false when malformed.
 bool skip_value(byte_reader& r);
 

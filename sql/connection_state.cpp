@@ -3,6 +3,9 @@
 
 #include "engine/commit_signal.hpp"
 #include "engine/table_def.hpp"
+#include "engine/txn_record.hpp"
+
+#include <functional>
 
 namespace hdbrepl::sql {
 
@@ -19,8 +22,34 @@ engine::system_store& connection_state::system(const std::string& schema) {
 
 std::uint64_t connection_state::now_ms() const { return test_clock_ms_ ? test_clock_ms_ : engine::wall_clock_ms(); }
 
-int connection_state::ddl_version(const std::string& schema, schema_txn& out, std::string& err) {
+int connection_state::ddl_version(const std::string& schema, schema_txn& out, bool& joins, std::string& err) {
+    ddl_in_txn_ = true;
+    if (auto it = txns_.find(schema); it != txns_.end()) {
+        out = it->second;
+        joins = true;
+        return SQLITE_OK;
+    }
+    joins = false;
     return version_for(schema, out, err, true);
+}
+
+int connection_state::log_ddl(const std::string& schema, const std::string& table, const std::string& definition, engine::change_op op,
+                              const std::string& new_name, const schema_txn& v, bool joins, std::string& err) {
+    if (joins) {
+        std::uint32_t slot = pending_.table_slot(schema, table, definition);
+        auto& buf = pending_.buffer();
+        std::size_t start = buf.size();
+        engine::byte_writer w(buf);
+        if (op == engine::change_op::rename_table) w.put_str(new_name);
+        pending_.add_ddl(slot, op, start);
+        return SQLITE_OK;
+    }
+    engine::txn_record r{v.hlc, v.origin, {{table, definition}}, {{0, op, {}}}};
+    if (op == engine::change_op::rename_table) r.changes[0].values.push_back(engine::value::of_text(new_name));
+    auto body = engine::encode_record(r);
+    int rc = system(schema).append_log(v.hlc, v.origin_id, v.hlc, body.data(), body.size());
+    if (rc != SQLITE_OK) err = std::string("hdbrepl: writing the change log: ") + sqlite3_errmsg(db_);
+    return rc;
 }
 
 int connection_state::version_for(const std::string& schema, schema_txn& out, std::string& err, bool recheck) {
@@ -57,7 +86,17 @@ int connection_state::flush(std::string& err) {
         auto it = txns_.find(schema);
         if (it == txns_.end()) { err = "hdbrepl: changes in schema '" + schema + "' without a transaction version"; return SQLITE_INTERNAL; }
         const auto& t = it->second;
-        engine::bytes body = pending_.build_record(schema, t.hlc, t.origin);
+        std::function<bool(const std::string&)> keep;
+        if (ddl_in_txn_) {
+            // Changes of a table whose CREATE was rolled back (to a savepoint) must not
+            // travel: SQLite drops such a table without telling its module.
+            auto& sys = system(schema);
+            keep = [&](const std::string& table) {
+                auto e = sys.get_table(table);
+                return e && (e->live || !e->renamed_to.empty() || e->dropped_hlc >= t.hlc);
+            };
+        }
+        engine::bytes body = pending_.build_record(schema, t.hlc, t.origin, keep);
         if (body.empty()) continue;
         int rc = system(schema).append_log(t.hlc, t.origin_id, t.hlc, body.data(), body.size());
         if (rc != SQLITE_OK) { err = std::string("hdbrepl: writing the change log: ") + sqlite3_errmsg(db_); return rc; }
@@ -68,8 +107,13 @@ int connection_state::flush(std::string& err) {
     if (std::uint64_t now = now_ms(); now >= last_prune_ms_ + auto_prune_interval_ms) {
         last_prune_ms_ = now;
         for (const auto& schema : pending_.schemas()) {
+            // Best effort: housekeeping must never fail the user's commit.
+            std::vector<std::string> live;
+            for (auto& table : pending_.tables_in(schema))
+                if (auto e = system(schema).get_table(table); e && e->live) live.push_back(table);
             std::int64_t removed = 0;
-            if (int rc = prune_tombstones(schema, removed, err, pending_.tables_in(schema)); rc != SQLITE_OK) return rc;
+            std::string ignored;
+            prune_tombstones(schema, removed, ignored, live);
         }
     }
     sqlite3_set_last_insert_rowid(db_, last_rowid);
@@ -118,6 +162,7 @@ void connection_state::end(bool committed) {
         if (!main_path_.empty()) engine::commit_signal::signal(main_path_, flushed_main_hlc_);
     }
     flushed_main_hlc_ = 0;
+    ddl_in_txn_ = false;
     pending_.clear();
     txns_.clear();
     flushed_ = false;

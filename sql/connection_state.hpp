@@ -42,8 +42,14 @@ public:
 
     // The open transaction's version in `schema`, fixed at its first write.
     int begin_write(const std::string& schema, schema_txn*& out, std::string& err);
-    // A fresh version for a DDL record written outside the data transaction's record.
-    int ddl_version(const std::string& schema, schema_txn& out, std::string& err);
+    // The version for a DDL change (CREATE, DROP, RENAME of a replicated table). When a data
+    // transaction is already open in `schema`, the DDL joins its record (`joins` = true, the
+    // version is the transaction's); otherwise it gets a fresh version and a record of its
+    // own, written at once (a DDL-only transaction never reaches xSync).
+    int ddl_version(const std::string& schema, schema_txn& out, bool& joins, std::string& err);
+    // Writes a DDL change: into the open transaction's record, or as its own record.
+    int log_ddl(const std::string& schema, const std::string& table, const std::string& definition, engine::change_op op,
+                const std::string& new_name, const schema_txn& v, bool joins, std::string& err);
     // Writes the pending changes to the change logs (xSync). Idempotent until end().
     int flush(std::string& err);
     void end(bool committed);
@@ -82,6 +88,7 @@ private:
     std::map<std::string, schema_txn> txns_;
     std::map<std::string, std::unique_ptr<engine::system_store>> systems_;
     std::set<std::string> ensured_; // schemas whose system tables are known to exist
+    bool ddl_in_txn_ = false;       // a CREATE/DROP/RENAME ran in this transaction
     bool flushed_ = false;
     std::uint64_t generation_ = 1;
     std::uint64_t test_clock_ms_ = 0;

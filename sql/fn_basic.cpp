@@ -47,6 +47,18 @@ std::string schema_arg(int argc, sqlite3_value** argv, int i) {
     return argc > i && sqlite3_value_type(argv[i]) != SQLITE_NULL ? text_arg(argv[i]) : std::string("main");
 }
 
+// Whether `schema` is a database of this connection (main, temp or an attached one).
+bool schema_exists(sqlite3* db, const std::string& schema) {
+    sqlite3_stmt* s = nullptr;
+    bool found = false;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_database_list WHERE name = ?1", -1, &s, nullptr) == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, schema.c_str(), -1, SQLITE_STATIC);
+        found = sqlite3_step(s) == SQLITE_ROW;
+    }
+    sqlite3_finalize(s);
+    return found;
+}
+
 struct setting {
     const char* key;
     std::int64_t default_value;
@@ -110,6 +122,7 @@ void fn_node_name(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     with_state(ctx, [&] {
         std::string schema = schema_arg(argc, argv, 0);
         auto* st = state_of(ctx);
+        if (!schema_exists(st->db(), schema)) return result_error(ctx, "repl_node_name(): no database named '" + schema + "'");
         if (!system_tables_exist(st->db(), schema)) {
             std::string err;
             if (int rc = ensure_system_tables(st->db(), schema, err); rc != SQLITE_OK)
@@ -127,6 +140,9 @@ void fn_config(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         std::string key = text_arg(argv[0]);
         auto* st = state_of(ctx);
         if (key == "test_clock_ms" && argc == 2) { // virtual time for tests: 0 returns to the wall clock
+            if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0 ||
+                sqlite3_value_int64(argv[1]) >= (1LL << 47))
+                return result_error(ctx, "repl_config(): test_clock_ms takes milliseconds since 1970 as an integer (0 = the wall clock)");
             st->set_test_clock(static_cast<std::uint64_t>(sqlite3_value_int64(argv[1])));
             sqlite3_result_int64(ctx, sqlite3_value_int64(argv[1]));
             return;
@@ -159,6 +175,7 @@ void fn_prune(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     with_state(ctx, [&] {
         std::string schema = schema_arg(argc, argv, 0);
         auto* st = state_of(ctx);
+        if (!schema_exists(st->db(), schema)) return result_error(ctx, "repl_prune_tombstones(): no database named '" + schema + "'");
         std::int64_t removed = 0;
         std::string err;
         int rc = st->prune_tombstones(schema, removed, err);
@@ -173,13 +190,17 @@ void fn_apply(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         if (sqlite3_value_type(argv[0]) != SQLITE_BLOB)
             return result_error(ctx, "repl_apply(): 1st argument must be a change record (a BLOB from hdbrepl_log.body)");
         auto* st = state_of(ctx);
-        applier a(st->db(), schema_arg(argc, argv, 1));
+        std::string schema = schema_arg(argc, argv, 1);
+        if (!schema_exists(st->db(), schema)) return result_error(ctx, "repl_apply(): no database named '" + schema + "'");
+        applier a(st->db(), schema);
         apply_options opt;
         opt.now_ms = st->now_ms();
         if (auto skew = a.system().get_meta("max_clock_skew_ms")) opt.max_clock_skew_ms = std::stoull(*skew);
         auto* body = static_cast<const std::uint8_t*>(sqlite3_value_blob(argv[0]));
         auto res = a.apply(body, static_cast<std::size_t>(sqlite3_value_bytes(argv[0])), opt);
-        if (res.rc != SQLITE_OK) return result_error(ctx, "repl_apply(): " + res.error, res.rc);
+        // A bad record is a bad argument: SQLITE_CORRUPT would make SQLite treat the
+        // caller's own database as damaged and roll back the caller's transaction.
+        if (res.rc != SQLITE_OK) return result_error(ctx, "repl_apply(): " + res.error, res.rc == SQLITE_CORRUPT ? SQLITE_ERROR : res.rc);
         std::string json = "{\"applied\":" + std::to_string(res.rows_applied) + ",\"skipped\":" + std::to_string(res.rows_skipped) +
                            ",\"logged\":" + (res.logged ? "true" : "false") + "}";
         sqlite3_result_text(ctx, json.c_str(), static_cast<int>(json.size()), SQLITE_TRANSIENT);

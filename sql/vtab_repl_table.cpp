@@ -130,7 +130,7 @@ int create_or_connect(sqlite3* db, void* aux, int argc, const char* const* argv,
     std::string err;
     auto def = parse_table_def(args, err);
     if (!def) { *pz_err = error_string("hdbrepl table '" + name + "': " + err); return SQLITE_ERROR; }
-    if (create && name.rfind("hdbrepl_", 0) == 0) {
+    if (create && sqlite3_strnicmp(name.c_str(), "hdbrepl_", 8) == 0) {
         *pz_err = error_string("hdbrepl table '" + name + "': names starting with 'hdbrepl_' are reserved for hdbrepl's own tables");
         return SQLITE_ERROR;
     }
@@ -149,10 +149,11 @@ int create_or_connect(sqlite3* db, void* aux, int argc, const char* const* argv,
     if (create) {
         const remote_ddl* remote = current_remote_ddl();
         schema_txn v;
+        bool joins = false;
         if (remote) {
             if ((rc = ensure_system_tables(db, schema, err)) != SQLITE_OK) { *pz_err = error_string(err); return rc; }
             v.hlc = remote->hlc;
-        } else if ((rc = conn->ddl_version(schema, v, err)) != SQLITE_OK) {
+        } else if ((rc = conn->ddl_version(schema, v, joins, err)) != SQLITE_OK) {
             *pz_err = error_string("hdbrepl table '" + name + "': " + err);
             return rc;
         }
@@ -169,13 +170,10 @@ int create_or_connect(sqlite3* db, void* aux, int argc, const char* const* argv,
         e.renamed_to.clear();
         e.live = true;
         if ((rc = sys.put_table(e)) != SQLITE_OK) { *pz_err = error_string(sqlite3_errmsg(db)); return rc; }
-        if (def->replicate && !remote) {
-            txn_record r{v.hlc, v.origin, {{name, t->definition}}, {{0, change_op::create_table, {}}}};
-            auto body = encode_record(r);
-            if ((rc = sys.append_log(v.hlc, v.origin_id, v.hlc, body.data(), body.size())) != SQLITE_OK) {
-                *pz_err = error_string(sqlite3_errmsg(db));
-                return rc;
-            }
+        if (def->replicate && !remote &&
+            (rc = conn->log_ddl(schema, name, t->definition, change_op::create_table, "", v, joins, err)) != SQLITE_OK) {
+            *pz_err = error_string(err);
+            return rc;
         }
     }
     t->store = std::make_unique<row_store>(db, schema, name, std::move(*def));
@@ -193,6 +191,7 @@ int xConnect(sqlite3* db, void* aux, int argc, const char* const* argv, sqlite3_
 
 void free_vtab(repl_vtab* t) {
     auto* conn = t->conn;
+    sqlite3_free(t->base.zErrMsg);
     delete t;
     conn->table_closed();
 }
@@ -202,25 +201,16 @@ int xDisconnect(sqlite3_vtab* v) {
     return SQLITE_OK;
 }
 
-// Writes a one-change DDL record for this table (unless replaying a remote change).
-int log_ddl(repl_vtab* t, change_op op, const std::string& table_name, std::vector<value> values, schema_txn& v) {
-    if (!t->replicate) return SQLITE_OK;
-    txn_record r{v.hlc, v.origin, {{table_name, t->definition}}, {{0, op, std::move(values)}}};
-    auto body = encode_record(r);
-    int rc = t->conn->system(t->schema).append_log(v.hlc, v.origin_id, v.hlc, body.data(), body.size());
-    if (rc != SQLITE_OK) set_vtab_error(&t->base, std::string("hdbrepl: writing the change log: ") + sqlite3_errmsg(t->conn->db()));
-    return rc;
-}
-
 int xDestroy(sqlite3_vtab* v) {
     auto* t = vt(v);
     int rc = guarded(v, [&] {
         std::string err;
         const remote_ddl* remote = current_remote_ddl();
         schema_txn ver;
+        bool joins = false;
         int rc = SQLITE_OK;
         if (remote) ver.hlc = remote->hlc;
-        else if ((rc = t->conn->ddl_version(t->schema, ver, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
+        else if ((rc = t->conn->ddl_version(t->schema, ver, joins, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
         t->drop_statements();
         t->store->release_statements();
         if ((rc = row_store::drop_shadows(t->conn->db(), t->schema, t->name, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
@@ -231,7 +221,10 @@ int xDestroy(sqlite3_vtab* v) {
         e.live = false;
         e.dropped_hlc = ver.hlc;
         if ((rc = sys.put_table(e)) != SQLITE_OK) { set_vtab_error(v, sqlite3_errmsg(t->conn->db())); return rc; }
-        return remote ? SQLITE_OK : log_ddl(t, change_op::drop_table, t->name, {}, ver);
+        if (remote || !t->replicate) return SQLITE_OK;
+        rc = t->conn->log_ddl(t->schema, t->name, t->definition, change_op::drop_table, "", ver, joins, err);
+        if (rc != SQLITE_OK) set_vtab_error(v, err);
+        return rc;
     });
     if (rc == SQLITE_OK) free_vtab(t);
     return rc;
@@ -241,15 +234,16 @@ int xRename(sqlite3_vtab* v, const char* new_name) {
     auto* t = vt(v);
     return guarded(v, [&] {
         std::string err, to = new_name;
-        if (to.rfind("hdbrepl_", 0) == 0) {
+        if (sqlite3_strnicmp(to.c_str(), "hdbrepl_", 8) == 0) {
             set_vtab_error(v, "cannot rename to '" + to + "': names starting with 'hdbrepl_' are reserved");
             return SQLITE_ERROR;
         }
         const remote_ddl* remote = current_remote_ddl();
         schema_txn ver;
+        bool joins = false;
         int rc = SQLITE_OK;
         if (remote) ver.hlc = remote->hlc;
-        else if ((rc = t->conn->ddl_version(t->schema, ver, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
+        else if ((rc = t->conn->ddl_version(t->schema, ver, joins, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
         t->drop_statements();
         t->store->release_statements();
         if ((rc = row_store::rename_shadows(t->conn->db(), t->schema, t->name, to, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
@@ -274,7 +268,10 @@ int xRename(sqlite3_vtab* v, const char* new_name) {
         std::string from = t->name;
         t->name = to;
         t->store->renamed(to);
-        return remote ? SQLITE_OK : log_ddl(t, change_op::rename_table, from, {value::of_text(to)}, ver);
+        if (remote || !t->replicate) return SQLITE_OK;
+        rc = t->conn->log_ddl(t->schema, from, t->definition, change_op::rename_table, to, ver, joins, err);
+        if (rc != SQLITE_OK) set_vtab_error(v, err);
+        return rc;
     });
 }
 
@@ -513,7 +510,9 @@ bool same_key(sqlite3_value* a, sqlite3_value* b, affinity aff) {
     byte_writer wx(x), wy(y);
     encode_with_affinity(wx, a, aff);
     encode_with_affinity(wy, b, aff);
-    return x == y;
+    // As SQLite compares keys: 1.0 and 1 are the same key.
+    return normalized_key({reinterpret_cast<const char*>(x.data()), x.size()}) ==
+           normalized_key({reinterpret_cast<const char*>(y.data()), y.size()});
 }
 
 int do_update(repl_vtab* t, int argc, sqlite3_value** argv) {
@@ -561,7 +560,10 @@ int do_update(repl_vtab* t, int argc, sqlite3_value** argv) {
     return SQLITE_OK;
 }
 
-int xUpdate(sqlite3_vtab* v, int argc, sqlite3_value** argv, sqlite3_int64*) {
+int xUpdate(sqlite3_vtab* v, int argc, sqlite3_value** argv, sqlite3_int64* rowid) {
+    // SQLite stores *rowid as last_insert_rowid() after an INSERT; a WITHOUT ROWID table
+    // leaves it alone, so hand back the current value.
+    *rowid = sqlite3_last_insert_rowid(vt(v)->conn->db());
     return guarded(v, [&] { return do_update(vt(v), argc, argv); });
 }
 

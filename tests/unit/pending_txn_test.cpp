@@ -185,11 +185,18 @@ TEST_CASE("pending_txn: savepoints, nested, with the repeated calls SQLite makes
         p.rollback_to(2);
         CHECK(keys(p) == strs{"t:put:1=10", "t:put:2=20"});
     }
-    SECTION("negative levels are ignored") {
+    SECTION("savepoint and release of level -1 change nothing") {
         p.savepoint(-1);
         p.release(-1);
-        p.rollback_to(-1);
         CHECK(p.size() == 3);
+    }
+    SECTION("rollback to level -1 (the savepoint that opened the transaction) drops everything") {
+        // SQLite calls xRollbackTo(-1) for ROLLBACK TO of a SAVEPOINT that began the transaction.
+        p.rollback_to(-1);
+        CHECK(p.size() == 0);
+        CHECK(p.empty());
+        p.rollback_to(-1); // repeated once per table: still empty, no crash
+        CHECK(p.size() == 0);
     }
 }
 
@@ -252,11 +259,16 @@ TEST_CASE("pending_txn: compaction to each key's last change only after note_ove
         put(p, u, {value::of_text("zz"), value::of_int(2)});
         CHECK(keys(p) == strs{"u:put:'1'=100", "t:put:1=11", "t:del:2", "u:put:'zz'=2"});
     }
-    SECTION("keys compare by value encoding: 1 and 1.0 and '1' are different keys") {
+    SECTION("keys compare as SQLite compares them: 1.0 is the key 1, '1' is another key") {
         put(p, t, {value::of_real(1.0), value::of_int(12)});
         put(p, t, {value::of_text("1"), value::of_int(13)});
         p.note_overwrite();
-        CHECK(keys(p) == strs{"t:put:2=20", "u:put:'1'=100", "t:put:1=11", "t:put:1=12", "t:put:'1'=13"});
+        CHECK(keys(p) == strs{"t:put:2=20", "u:put:'1'=100", "t:put:1=12", "t:put:'1'=13"});
+    }
+    SECTION("a REAL key without an exact integer value stays its own key") {
+        put(p, t, {value::of_real(1.5), value::of_int(14)});
+        p.note_overwrite();
+        CHECK(keys(p) == strs{"t:put:2=20", "u:put:'1'=100", "t:put:1=11", "t:put:1.5=14"});
     }
     SECTION("the key need not be the first column") {
         pending_txn q;
