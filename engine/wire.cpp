@@ -9,7 +9,7 @@ namespace hdbrepl::engine::wire {
 
 namespace {
 
-const char* const message_names[] = {"hello", "subscribe", "txn", "ack", "copy_start", "copy_table", "copy_rows", "copy_end", "copy_ack", "error", "removed"};
+const char* const message_names[] = {"hello", "subscribe", "txn", "ack", "copy_start", "copy_table", "copy_rows", "copy_end", "copy_ack", "error", "removed", "copy_request"};
 
 void put_progress(byte_writer& w, const std::vector<origin_progress>& p) {
     w.put_varint(p.size());
@@ -125,6 +125,8 @@ bytes encode(const message& m) {
                 w.put_str(x.text);
             } else if constexpr (std::is_same_v<T, removed>) {
                 w.put_str(x.by);
+            } else if constexpr (std::is_same_v<T, copy_request>) {
+                // no body
             }
         },
         m);
@@ -134,7 +136,8 @@ bytes encode(const message& m) {
 std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::string& error) {
     if (size == 0) { error = "empty message"; return std::nullopt; }
     reader rd(byte_reader(data + 1, size - 1));
-    std::optional<message> out;
+    message result;
+    bool have = false;
     switch (static_cast<msg>(data[0])) {
     case msg::hello: {
         hello h;
@@ -151,13 +154,15 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
         if (flags > 1) { rd.fail("unknown flags"); break; }
         h.needs_copy = flags == 1;
         if (!rd.sub(h.sub)) break;
-        out = std::move(h);
+        result = std::move(h);
+        have = true;
         break;
     }
     case msg::subscribe: {
         subscribe s;
         if (!rd.sub(s.sub)) break;
-        out = std::move(s);
+        result = std::move(s);
+        have = true;
         break;
     }
     case msg::txn: {
@@ -169,26 +174,27 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
         std::string err;
         if (!decode_record(p, n, err)) { rd.fail(err); break; }
         t.record.assign(p, p + n);
-        out = std::move(t);
+        result = std::move(t);
+        have = true;
         break;
     }
     case msg::ack: {
         ack a;
         a.seq = rd.r.get_varint();
-        if (rd.r.ok()) out = a;
+        if (rd.r.ok()) { result = a; have = true; }
         break;
     }
     case msg::copy_start: {
         copy_start c;
         c.total_rows = rd.r.get_varint();
-        if (rd.r.ok()) out = c;
+        if (rd.r.ok()) { result = c; have = true; }
         break;
     }
     case msg::copy_table: {
         copy_table c;
         c.name = rd.str("table name", max_name_len, false);
         c.definition = rd.str("table definition", max_definition_len, false);
-        if (rd.r.ok()) out = std::move(c);
+        if (rd.r.ok()) { result = std::move(c); have = true; }
         break;
     }
     case msg::copy_rows: {
@@ -213,46 +219,50 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
                 if (!decode_value(rd.r, v)) { rd.fail("bad row value"); break; }
             c.rows.push_back(std::move(row));
         }
-        if (rd.r.ok()) out = std::move(c);
+        if (rd.r.ok()) { result = std::move(c); have = true; }
         break;
     }
     case msg::copy_end: {
         copy_end c;
         c.seq = rd.r.get_varint();
-        if (rd.progress(c.progress)) out = std::move(c);
+        if (rd.progress(c.progress)) { result = std::move(c); have = true; }
         break;
     }
     case msg::copy_ack: {
         copy_ack c;
         c.chunks = rd.r.get_varint();
-        if (rd.r.ok()) out = c;
+        if (rd.r.ok()) { result = c; have = true; }
         break;
     }
     case msg::error: {
         error_msg e;
         e.text = rd.str("error text", 4096);
-        if (rd.r.ok()) out = std::move(e);
+        if (rd.r.ok()) { result = std::move(e); have = true; }
         break;
     }
     case msg::removed: {
         removed x;
         x.by = rd.str("node name", max_name_len, false);
-        if (rd.r.ok()) out = std::move(x);
+        if (rd.r.ok()) { result = std::move(x); have = true; }
         break;
     }
+    case msg::copy_request:
+        result = copy_request{};
+        have = true;
+        break;
     default:
         error = "unknown message type " + std::to_string(data[0]);
         return std::nullopt;
     }
-    if (out && !rd.r.at_end() && !std::holds_alternative<txn>(*out)) {
+    if (have && !rd.r.at_end() && !std::holds_alternative<txn>(result)) {
         rd.fail("trailing bytes");
-        out.reset();
+        have = false;
     }
-    if (!out) {
+    if (!have) {
         error = std::string("malformed ") + message_names[data[0] - 1] + " message: " + (rd.failed ? rd.reason : "truncated");
         return std::nullopt;
     }
-    return out;
+    return std::optional<message>(std::move(result));
 }
 
 } // namespace hdbrepl::engine::wire

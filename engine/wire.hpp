@@ -19,7 +19,7 @@ inline constexpr char hello_magic[4] = {'H', 'D', 'B', 'R'};
 
 enum class msg : std::uint8_t {
     hello = 1, subscribe = 2, txn = 3, ack = 4, copy_start = 5, copy_table = 6, copy_rows = 7, copy_end = 8,
-    copy_ack = 9, error = 10, removed = 11,
+    copy_ack = 9, error = 10, removed = 11, copy_request = 12,
 };
 
 struct origin_progress {
@@ -85,7 +85,10 @@ struct error_msg { std::string text; };
 // "You were removed from the cluster by `by`": the receiver stops replicating with it too.
 struct removed { std::string by; };
 
-using message = std::variant<hello, subscribe, txn, ack, copy_start, copy_table, copy_rows, copy_end, copy_ack, error_msg, removed>;
+// "Send me an initial copy": from a never-synced node whose first copy link went away.
+struct copy_request {};
+
+using message = std::variant<hello, subscribe, txn, ack, copy_start, copy_table, copy_rows, copy_end, copy_ack, error_msg, removed, copy_request>;
 
 // Limits a decoder enforces (beyond the transport's message size limit).
 inline constexpr std::size_t max_origins = 100'000;

@@ -180,6 +180,7 @@ struct peer {
     bool subscribed = false;
     replication_store::filter filter;
     std::int64_t send_pos = 0;
+    std::uint64_t send_generation = 0; // bumped when the position is reset: stale reads are dropped
     bool reading = false;
     std::deque<inflight> inflight_q;
     std::size_t inflight_bytes = 0;
@@ -257,6 +258,21 @@ private:
     void send_link(const net::link_ptr& l, const w::message& m);
     w::subscription my_subscription(const std::string& peer_name, const link_info* li);
     void resubscribe_all();
+    // A never-synced node with no copy under way asks a connected peer for one.
+    void ensure_copy_source();
+    // The start time configured for the node at the other end of `li` (route startTime or
+    // add_node start_time), matched by the target dialed or by the peer's address; -1: none.
+    std::int64_t start_time_for(const link_info& li) const {
+        if (!li.target.empty())
+            if (auto it = targets_.find(li.target); it != targets_.end()) return it->second.start_time_ms;
+        if (li.link)
+            for (const auto& [key, t] : targets_)
+                if (t.host == li.link->remote_address() || (!li.peer.empty() && t.peer_name == li.peer)) return t.start_time_ms;
+        return -1;
+    }
+    std::string self_url() const {
+        return std::string(cfg_.has_port ? "ws://" : "wss://") + cfg_.hostname + ":" + std::to_string(cfg_.has_port ? cfg_.port : cfg_.secure_port);
+    }
     void pump(const std::string& name);
     void pump_all();
     void start_copy_to(const std::string& name);
@@ -380,6 +396,9 @@ bool node_impl::start(std::string& error) {
             rstore_ = std::make_unique<replication_store>(rdb_, "main");
             applier_ = std::make_unique<applier>(wdb_, "main");
             if (wstore_->system().node_name() != name_) rc = wstore_->system().set_meta("node_name", name_);
+            // For hdb_nodes' own row.
+            if (rc == SQLITE_OK) rc = wstore_->system().set_meta("node_url", self_url());
+            if (rc == SQLITE_OK && cfg_.shard >= 0) rc = wstore_->system().set_meta("node_shard", std::to_string(cfg_.shard));
         }
         if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
         if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
@@ -462,7 +481,13 @@ bool node_impl::start(std::string& error) {
                     auto v = sqlite3_column_int64(st, 0);
                     if (v != n.data_version_) {
                         n.data_version_ = v;
-                        n.on_io([](node_impl& m) { m.pump_all(); });
+                        std::int64_t last = 0;
+                        n.rstore_->last_seq(last);
+                        // Also keeps the backlog of disconnected peers current.
+                        n.on_io([last](node_impl& m) {
+                            m.log_last_seq_ = std::max(m.log_last_seq_, last);
+                            m.pump_all();
+                        });
                     }
                 }
                 sqlite3_finalize(st);
@@ -616,10 +641,9 @@ w::subscription node_impl::my_subscription(const std::string& peer_name, const l
     sub.exclude.push_back(name_);
     for (const auto& [n, p] : peers_)
         if (n != peer_name && p.link) sub.exclude.push_back(n);
-    // A route with a start time skips the history before it.
-    if (li && !li->target.empty())
-        if (auto it = targets_.find(li->target); it != targets_.end() && it->second.start_time_ms > 0)
-            sub.start_after = hlc_from_ms(static_cast<std::uint64_t>(it->second.start_time_ms));
+    // A route or node with a start time skips the history before it.
+    if (li)
+        if (auto st = start_time_for(*li); st > 0) sub.start_after = hlc_from_ms(static_cast<std::uint64_t>(st));
     // While an initial copy runs from another peer, ask for nothing yet.
     if (copy_link_ != 0 && (!li || li->id != copy_link_)) sub.start_after = ~hlc_t{0}, sub.progress.clear();
     return sub;
@@ -646,7 +670,7 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
     h.node_url = std::string(cfg_.has_port ? "ws://" : "wss://") + cfg_.hostname + ":" + std::to_string(cfg_.has_port ? cfg_.port : cfg_.secure_port);
     h.database = "main";
     // A database never synced copies from the first peer that answers, and only from it.
-    bool has_start_time = !target_key.empty() && targets_.count(target_key) && targets_[target_key].start_time_ms > 0;
+    bool has_start_time = start_time_for(li) > 0;
     if (has_start_time) synced_ = true; // start_time: skip the copy, stream from that time
     if (!synced_ && copy_link_ == 0) {
         h.needs_copy = true;
@@ -697,6 +721,8 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
         std::string new_dialer = li.inbound ? h.node_name : name_;
         bool keep_new = old_dialer == new_dialer ? true : new_dialer == std::min(name_, h.node_name);
         if (!keep_new) {
+            if (li.copy_source && copy_link_ == li.id) copy_link_ = 0;
+            li.copy_source = false;
             li.peer = "";
             if (!li.target.empty()) targets_[li.target].peer_name = h.node_name;
             li.link->close("duplicate link");
@@ -704,7 +730,10 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
         }
         if (old != links_.end()) {
             auto old_link = old->second.link;
-            if (old->second.copy_source && copy_link_ == old->second.id) copy_link_ = 0;
+            if (old->second.copy_source && copy_link_ == old->second.id) {
+                copy_link_ = 0; // ensure_copy_source() asks on the kept link
+                existing->copying = false;
+            }
             links_.erase(old);
             old_link->close("duplicate link");
         }
@@ -730,7 +759,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     for (auto& e : h.sub.exclude) p.filter.exclude.insert(e);
     p.inflight_q.clear();
     p.inflight_bytes = 0;
-    p.reading = false;
+    ++p.send_generation;
     p.sending_copy.reset();
     if (li.copy_source) {
         p.copying = true;
@@ -756,11 +785,28 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
                 if (!p) return;
                 if (needs_copy) return m.start_copy_to(name);
                 p->send_pos = start;
+                ++p->send_generation;
                 m.pump(name);
             });
         });
     }
+    ensure_copy_source();
     update_status();
+}
+
+void node_impl::ensure_copy_source() {
+    if (synced_ || copy_link_ != 0) return;
+    for (auto& [id, li] : links_) {
+        if (li.peer.empty() || !li.link) continue;
+        auto* p = find_peer(li.peer);
+        if (!p || p->link_id != id) continue;
+        copy_link_ = id;
+        li.copy_source = true;
+        p->copying = true;
+        p->copy_done = p->copy_total = 0;
+        send_link(li.link, w::copy_request{});
+        return;
+    }
 }
 
 void node_impl::resubscribe_all() {
@@ -787,6 +833,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                     k = std::max(k, o.hlc);
                 }
                 for (auto& e : x.sub.exclude) p->filter.exclude.insert(e);
+                ++p->send_generation; // reads under way were for the old subscription
                 if (p->sending_copy) return; // applied when the copy ends
                 auto f = p->filter;
                 auto name = p->name;
@@ -796,6 +843,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                     n.on_io([name, start](node_impl& m) {
                         if (auto* q = m.find_peer(name)) {
                             q->send_pos = start;
+                            ++q->send_generation;
                             m.pump(name);
                         }
                     });
@@ -829,6 +877,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 p->copying = true;
                 p->copy_total = x.total_rows;
                 p->copy_done = 0;
+                p->copy_chunks = 0; // acks count this copy's chunks
                 p->copy_tables.clear();
             } else if constexpr (std::is_same_v<T, w::copy_table>) {
                 p->copy_tables.push_back(std::move(x));
@@ -858,6 +907,8 @@ void node_impl::handle(link_info& li, w::message&& m) {
             } else if constexpr (std::is_same_v<T, w::error_msg>) {
                 p->last_error = x.text;
                 log_line(name_, "peer " + p->name + " reports: " + x.text);
+            } else if constexpr (std::is_same_v<T, w::copy_request>) {
+                if (!p->sending_copy) start_copy_to(p->name);
             } else if constexpr (std::is_same_v<T, w::removed>) {
                 log_line(name_, "removed from the cluster by " + x.by);
                 removed_.insert(x.by);
@@ -886,7 +937,9 @@ void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason)
     if (it == links_.end()) return;
     link_info li = std::move(it->second);
     links_.erase(it);
-    if (li.copy_source && copy_link_ == link_id) copy_link_ = 0; // the next link asks for the copy
+    if (li.copy_source && copy_link_ == link_id) copy_link_ = 0; // another link asks for the copy
+    if (li.copy_source && !li.peer.empty())
+        if (auto* p = find_peer(li.peer)) p->copying = false;
     if (!li.peer.empty())
         if (auto* p = find_peer(li.peer); p && p->link_id == link_id) {
             p->link.reset();
@@ -898,6 +951,7 @@ void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason)
             resubscribe_all(); // others now relay what this peer sent directly
         }
     if (!li.target.empty()) schedule_redial(li.target);
+    ensure_copy_source();
     update_status();
 }
 
@@ -915,8 +969,9 @@ void node_impl::pump(const std::string& name) {
     p->reading = true;
     auto f = p->filter;
     auto from = p->send_pos;
+    auto gen = p->send_generation;
     auto max_bytes = budget - p->inflight_bytes;
-    on_db([name, f, from, max_bytes](node_impl& n) {
+    on_db([name, f, from, gen, max_bytes](node_impl& n) {
         std::vector<replication_store::log_record> recs;
         std::int64_t scanned = from;
         int rc = n.rstore_->read_after(from, f, max_bytes, recs, scanned);
@@ -929,12 +984,14 @@ void node_impl::pump(const std::string& name) {
             for (auto& r : recs) r.body = filter_record(r.body.data(), r.body.size(), [&](const std::string& t) { return rules_allow(rules, t, true); });
         std::int64_t last = 0;
         n.rstore_->last_seq(last);
-        n.on_io([name, recs = std::move(recs), scanned, rc, last](node_impl& m) mutable {
+        n.on_io([name, recs = std::move(recs), scanned, rc, last, gen](node_impl& m) mutable {
             m.log_last_seq_ = std::max(m.log_last_seq_, last);
             auto* p = m.find_peer(name);
             if (!p) return;
             p->reading = false;
             if (rc != SQLITE_OK || !p->link) return;
+            // The subscription changed while this read ran: it read for the old one.
+            if (gen != p->send_generation) return m.pump(name);
             for (auto& r : recs) {
                 if (r.body.empty()) continue; // nothing of it is published to this peer
                 p->inflight_q.push_back({r.seq, r.body.size(), r.origin, r.hlc});
@@ -990,7 +1047,9 @@ void node_impl::copy_pump(const std::string& name) {
     auto* p = find_peer(name);
     if (!p || !p->sending_copy || p->copy_reading || !p->link) return;
     constexpr std::uint64_t window = 4; // chunks in flight
-    if (p->copy_done_reading || p->copy_chunks_sent - p->copy_chunks_acked >= window) return;
+    // An ack from an earlier, interrupted copy may count past this one's chunks.
+    auto unacked = p->copy_chunks_sent > p->copy_chunks_acked ? p->copy_chunks_sent - p->copy_chunks_acked : 0;
+    if (p->copy_done_reading || unacked >= window) return;
     p->copy_reading = true;
     auto cs = p->sending_copy;
     on_db([name, cs](node_impl& n) {
@@ -1029,6 +1088,7 @@ void node_impl::copy_pump(const std::string& name) {
             }
             p->filter.start_after = std::min<hlc_t>(p->filter.start_after, 0);
             p->send_pos = static_cast<std::int64_t>(end.seq);
+            ++p->send_generation;
             p->sending_copy.reset();
             m.on_db([cs](node_impl&) { cs->reader->end(); });
             m.pump(name);

@@ -1,0 +1,238 @@
+#!/usr/bin/python3
+"""Initial synchronisation with real node processes (contract sections 4 and 5):
+
+- A holds 100,000 rows (written in big transactions before its node ever ran); B starts
+  empty with a route to A and receives every row, while A keeps inserting, updating and
+  deleting during the copy (those changes arrive too). Compared by count, sums and a hash
+  of every row. B's cluster_status shows the copy's progress (state "copying" / sync
+  rowsDone, rowsTotal) or the copy completes before a poll sees it;
+- add_node with start_time on a new node C: rows older than start_time are skipped, newer
+  ones arrive, and C's own writes reach A.
+"""
+import datetime
+import os
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import TestFailure, check, check_eq, run_tests, table_digest, wait_connected, wait_rows, wait_until  # noqa: E402
+
+A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+ROWS = 100_000
+
+
+def test_initial_copy_of_100k_rows_while_writing(c):
+    a = c.node(A_IP)
+    a.sql("CREATE VIRTUAL TABLE big USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT, grp INTEGER INDEXED, pad TEXT)")
+    t0 = time.monotonic()
+    step = 20_000
+    for lo in range(0, ROWS, step):
+        a.sql("WITH RECURSIVE s(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM s WHERE x + 1 < ?) "
+              "INSERT INTO big SELECT x, 'name-' || x, x % 97, hex(randomblob(8)) FROM s", lo, lo + step, timeout=120)
+    check_eq(a.scalar("SELECT count(*) FROM big"), ROWS, "rows on A")
+    print(f"    wrote {ROWS} rows on A in {time.monotonic() - t0:.1f}s")
+    a.start(routes=[B_IP])
+    # B joins a running A (both starting at once has its own test below).
+    time.sleep(1.5)
+    b = c.node(B_IP)
+    b.start(routes=[A_IP])
+    # Writes on A during the copy: new rows, updates and deletes of copied rows.
+    rng = c.rng
+    errors, n_done = [], [0]
+    stop = threading.Event()
+
+    def writer():
+        try:
+            for i in range(400):
+                if stop.is_set():
+                    return
+                k = rng.randrange(ROWS)
+                a.batch([("BEGIN", []),
+                         ("INSERT INTO big VALUES (?, ?, ?, 'live')", [ROWS + i, f"live-{i}", i % 97]),
+                         ("UPDATE big SET name = ? WHERE id = ?", [f"upd-{i}", k]),
+                         ("DELETE FROM big WHERE id = ?", [(k * 7 + 13) % ROWS]),
+                         ("COMMIT", [])])
+                n_done[0] += 1
+                time.sleep(0.005)
+        except Exception as e:
+            errors.append(str(e))
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    seen = []
+    deadline = time.monotonic() + 60
+    for _ in range(100000):
+        conn = b.connection(A_IP)
+        if conn:
+            if conn.get("state") == "copying" or "sync" in conn:
+                seen.append((conn.get("state"), conn.get("sync")))
+        if not t.is_alive() or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    stop.set()
+    t.join(30)
+    check(not errors, f"writer on A failed: {errors}")
+    print(f"    {n_done[0]} writes on A during the copy; B's status showed progress {len(seen)} times"
+          f"{': first ' + str(seen[0]) + ', last ' + str(seen[-1]) if seen else ''}")
+    for state, sync in seen:
+        if sync is not None:
+            check(isinstance(sync.get("rowsDone"), int) and isinstance(sync.get("rowsTotal"), int),
+                  f"sync progress fields: {sync}")
+            check(sync["rowsDone"] <= sync["rowsTotal"] or sync["rowsTotal"] == 0, f"rowsDone <= rowsTotal: {sync}")
+    q = "SELECT count(*), sum(id), sum(grp), sum(length(name)), sum(length(pad)) FROM big"
+    want = a.sql(q, timeout=60)
+    try:
+        wait_rows(b, q, want, timeout=30, what="B has every row of A (count and sums)")
+    except Exception:
+        print(f"    B's status of A: {b.connection(A_IP)}")
+        raise
+    check_eq(table_digest(b, "big"), table_digest(a, "big"), "hash of every row, B vs A")
+    check_eq(b.scalar("SELECT count(*) FROM big WHERE pad = 'live'"), n_done[0], "rows written during the copy on B")
+    # The copy is over: B reports a connected peer, no sync progress, and replicates both ways.
+    conn = wait_until(lambda: (lambda x: x if x and x.get("state") == "connected" else None)(b.connection(A_IP)),
+                      10, "B's link to A in state connected after the copy")
+    check("sync" not in conn or conn["sync"] is None, f"no sync progress after the copy: {conn}")
+    b.sql("INSERT INTO big VALUES (-1, 'from b', 0, 'b')")
+    wait_rows(a, "SELECT name FROM big WHERE id = -1", [["from b"]])
+
+
+def test_copy_when_both_nodes_start_together(c):
+    # Both databases fresh, routes to each other, started at the same moment: each asks
+    # the other for a copy and both dial. The copy of A's rows must complete.
+    n = 20_000
+    for round_ in range(3):
+        if round_:
+            c.close()
+            c.nodes = []
+        a, b = c.node(A_IP, db_name=f"a{round_}.db"), c.node(B_IP, db_name=f"b{round_}.db")
+        a.sql("CREATE VIRTUAL TABLE big USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT)")
+        a.sql("WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x + 1 < ?) "
+              "INSERT INTO big SELECT x, 'name-' || x FROM s", n)
+        a.start(routes=[B_IP])
+        b.start(routes=[A_IP])
+        seen = []
+
+        def copied():
+            conn = b.connection(A_IP)
+            seen[:] = [conn]
+            return conn and conn.get("state") == "connected" and \
+                b.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'big'") == 1 and \
+                b.scalar("SELECT count(*) FROM big") == n
+
+        try:
+            wait_until(copied, 15, f"round {round_}: B copied A's {n} rows and its link is back to 'connected'")
+        except Exception as e:
+            rows = b.scalar("SELECT count(*) FROM big") if b.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'big'") else 0
+            raise TestFailure(f"{e}\n    B's status of A: {seen}\n    rows on B: {rows}") from None
+        b.sql("INSERT INTO big VALUES (-1, 'from b')")
+        wait_rows(a, "SELECT name FROM big WHERE id = -1", [["from b"]], what=f"round {round_}: B's write on A")
+
+
+def test_new_node_with_two_peers_copies_once(c):
+    # A and B replicate with data; C starts empty with routes to both: it copies from one
+    # of them only, gets everything, and then streams from both.
+    a, b = c.node(A_IP), c.node(B_IP)
+    a.start(routes=[B_IP, C_IP])
+    b.start(routes=[A_IP, C_IP])
+    wait_connected(a, b)
+    wait_connected(b, a)
+    time.sleep(1.0)
+    a.sql("CREATE VIRTUAL TABLE t USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT)")
+    a.sql("WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x + 1 < 5000) "
+          "INSERT INTO t SELECT x, 'a' || x FROM s")
+    wait_until(lambda: b.scalar("SELECT count(*) FROM sqlite_master WHERE name = 't'") == 1, 15, "table t on B")
+    b.sql("WITH RECURSIVE s(x) AS (SELECT 5000 UNION ALL SELECT x + 1 FROM s WHERE x + 1 < 10000) "
+          "INSERT INTO t SELECT x, 'b' || x FROM s")
+    q = "SELECT count(*), sum(id), sum(length(v)) FROM t"
+    wait_until(lambda: a.sql(q) == b.sql(q) and a.sql(q)[0][0] == 10000, 20, "A and B hold both halves")
+    want = a.sql(q)
+    n3 = c.node(C_IP)
+    n3.start(routes=[A_IP, B_IP])
+    copying = set()
+
+    def done():
+        for conn in n3.status().get("connections", []):
+            if conn.get("state") == "copying" or conn.get("sync"):
+                copying.add(conn["name"])
+        return n3.scalar("SELECT count(*) FROM sqlite_master WHERE name = 't'") == 1 and n3.sql(q) == want
+
+    wait_until(done, 30, "C has every row", interval=0.02)
+    check(len(copying) <= 1, f"C copied from more than one peer: {copying}")
+    wait_connected(n3, a)
+    wait_connected(n3, b)
+    a.sql("INSERT INTO t VALUES (-1, 'new a')")
+    b.sql("INSERT INTO t VALUES (-2, 'new b')")
+    wait_rows(n3, "SELECT id FROM t WHERE id < 0 ORDER BY id", [[-2], [-1]], what="new rows of A and B on C")
+
+
+def test_copy_from_a_node_whose_log_lacks_the_history(c):
+    # D holds 20,000 rows; A joins D (copy), then D goes away. A's log does not hold those
+    # rows (they came by copy), so a new node B can only get them by a copy from A.
+    n = 20_000
+    d = c.node("127.0.0.5")
+    d.sql("CREATE VIRTUAL TABLE big USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT)")
+    d.sql("WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x + 1 < ?) "
+          "INSERT INTO big SELECT x, 'name-' || x FROM s", n)
+    d.start(routes=[A_IP])
+    time.sleep(1.0)
+    a = c.node(A_IP)
+    a.start(routes=["127.0.0.5", B_IP])
+    wait_until(lambda: a.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'big'") == 1 and
+               a.scalar("SELECT count(*) FROM big") == n, 30, f"A copied D's {n} rows")
+    d.kill()
+    in_log = a.scalar("SELECT count(*) FROM hdbrepl_log l JOIN hdbrepl_origins o ON o.id = l.origin WHERE o.name = ?", "127.0.0.5")
+    print(f"    A's log holds {in_log} of D's transactions after the copy")
+    a.sql("INSERT INTO big VALUES (-1, 'a after the copy')")
+    b = c.node(B_IP)
+    b.start(routes=[A_IP])
+    q = "SELECT count(*), sum(id), sum(length(name)) FROM big"
+    want = a.sql(q)
+    try:
+        wait_rows(b, q, want, timeout=30, what="B got every row from A (by a copy: A's log lacks D's history)")
+    except Exception:
+        print(f"    B's status of A: {b.connection(A_IP)}")
+        raise
+
+
+def iso_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def test_start_time_skips_old_rows(c):
+    a = c.node(A_IP)
+    a.start()
+    a.sql("CREATE VIRTUAL TABLE ev USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT)")
+    for i in range(50):
+        a.sql("INSERT INTO ev VALUES (?, 'old')", i)
+    a.sql("UPDATE ev SET v = 'old-updated' WHERE id < 10")
+    time.sleep(0.3)
+    start = iso_now()
+    time.sleep(0.3)
+    # A knows C (the plain port accepts known nodes only); C adds A with a start time.
+    n3 = c.node(C_IP)
+    n3.start()
+    reply = a.op("add_node", {"hostname": C_IP})
+    check_eq(reply, {"message": f"Successfully added '{C_IP}' to cluster"}, "add_node on A")
+    reply = n3.op("add_node", {"hostname": A_IP, "start_time": start})
+    check_eq(reply, {"message": f"Successfully added '{A_IP}' to cluster"}, "add_node with start_time on C")
+    wait_connected(n3, a)
+    # New changes arrive, including an update of an old row (as of that update).
+    for i in range(100, 110):
+        a.sql("INSERT INTO ev VALUES (?, 'new')", i)
+    a.sql("UPDATE ev SET v = 'touched' WHERE id = 20")
+    wait_until(lambda: n3.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'ev'") == 1, 15,
+               "table ev on C (its definition travels with the new changes)")
+    wait_rows(n3, "SELECT count(*) FROM ev WHERE v = 'new'", [[10]], what="the 10 new rows on C")
+    wait_rows(n3, "SELECT v FROM ev WHERE id = 20", [["touched"]], what="the update after start_time on C")
+    old = n3.sql("SELECT id, v FROM ev WHERE v LIKE 'old%' ORDER BY id")
+    check(old == [], f"C received {len(old)} rows written before start_time: {old[:5]}")
+    check_eq(n3.scalar("SELECT count(*) FROM ev"), 11, "rows on C")
+    # C's own writes reach A.
+    n3.sql("INSERT INTO ev VALUES (500, 'from c')")
+    wait_rows(a, "SELECT v FROM ev WHERE id = 500", [["from c"]])
+
+
+if __name__ == "__main__":
+    run_tests(globals())
