@@ -65,6 +65,13 @@ void fn_start(sqlite3_context* c, int, sqlite3_value** argv) {
         if (!cfg.has_port)
             return sql::result_error(c, "repl_start(): replication.port is required: this version serves the plain (IP-authenticated) "
                                         "port only; the TLS securePort arrives with the security issue");
+        if (!cfg.all_databases) {
+            bool main_listed = false;
+            for (const auto& d : cfg.databases) main_listed = main_listed || d.name == "main";
+            if (!main_listed)
+                return sql::result_error(c, "repl_start(): replication.databases does not list 'main': this version replicates "
+                                            "the main database of the file only, so there would be nothing to replicate");
+        }
         char* err = nullptr;
         int rc = sqlite3_exec(x->state->db(), "PRAGMA journal_mode=WAL", nullptr, nullptr, &err);
         if (rc != SQLITE_OK) {
