@@ -4,6 +4,7 @@
 #   make bench   build (Release) and print the benchmark ratios against plain SQLite
 #   make demo    build and run the demo tour
 #   make sanitize  the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make tsan    the threaded C++ tests under ThreadSanitizer
 JOBS ?= 2
 BUILD ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -34,10 +35,12 @@ sanitize: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) --timeout 900
 
+# ThreadSanitizer over the threaded C++ tests (the transport's io thread, the runtime).
+# The node processes of the cluster tier run in python3, which cannot host TSan.
 tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE=thread >/dev/null
-	cmake --build build-tsan -j $(JOBS)
-	cd build-tsan && ctest --output-on-failure -j $(JOBS) -L unit --timeout 900
+	cmake --build build-tsan -j $(JOBS) --target net_tests unit_tests
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L "net|unit" --timeout 900
 
 clean:
 	rm -rf build build-bench build-asan build-tsan
