@@ -296,6 +296,8 @@ private:
     // -- db thread --
     void prune_log(const std::map<std::string, progress_map>& known);
     void drain_received();
+    // Puts items[i..] back at the front of the queue and drains again after `delay`.
+    void requeue_and_retry(std::vector<received>& items, std::size_t& i, clock_ms delay);
     void apply_batch(std::vector<received>& items, std::size_t& i);
     bool open_connection(sqlite3** out, std::string& error);
 
@@ -1184,6 +1186,19 @@ void node_impl::enqueue(received&& r) {
     if (schedule) on_db([](node_impl& n) { n.drain_received(); });
 }
 
+void node_impl::requeue_and_retry(std::vector<received>& items, std::size_t& i, clock_ms delay) {
+    std::lock_guard lock(rx_m_);
+    for (std::size_t k = items.size(); k > i; --k) rx_.push_front(std::move(items[k - 1]));
+    i = items.size();
+    if (rx_scheduled_) return;
+    rx_scheduled_ = true;
+    on_io([delay](node_impl& m) {
+        m.retry_apply_timer_ = m.io_->after(delay, [w = m.weak_from_this()] {
+            if (auto s = w.lock(); s && !s->stopped_) s->on_db([](node_impl& n) { n.drain_received(); });
+        });
+    });
+}
+
 void node_impl::drain_received() {
     std::vector<received> items;
     {
@@ -1260,18 +1275,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     std::string err;
     if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) {
         // Busy for longer than the timeout: try again shortly, keeping the order.
-        std::lock_guard lock(rx_m_);
-        for (std::size_t k = items.size(); k > i; --k) rx_.push_front(std::move(items[k - 1]));
-        i = items.size();
-        if (!rx_scheduled_) {
-            rx_scheduled_ = true;
-            on_io([](node_impl& m) {
-                m.retry_apply_timer_ = m.io_->after(clock_ms(100), [w = m.weak_from_this()] {
-                    if (auto s = w.lock(); s && !s->stopped_) s->on_db([](node_impl& n) { n.drain_received(); });
-                });
-            });
-        }
-        return;
+        return requeue_and_retry(items, i, clock_ms(100));
     }
     progress_map batch;
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> acks; // peer -> (link, seq)
@@ -1322,17 +1326,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     }
     if (skew) {
         // Too far ahead of our clock: keep the rest, in order, and retry in a while.
-        std::lock_guard lock(rx_m_);
-        for (std::size_t k = items.size(); k > i; --k) rx_.push_front(std::move(items[k - 1]));
-        i = items.size();
-        if (!rx_scheduled_) {
-            rx_scheduled_ = true;
-            on_io([](node_impl& m) {
-                m.retry_apply_timer_ = m.io_->after(clock_ms(500), [w = m.weak_from_this()] {
-                    if (auto s = w.lock(); s && !s->stopped_) s->on_db([](node_impl& n) { n.drain_received(); });
-                });
-            });
-        }
+        requeue_and_retry(items, i, clock_ms(500));
     }
     {
         std::lock_guard lock(shared_m_);
