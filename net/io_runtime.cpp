@@ -50,7 +50,7 @@ void log(const std::string& line) noexcept {
             std::lock_guard lk(sinks().mu);
             s = sinks().sink;
         }
-        if (s) (*s)("hdbrepl net: " + line);
+        if (s) (*s)("net: " + line);
     } catch (...) {
         // a failing sink must not take the io thread down
     }

@@ -38,7 +38,7 @@ struct closable {
 };
 
 struct runtime_state : std::enable_shared_from_this<runtime_state> {
-    asio::io_context ioc{1}; // one thread: Asio may drop internal locking
+    asio::io_context ioc{1}; // concurrency hint: one thread runs it (posting from others stays safe)
     // Keeps run() going while idle; released by shutdown_all().
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{ioc.get_executor()};
     // Set (any thread) when stop_and_join() begins: from then on no user callback starts.
@@ -66,7 +66,7 @@ struct runtime_access {
     static const std::shared_ptr<runtime_state>& state(io_runtime& rt) { return rt.state_; }
 };
 
-// Any thread. One line to the sink set by set_log_sink(), prefixed "hdbrepl net: ".
+// Any thread. One line to the sink set by set_log_sink(), prefixed "net: ".
 void log(const std::string& line) noexcept;
 
 // The message of the exception being handled (call inside a catch block).

@@ -38,7 +38,7 @@ struct listener_impl;
 } // namespace detail
 
 // Where log lines go: one line per refused connection, per closed link (with the reason),
-// per error. Default: discarded. Any thread; the sink is called on the io thread (and on the
+// per error, each starting "net: ". Default: discarded. Any thread; the sink is called on the io thread (and on the
 // thread that calls listen() for bind errors), never under a lock of this library.
 void set_log_sink(std::function<void(const std::string& line)> sink);
 
@@ -101,8 +101,8 @@ struct link_options {
     std::size_t max_queued_bytes = 16 << 20;   // bound of the send queue (incl. the message being written)
     std::chrono::milliseconds handshake_timeout{5000}; // each of resolve, connect, WebSocket
                                                        // handshake (both sides), close handshake
-    std::chrono::milliseconds ping_interval{1000};     // <= 0: no pings and no ping timeout
-    std::chrono::milliseconds ping_timeout{3000};      // no byte received for this long: close
+    std::chrono::milliseconds ping_interval{1000};     // keepalive period (see link); <= 0: none
+    std::chrono::milliseconds ping_timeout{3000};      // nothing received for this long: close
 };
 
 class link;
@@ -153,6 +153,12 @@ public:
     virtual std::string request_target() const = 0;   // HTTP target of the upgrade request
 
     // Any thread. Round trip of the last answered ping in milliseconds, -1 if none yet.
+    // Keepalive: every ping_interval the link sends a WebSocket ping — or, while the peer is
+    // streaming data to us, an unsolicited pong (a heartbeat that needs no answer, so the
+    // peer's reads never wait behind its own writes). A link that received nothing (no
+    // data, no ping, no pong) for ping_timeout closes with "ping timeout". So latency_ms()
+    // is refreshed while data flows towards the peer or the link is idle, and may include
+    // the time the ping waited behind our own queued data.
     virtual double latency_ms() const = 0;
 
     // io thread: takes effect immediately. Other threads: posted to the io thread. Reading

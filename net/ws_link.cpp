@@ -9,12 +9,22 @@
 //              a failure here is logged (and reported to dial's done), never to on_closed
 //   open       one read loop (async_read_some in 64 KiB pieces, so every received byte counts
 //              as liveness even inside a long message), one write in flight (messages are sent
-//              as 64 KiB frames, so pings and the automatic pongs interleave with big messages),
-//              one ping timer (a ping every ping_interval; latency = time to the matching pong;
-//              nothing received for ping_timeout -> "ping timeout", TCP closed at once)
+//              as 64 KiB frames, so control frames interleave with big messages), one ping
+//              timer (see "Keepalive" below; nothing received for ping_timeout -> "ping
+//              timeout", TCP closed at once)
 //   closing    close(reason): flush the queue, WebSocket close handshake, bounded by
 //              handshake_timeout (Beast's own close timeout, and our deadline timer)
 //   finished   socket closed, timers cancelled, on_closed called once (not during a stop)
+//
+// Keepalive. Every ping_interval each side sends one control frame, so the other side always
+// hears from it: a ping (its pong gives latency_ms) when the peer has not been sending us
+// data, otherwise an unsolicited pong (RFC 6455 5.5.3: a one-way heartbeat, no answer). The
+// reason: Beast's read operation answers a ping by waiting for the write side, so a peer that
+// is itself writing stops reading until its current frame is out; if both sides stream to
+// each other and both ping, both reads can wait on writes that wait on the other's read — a
+// deadlock that only the ping timeout would break. And a ping sent behind our own bulk data
+// is answered only after the peer has read that data (a long round trip on a slow link), so
+// liveness never depends on our pings' answers alone: the peer's heartbeats and data count.
 //
 // TLS later: ws_link is a template on the stream below the WebSocket layer, and everything
 // except two steps is written against `ws_` and `beast::get_lowest_layer(ws_)`. To add TLS,
@@ -71,6 +81,15 @@ std::string host_port(const std::string& host, std::uint16_t port) {
 }
 
 bool aborted(const error_code& ec) { return ec == asio::error::operation_aborted; }
+
+// A close frame carries at most 123 bytes of reason, which must be valid UTF-8: cut at a
+// character boundary.
+std::string close_reason_text(const std::string& reason) {
+    if (reason.size() <= 123) return reason;
+    std::size_t n = 123;
+    while (n > 0 && (static_cast<unsigned char>(reason[n]) & 0xC0) == 0x80) --n;
+    return reason.substr(0, n);
+}
 
 } // namespace
 
@@ -362,7 +381,7 @@ private:
     void on_read(error_code ec, std::size_t n) {
         if (phase_ == phase::finished) return;
         if (ec) return on_read_error(ec);
-        last_rx_ = steady::now();
+        last_rx_ = last_data_rx_ = steady::now();
         if (phase_ != phase::open) return; // closing: the close operation reads from here on
         if (ws_.got_text()) {
             return begin_close(websocket::close_code::unknown_data, "text frames are not accepted",
@@ -464,7 +483,12 @@ private:
         auto now = steady::now();
         if (opts_.ping_timeout.count() > 0 && now - last_rx_ >= opts_.ping_timeout) return finish("ping timeout");
         if (now >= next_ping_) {
-            if (!ping_in_flight_) send_ping(now); // else the last ping frame is still queued
+            if (!control_in_flight_) { // else the last control frame is still queued behind data
+                if (now - last_data_rx_ >= opts_.ping_interval)
+                    send_ping(now);
+                else
+                    send_heartbeat();
+            }
             next_ping_ = now + opts_.ping_interval;
         }
         arm_ping_timer();
@@ -475,12 +499,18 @@ private:
         std::string text = std::to_string(seq);
         pings_.emplace_back(seq, now);
         if (pings_.size() > max_tracked_pings) pings_.pop_front();
-        ping_in_flight_ = true;
-        ws_.async_ping(websocket::ping_data(text.data(), text.size()), step(&ws_link::on_ping_sent));
+        control_in_flight_ = true;
+        ws_.async_ping(websocket::ping_data(text.data(), text.size()), step(&ws_link::on_control_sent));
     }
 
-    void on_ping_sent(error_code ec) {
-        ping_in_flight_ = false;
+    // An unsolicited pong: "still here", without making the peer write an answer.
+    void send_heartbeat() {
+        control_in_flight_ = true;
+        ws_.async_pong(websocket::ping_data(), step(&ws_link::on_control_sent));
+    }
+
+    void on_control_sent(error_code ec) {
+        control_in_flight_ = false;
         if (phase_ != phase::open) return;
         if (ec && !aborted(ec)) finish("ping: " + ec.message()); // aborted: a close frame went first
     }
@@ -493,7 +523,7 @@ private:
         if (phase_ != phase::open) return;
         phase_ = phase::closing;
         close_code_ = code;
-        close_wire_reason_ = wire_reason.substr(0, 123); // a close frame payload is at most 125 bytes
+        close_wire_reason_ = close_reason_text(wire_reason);
         close_report_ = report;
         flush_ = flush;
         ping_timer_.cancel();
@@ -611,9 +641,10 @@ private:
 
     // pinging
     asio::steady_timer ping_timer_;
-    steady::time_point last_rx_{};
+    steady::time_point last_rx_{};      // any frame, data or control
+    steady::time_point last_data_rx_{}; // message data (the peer is writing to us)
     steady::time_point next_ping_{};
-    bool ping_in_flight_ = false;
+    bool control_in_flight_ = false;    // Beast allows one ping/pong at a time
     std::uint64_t ping_seq_ = 0;
     std::deque<std::pair<std::uint64_t, steady::time_point>> pings_;
 
