@@ -245,19 +245,27 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
         const value& key = c.op == change_op::put ? c.values[def.pk] : c.values[0];
         if (key.type == value_type::null) return fail(SQLITE_CORRUPT, "table '" + t.name + "': NULL primary key in record");
         std::optional<row_store::stored_version> cur;
-        if (int rc = store->find(key, cur); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
-        if (cur) {
-            std::string cur_origin = sys_.origin_name(cur->origin);
-            if (compare_versions({rec->hlc, rec->origin}, {cur->hlc, cur_origin}) <= 0) { ++res.rows_skipped; continue; }
-        }
         int rc;
         if (c.op == change_op::put) {
-            rc = cur && cur->live ? store->update_row(key, c.values.data(), rec->hlc, origin_id)
-                                  : store->insert_row(c.values.data(), rec->hlc, origin_id, true);
+            // A live row is compared inside the upsert itself; only a tombstone (rare, and
+            // in a small table) needs a look first.
+            if ((rc = store->find_tombstone(key, cur)) != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+            if (cur && compare_versions({rec->hlc, rec->origin}, {cur->hlc, sys_.origin_name(cur->origin)}) <= 0) {
+                ++res.rows_skipped;
+                continue;
+            }
+            bool applied = false;
+            if ((rc = store->put_if_newer(c.values.data(), rec->hlc, origin_id, applied)) != SQLITE_OK)
+                return fail(rc, "table '" + t.name + "': " + sqlite3_errmsg(db_));
+            if (!applied) { ++res.rows_skipped; continue; }
         } else {
-            rc = store->delete_row(key, rec->hlc, origin_id);
+            if ((rc = store->find(key, cur)) != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+            if (cur && compare_versions({rec->hlc, rec->origin}, {cur->hlc, sys_.origin_name(cur->origin)}) <= 0) {
+                ++res.rows_skipped;
+                continue;
+            }
+            if ((rc = store->delete_row(key, rec->hlc, origin_id)) != SQLITE_OK) return fail(rc, "table '" + t.name + "': " + sqlite3_errmsg(db_));
         }
-        if (rc != SQLITE_OK) return fail(rc, "table '" + t.name + "': " + sqlite3_errmsg(db_));
         ++res.rows_applied;
         changed = true;
     }
@@ -306,17 +314,19 @@ apply_result applier::apply_copy(const std::string& table, const std::string& de
         const value& key = row.deleted ? row.values[0] : row.values[def.pk];
         if (key.type == value_type::null) return fail(SQLITE_CORRUPT, "NULL primary key");
         std::optional<row_store::stored_version> cur;
-        if (int rc = r.store->find(key, cur); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+        // Live rows are compared inside the upsert; tombstones and deletes need a look first.
+        int rc = row.deleted ? r.store->find(key, cur) : r.store->find_tombstone(key, cur);
+        if (rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
         if (cur && compare_versions({row.hlc, row.origin}, {cur->hlc, sys_.origin_name(cur->origin)}) <= 0) {
             ++res.rows_skipped;
             continue;
         }
         std::int64_t origin_id = 0;
-        if (int rc = sys_.origin_id(row.origin, origin_id); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
-        int rc = row.deleted ? r.store->delete_row(key, row.hlc, origin_id)
-                 : cur && cur->live ? r.store->update_row(key, row.values.data(), row.hlc, origin_id)
-                                    : r.store->insert_row(row.values.data(), row.hlc, origin_id, true);
+        if ((rc = sys_.origin_id(row.origin, origin_id)) != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+        bool applied = true;
+        rc = row.deleted ? r.store->delete_row(key, row.hlc, origin_id) : r.store->put_if_newer(row.values.data(), row.hlc, origin_id, applied);
         if (rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+        if (!applied) { ++res.rows_skipped; continue; }
         ++res.rows_applied;
     }
     // Copied rows have no log record; the clock must still end up past every stored version.

@@ -116,6 +116,15 @@ void row_store::build_sql() {
     update_.reset_sql(sql_update());
     delete_.reset_sql("DELETE FROM " + data_table() + " WHERE " + key + "=?1");
     tomb_.reset_sql("INSERT OR REPLACE INTO " + tomb_table() + " VALUES(?1, ?2, ?3)");
+    {
+        std::string sets;
+        for (const auto& c : def_.columns) sets += quote_ident(c.name) + "=excluded." + quote_ident(c.name) + ", ";
+        std::string origins = quote_ident(schema_) + ".hdbrepl_origins";
+        put_newer_.reset_sql(sql_insert(false) + " ON CONFLICT(" + key + ") DO UPDATE SET " + sets + v + "=excluded." + v + ", " + o +
+                             "=excluded." + o + " WHERE excluded." + v + " > " + v + " OR (excluded." + v + " = " + v +
+                             " AND (SELECT name FROM " + origins + " WHERE id = excluded." + o + ") > (SELECT name FROM " + origins +
+                             " WHERE id = " + o + "))");
+    }
 }
 
 std::string row_store::sql_insert(bool replace) const {

@@ -1058,7 +1058,9 @@ void node_impl::copy_pump(const std::string& name) {
         std::uint32_t table = 0;
         std::vector<snapshot_row> rows;
         int rc = SQLITE_OK;
-        bool more = cs->reader->next_chunk(1000, table, rows, rc);
+        // 2,000 rows a chunk: one receiver transaction each, small enough to interleave
+        // with streamed transactions on both database threads.
+        bool more = cs->reader->next_chunk(2000, table, rows, rc);
         w::copy_end end;
         if (!more && rc == SQLITE_OK) {
             end.seq = static_cast<std::uint64_t>(cs->reader->log_seq());
