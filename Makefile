@@ -23,8 +23,9 @@ test: build
 
 bench: deps
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DHDBREPL_BUILD_TESTS=OFF >/dev/null
-	cmake --build build-bench -j $(JOBS) --target hdbrepl hdbrepl_bench
+	cmake --build build-bench -j $(JOBS) --target hdbrepl hdbrepl_bench hdbrepl_repl_bench
 	./build-bench/hdbrepl_bench --lib ./build-bench/libhdbrepl
+	./build-bench/hdbrepl_repl_bench --lib ./build-bench/libhdbrepl
 
 demo: build
 	bash samples/demo.sh ./$(BUILD)/libhdbrepl

@@ -1,0 +1,1265 @@
+// hdbrepl_repl_bench: the replication half of the `make bench` report. Two hdbrepl nodes,
+// each a separate process with its own database file, replicate over WebSockets on loopback
+// (A = 127.0.0.3 writes, B = 127.0.0.2 joins; plain `port` listeners on free ports, a route
+// each way, default tuning), and this program measures, in one run, against the targets:
+//
+//   commit-to-visible latency  p50 <= 2 ms, p99 <= 10 ms
+//   throughput visible on B    >= 100,000 rows/s, and >= 0.5 of A's local insert rate
+//   initial sync               >= 200,000 rows/s
+//   peak RSS of A while B is stalled (SIGSTOP) < 100 MB
+//
+// Usage: hdbrepl_repl_bench --lib PATH [--quick] [--json FILE] [--keep]
+//
+// Every table has the schema of bench.cpp plus a timestamp: (id INTEGER PRIMARY KEY, name
+// TEXT, breed TEXT INDEXED, ts INTEGER), and the same deterministic rows. Phases (default
+// sizes; --quick: a tenth, except the 300 latency samples):
+//   1. A starts alone (its dials to B fail) and writes 1,000,000 rows into table t in
+//      1,000-row transactions.
+//   2. Initial sync: B starts with an empty database and a route to A; timed from B's
+//      repl_start until every row of t is visible on B's own connection.
+//   3. Latency: 1,000 single-row autocommit INSERTs into t on A, one at a time after 50
+//      warm-up rows, each with a fresh key and, in column ts, the CLOCK_MONOTONIC time taken
+//      just before the INSERT. B polls `SELECT ts FROM t WHERE id=?` in a tight loop on its
+//      own connection; latency = B's clock when it sees the row - ts (one system-wide clock,
+//      so the two processes compare directly). B polls before A commits, and the next row
+//      is written only once B has seen this one.
+//   4. Throughput, 3 rounds: A creates a fresh table tpN and inserts 200,000 rows in
+//      1,000-row transactions as fast as it can, while B polls max(id) every 200 us: B's
+//      rate from its first visible row to its last (rows already visible at the first
+//      sighting do not count), and the end-to-end time from A's first BEGIN to the last row
+//      on B. The figure is the median round (the machine is usually shared and noisy).
+//   5. Stalled peer: B is stopped with SIGSTOP, A inserts 500,000 more rows into t and then
+//      idles 2 s while this program samples A's VmRSS every 10 ms; the figure is A's VmHWM
+//      (peak RSS, reset through /proc/<pid>/clear_refs when the stall starts; the sampled
+//      maximum when that reset is not allowed). Then SIGCONT, and B must catch up.
+//   6. Both nodes must hold the same rows in every table (count and sums over every column).
+//   7. B stops; A runs the throughput workload 3 more times, each into a fresh table: A's
+//      local insert rate (median), what the rate visible on B is compared with. (Fresh
+//      tables, because SQLite's insert rate with the random-order INDEXED column falls as
+//      the table outgrows the default 2 MB page cache, plain SQLite too, so the rate of the
+//      1,000,000-row table t is no baseline.)
+//
+// Why B = 127.0.0.2: when both nodes dial each other at once, the link dialed by the name
+// that sorts first is kept. B asks for the initial copy on the first link it has, normally
+// its own dial, which then survives. With the names the other way round, A's periodic redial
+// of B (backed off up to 10 s while B was down) usually lands during the copy, the copy's
+// link is closed as a duplicate and the copy starts over on the kept link, so the figure
+// would depend on when that redial happens. (Before commit f6c07bd the copy was not
+// resumed at all and the run failed.)
+//
+// Each node runs this same binary with `--node` (fork + exec), opens its database, loads the
+// extension with sqlite3_load_extension and takes one-line commands on stdin, answering on
+// stdout with lines starting with '@'; its stderr (hdbrepl's log) goes to a file that is
+// shown when something fails, with both nodes' repl_cluster_status(). Only loopback
+// addresses are used; every wait is bounded (and waits for replication fail after 30 s
+// without progress); the nodes (killed by PID if they do not stop), their databases and the
+// temporary directory are removed on every exit path (PR_SET_PDEATHSIG covers this program
+// being killed).
+//
+// A figure below target is reported, not treated as an error: this program is a report. It
+// exits non-zero when something fails (a node does not start, rows are missing on B, a wait
+// times out). The machine running it is usually shared: the load average is printed.
+#include <sqlite3.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+// ---- errors, clock, options ---------------------------------------------------------------
+
+// Any failed SQLite call, node or check ends the run with this message and a non-zero status.
+class bench_error : public std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void fail(const std::string& msg) { throw bench_error(msg); }
+
+// CLOCK_MONOTONIC is one clock for every process of the machine, so a time taken on A and
+// one taken on B subtract directly.
+std::int64_t mono_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+double seconds(std::int64_t ns) { return static_cast<double>(ns) / 1e9; }
+double millis(std::int64_t ns) { return static_cast<double>(ns) / 1e6; }
+
+void sleep_us(long us) {
+    timespec ts{us / 1'000'000, (us % 1'000'000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+volatile sig_atomic_t g_interrupted = 0;
+
+void on_signal(int) { g_interrupted = 1; }
+
+struct options {
+    std::string lib;
+    std::string json;
+    bool quick = false;
+    bool keep = false;
+};
+
+void usage(FILE* out) {
+    std::fprintf(out,
+                 "usage: hdbrepl_repl_bench --lib PATH [--quick] [--json FILE] [--keep]\n"
+                 "  --lib PATH    the hdbrepl extension to load (e.g. ./build-bench/libhdbrepl)\n"
+                 "  --quick       about 10x less work, for a smoke test (latency keeps 300 samples)\n"
+                 "  --json FILE   also write the figures as JSON\n"
+                 "  --keep        keep the temporary directory (databases, configs, node logs)\n");
+}
+
+options parse_options(int argc, char** argv) {
+    options o;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view a = argv[i];
+        auto value = [&]() -> const char* {
+            if (i + 1 >= argc) fail(std::string(a) + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--lib") o.lib = value();
+        else if (a == "--json") o.json = value();
+        else if (a == "--quick") o.quick = true;
+        else if (a == "--keep") o.keep = true;
+        else if (a == "--help" || a == "-h") { usage(stdout); std::exit(0); }
+        else { usage(stderr); fail("unknown argument '" + std::string(a) + "'"); }
+    }
+    if (o.lib.empty()) { usage(stderr); fail("--lib PATH is required"); }
+    return o;
+}
+
+// ---- SQLite wrappers (as in bench.cpp) ----------------------------------------------------
+
+class statement {
+public:
+    statement(sqlite3* db, const char* sql) {
+        if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
+            fail(std::string("preparing '") + sql + "': " + sqlite3_errmsg(db));
+    }
+    ~statement() { sqlite3_finalize(s_); }
+    statement(const statement&) = delete;
+    statement& operator=(const statement&) = delete;
+
+    void bind(int i, std::int64_t v) { sqlite3_bind_int64(s_, i, v); }
+    void bind(int i, std::string_view t) { sqlite3_bind_text(s_, i, t.data(), static_cast<int>(t.size()), SQLITE_STATIC); }
+    void bind(int i, const char* t) { sqlite3_bind_text(s_, i, t, -1, SQLITE_TRANSIENT); }
+
+    bool step() {
+        int rc = sqlite3_step(s_);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        std::string msg = std::string("running '") + sqlite3_sql(s_) + "': " + sqlite3_errmsg(sqlite3_db_handle(s_));
+        sqlite3_reset(s_);
+        fail(msg);
+    }
+    void run() {
+        while (step()) {}
+        reset();
+    }
+    void reset() { sqlite3_reset(s_); }
+
+    std::int64_t column_int(int i) const { return sqlite3_column_int64(s_, i); }
+    bool column_null(int i) const { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
+    std::string column_text(int i) const {
+        auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s_, i));
+        return {t ? t : "", static_cast<std::size_t>(sqlite3_column_bytes(s_, i))};
+    }
+
+private:
+    sqlite3_stmt* s_ = nullptr;
+};
+
+class database {
+public:
+    explicit database(const std::string& path) {
+        if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+            std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+            sqlite3_close(db_);
+            fail("opening " + path + ": " + msg);
+        }
+    }
+    ~database() { sqlite3_close_v2(db_); }
+    database(const database&) = delete;
+    database& operator=(const database&) = delete;
+
+    sqlite3* get() const { return db_; }
+
+    void exec(const std::string& sql) {
+        char* msg = nullptr;
+        if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
+            std::string err = msg ? msg : sqlite3_errmsg(db_);
+            sqlite3_free(msg);
+            fail("'" + sql + "': " + err);
+        }
+    }
+    std::int64_t query_int(const std::string& sql) {
+        statement s(db_, sql.c_str());
+        if (!s.step()) fail("'" + sql + "' returned no row");
+        return s.column_int(0);
+    }
+
+    void load_extension(const std::string& path) {
+        sqlite3_enable_load_extension(db_, 1);
+        char* msg = nullptr;
+        int rc = sqlite3_load_extension(db_, path.c_str(), nullptr, &msg);
+        std::string err = msg ? msg : "";
+        sqlite3_free(msg);
+        sqlite3_enable_load_extension(db_, 0);
+        if (rc != SQLITE_OK) fail("loading extension " + path + ": " + err);
+    }
+
+private:
+    sqlite3* db_ = nullptr;
+};
+
+// ---- deterministic data (as in bench.cpp) ---------------------------------------------------
+
+constexpr std::uint64_t seed = 0x68646272'65706c31ULL; // "hdbrepl1"
+constexpr int breed_count = 1000;
+constexpr std::int64_t txn_rows = 1000;
+
+std::uint64_t splitmix64(std::uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+// The row with key `id` is a function of the key alone. Rows are made inside the timed
+// loops (about 0.1 us each, against several us per insert) rather than prepared in
+// advance, so that a million prepared rows do not count in the node's RSS.
+struct row {
+    char name[24];
+    int name_len;
+    char breed[16];
+};
+
+void make_row(std::int64_t id, row& out) {
+    std::uint64_t state = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(id) ^ 0x726f77ULL));
+    auto next = [&] { return splitmix64(state++); };
+    std::snprintf(out.breed, sizeof out.breed, "breed-%03d", static_cast<int>(next() % breed_count));
+    out.name_len = static_cast<int>(10 + next() % 11); // names of 10..20 characters
+    for (int i = 0; i < out.name_len; ++i) out.name[i] = static_cast<char>('a' + next() % 26);
+}
+
+// ---- the node role (a child process) ----------------------------------------------------------
+
+// Bounds a wait: fails after `total_ms`, or when the watched value (a max(id) or count) has
+// not changed for `stall_ms` (replication that stopped moving is reported in 30 s, not
+// after the generous total bound).
+class progress_clock {
+public:
+    explicit progress_clock(std::int64_t total_ms, std::int64_t stall_ms = 30'000)
+        : start_(mono_ns()), deadline_(start_ + total_ms * 1'000'000), stall_ns_(stall_ms * 1'000'000), changed_(start_) {}
+    void check(std::int64_t value, const std::string& what) {
+        std::int64_t now = mono_ns();
+        if (value != last_) last_ = value, changed_ = now;
+        if (now > deadline_)
+            fail(what + " not visible within " + std::to_string((deadline_ - start_) / 1'000'000) + " ms (at " + std::to_string(value) + ")");
+        if (now - changed_ > stall_ns_)
+            fail(what + " not visible: no progress for " + std::to_string(stall_ns_ / 1'000'000'000) + " s (stuck at " + std::to_string(value) + ")");
+    }
+
+private:
+    std::int64_t start_, deadline_, stall_ns_, changed_;
+    std::int64_t last_ = -1;
+};
+
+// Commands, one per line on stdin; every answer is one line on stdout starting with '@'
+// ("@ok ..." with integers, "@polling" when a wait has started, "@err <text>"). TABLE is
+// a table name; all tables have the same columns (id, name, breed INDEXED, ts).
+//   start PATH                   repl_start(PATH)                              -> t_before t_after
+//   create TABLE                 CREATE VIRTUAL TABLE TABLE USING hdbrepl(...)
+//   insert TABLE FIRST COUNT     COUNT rows from id FIRST, 1,000-row transactions -> t_begin t_end
+//   commit1 TABLE ID             one autocommit INSERT with ts = now           -> ts t_after
+//   waitrow TABLE ID MS          @polling, then polls id=ID in a tight loop    -> t_seen ts
+//   watch TABLE FIRST LAST MS    (waits for TABLE) @polling, then polls max(id) every 200 us
+//                                until >= LAST                                 -> t_first max_at_first t_last
+//   waitall TABLE N LAST MS      polls until TABLE exists, max(id) >= LAST, count(*) >= N -> t_done count
+//   digest TABLE                 count, sum(id), sum(length(name)), sum(length(breed)), sum(ts % 1000003)
+//   status                       repl_cluster_status()                         -> "@status <json>"
+//   stop                         repl_stop(), then exit
+// The waits give up after MS, or after 30 s without progress.
+class node_role {
+public:
+    node_role(const std::string& db_path, const std::string& lib) : db_(db_path) {
+        db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+        sqlite3_busy_timeout(db_.get(), 10000);
+        db_.load_extension(lib);
+    }
+    ~node_role() {
+        tables_.clear();
+        if (started_) sqlite3_exec(db_.get(), "SELECT repl_stop()", nullptr, nullptr, nullptr);
+    }
+
+    int serve() {
+        char line[8192];
+        while (std::fgets(line, sizeof line, stdin)) {
+            std::istringstream in(line);
+            std::string cmd;
+            in >> cmd;
+            if (cmd.empty()) continue;
+            try {
+                if (!handle(cmd, in)) return 0;
+            } catch (const std::exception& e) {
+                std::string msg = e.what();
+                std::replace(msg.begin(), msg.end(), '\n', ' ');
+                answer("@err " + msg);
+            }
+        }
+        return 0; // stdin closed: the benchmark is gone
+    }
+
+private:
+    // The statements on one table (names are plain identifiers chosen by the benchmark).
+    struct queries {
+        statement begin, commit, insert, point, max_id, count;
+        queries(sqlite3* db, const std::string& t)
+            : begin(db, "BEGIN"),
+              commit(db, "COMMIT"),
+              insert(db, ("INSERT INTO " + t + "(id, name, breed, ts) VALUES(?1, ?2, ?3, ?4)").c_str()),
+              point(db, ("SELECT ts FROM " + t + " WHERE id = ?1").c_str()),
+              max_id(db, ("SELECT max(id) FROM " + t).c_str()),
+              count(db, ("SELECT count(*) FROM " + t).c_str()) {}
+    };
+
+    static void answer(const std::string& s) {
+        std::fputs(s.c_str(), stdout);
+        std::fputc('\n', stdout);
+        std::fflush(stdout);
+    }
+    static void ok(std::initializer_list<std::int64_t> values) {
+        std::string s = "@ok";
+        for (auto v : values) {
+            s += ' ';
+            s += std::to_string(v);
+        }
+        answer(s);
+    }
+    static std::int64_t arg(std::istringstream& in) {
+        long long v = 0;
+        if (!(in >> v)) fail("missing or bad integer argument");
+        return v;
+    }
+    static std::string word(std::istringstream& in) {
+        std::string w;
+        if (!(in >> w)) fail("missing argument");
+        return w;
+    }
+
+    queries& q(const std::string& table) {
+        auto& p = tables_[table];
+        if (!p) p = std::make_unique<queries>(db_.get(), table);
+        return *p;
+    }
+    bool table_exists(const std::string& table) {
+        statement s(db_.get(), "SELECT count(*) FROM sqlite_schema WHERE name = ?1");
+        s.bind(1, table.c_str());
+        s.step();
+        return s.column_int(0) > 0;
+    }
+    void wait_table(const std::string& table, progress_clock& pc) { // a replicated table arrives with its first change
+        while (!table_exists(table)) {
+            pc.check(0, "table " + table);
+            sleep_us(500);
+        }
+    }
+    // Polls id=`id` once; true (and its ts) when the row is visible.
+    static bool visible(queries& t, std::int64_t id, std::int64_t& ts) {
+        t.point.bind(1, id);
+        bool found = t.point.step();
+        if (found) ts = t.point.column_int(0);
+        t.point.reset();
+        return found;
+    }
+    static std::int64_t max_id(queries& t) {
+        std::int64_t v = t.max_id.step() && !t.max_id.column_null(0) ? t.max_id.column_int(0) : 0;
+        t.max_id.reset();
+        return v;
+    }
+
+    bool handle(const std::string& cmd, std::istringstream& in) {
+        if (cmd == "start") {
+            std::string path = word(in);
+            statement s(db_.get(), "SELECT repl_start(?1)");
+            s.bind(1, path.c_str());
+            std::int64_t t0 = mono_ns();
+            s.step();
+            std::int64_t t1 = mono_ns();
+            started_ = true;
+            ok({t0, t1});
+        } else if (cmd == "create") {
+            std::string table = word(in);
+            db_.exec("CREATE VIRTUAL TABLE " + table + " USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT, breed TEXT INDEXED, ts INTEGER)");
+            ok({});
+        } else if (cmd == "insert") {
+            std::string table = word(in);
+            std::int64_t first = arg(in), count = arg(in);
+            auto& t = q(table);
+            row r{};
+            std::int64_t t0 = mono_ns();
+            for (std::int64_t i = 0; i < count; i += txn_rows) {
+                t.begin.run();
+                for (std::int64_t id = first + i; id < first + std::min(count, i + txn_rows); ++id) {
+                    make_row(id, r);
+                    t.insert.bind(1, id);
+                    t.insert.bind(2, std::string_view(r.name, static_cast<std::size_t>(r.name_len)));
+                    t.insert.bind(3, std::string_view(r.breed));
+                    t.insert.bind(4, std::int64_t{0});
+                    t.insert.run();
+                }
+                t.commit.run();
+            }
+            ok({t0, mono_ns()});
+        } else if (cmd == "commit1") {
+            std::string table = word(in);
+            std::int64_t id = arg(in);
+            auto& ins = q(table).insert;
+            row r{};
+            make_row(id, r);
+            ins.bind(1, id);
+            ins.bind(2, std::string_view(r.name, static_cast<std::size_t>(r.name_len)));
+            ins.bind(3, std::string_view(r.breed));
+            std::int64_t ts = mono_ns();
+            ins.bind(4, ts);
+            ins.run(); // autocommit: its own transaction
+            ok({ts, mono_ns()});
+        } else if (cmd == "waitrow") {
+            std::string table = word(in);
+            std::int64_t id = arg(in), ms = arg(in);
+            auto& t = q(table);
+            answer("@polling");
+            std::int64_t deadline = mono_ns() + ms * 1'000'000, ts = 0;
+            for (;;) { // a tight loop: the figure is the time to visibility, not a poll period
+                if (visible(t, id, ts)) { ok({mono_ns(), ts}); break; }
+                if (mono_ns() > deadline) fail("row " + std::to_string(id) + " not visible within " + std::to_string(ms) + " ms");
+            }
+        } else if (cmd == "watch") {
+            std::string table = word(in);
+            std::int64_t first = arg(in), last = arg(in), ms = arg(in);
+            progress_clock pc(ms);
+            wait_table(table, pc);
+            auto& t = q(table);
+            answer("@polling");
+            std::int64_t t_first = 0, at_first = 0;
+            for (;;) { // max(id) is one step down the key's b-tree
+                std::int64_t m = max_id(t), now = mono_ns();
+                if (!t_first && m >= first) t_first = now, at_first = m;
+                if (m >= last) { ok({t_first, at_first, now}); break; }
+                pc.check(m, "rows up to " + std::to_string(last));
+                sleep_us(200);
+            }
+        } else if (cmd == "waitall") {
+            std::string table = word(in);
+            std::int64_t n = arg(in), last = arg(in), ms = arg(in);
+            progress_clock pc(ms);
+            wait_table(table, pc);
+            auto& t = q(table);
+            // Copies go in key order: max(id) rises as chunks arrive ...
+            for (std::int64_t m; (m = max_id(t)) < last;) {
+                pc.check(m, "row " + std::to_string(last));
+                sleep_us(500);
+            }
+            // ... so the last key normally comes last; the count makes sure.
+            for (;;) {
+                t.count.step();
+                std::int64_t have = t.count.column_int(0);
+                t.count.reset();
+                if (have >= n) { ok({mono_ns(), have}); break; }
+                pc.check(have, std::to_string(n) + " rows");
+                sleep_us(20'000);
+            }
+        } else if (cmd == "digest") {
+            std::string table = word(in);
+            statement s(db_.get(), ("SELECT count(*), coalesce(sum(id), 0), coalesce(sum(length(name)), 0), coalesce(sum(length(breed)), 0), "
+                                    "coalesce(sum(ts % 1000003), 0) FROM " + table).c_str());
+            s.step();
+            ok({s.column_int(0), s.column_int(1), s.column_int(2), s.column_int(3), s.column_int(4)});
+        } else if (cmd == "status") {
+            statement s(db_.get(), "SELECT repl_cluster_status()");
+            s.step();
+            std::string json = s.column_text(0);
+            std::replace(json.begin(), json.end(), '\n', ' ');
+            answer("@status " + json);
+        } else if (cmd == "stop") {
+            tables_.clear();
+            db_.exec("SELECT repl_stop()");
+            started_ = false;
+            ok({});
+            return false;
+        } else {
+            fail("unknown command '" + cmd + "'");
+        }
+        return true;
+    }
+
+    database db_;
+    std::map<std::string, std::unique_ptr<queries>> tables_; // after db_: finalized first
+    bool started_ = false;
+};
+
+int node_main(int argc, char** argv) {
+    std::string db, lib;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        std::string_view a = argv[i];
+        if (a == "--db") db = argv[i + 1];
+        else if (a == "--lib") lib = argv[i + 1];
+    }
+    try {
+        if (db.empty() || lib.empty()) fail("--node needs --db and --lib");
+        node_role n(db, lib);
+        return n.serve();
+    } catch (const std::exception& e) {
+        std::fprintf(stdout, "@err %s\n", e.what());
+        std::fflush(stdout);
+        std::fprintf(stderr, "node: %s\n", e.what());
+        return 1;
+    }
+}
+
+// ---- the benchmark side: temporary directory, free ports, node processes ----------------------
+
+class temp_dir {
+public:
+    temp_dir() {
+        char tmpl[] = "/tmp/hdbrepl_repl_bench.XXXXXX";
+        if (!mkdtemp(tmpl)) fail(std::string("mkdtemp: ") + std::strerror(errno));
+        path_ = tmpl;
+    }
+    ~temp_dir() {
+        if (keep) return;
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    std::string file(const char* name) const { return (path_ / name).string(); }
+    std::string str() const { return path_.string(); }
+    bool keep = false;
+
+private:
+    std::filesystem::path path_;
+};
+
+// A TCP port that is free on `ip` right now (the node binds it a moment later).
+int free_port(const char* ip) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail(std::string("socket: ") + std::strerror(errno));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    a.sin_port = 0;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        int e = errno;
+        close(fd);
+        fail(std::string("cannot bind ") + ip + " (loopback 127.0.0.0/8 is needed): " + std::strerror(e));
+    }
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+std::string self_exe() {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) fail(std::string("readlink /proc/self/exe: ") + std::strerror(errno));
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+struct memory {
+    std::int64_t rss_kb = -1, hwm_kb = -1;
+};
+
+memory read_memory(pid_t pid) {
+    memory m;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) m.rss_kb = std::atoll(line.c_str() + 6);
+        else if (line.rfind("VmHWM:", 0) == 0) m.hwm_kb = std::atoll(line.c_str() + 6);
+    }
+    return m;
+}
+
+// Resets VmHWM to the current RSS (Linux >= 4.0); false when not allowed.
+bool reset_peak(pid_t pid) {
+    std::ofstream out("/proc/" + std::to_string(pid) + "/clear_refs");
+    if (!out) return false;
+    out << "5";
+    out.flush();
+    return static_cast<bool>(out);
+}
+
+double mb(std::int64_t kb) { return static_cast<double>(kb) * 1024.0 / 1e6; }
+
+// One node process and its command pipes.
+class node_proc {
+public:
+    node_proc(std::string name, const std::string& exe, const std::string& db, const std::string& lib, std::string log)
+        : name_(std::move(name)), log_(std::move(log)) {
+        int to[2], from[2];
+        if (pipe2(to, O_CLOEXEC) != 0) fail(std::string("pipe: ") + std::strerror(errno));
+        if (pipe2(from, O_CLOEXEC) != 0) {
+            int e = errno;
+            close(to[0]), close(to[1]);
+            fail(std::string("pipe: ") + std::strerror(e));
+        }
+        int log_fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        pid_t parent = getpid();
+        std::fflush(nullptr);
+        pid_ = log_fd < 0 ? -1 : fork();
+        if (pid_ < 0) {
+            int e = errno;
+            for (int fd : {to[0], to[1], from[0], from[1], log_fd})
+                if (fd >= 0) close(fd);
+            fail((log_fd < 0 ? "cannot create " + log_ + ": " : std::string("fork: ")) + std::strerror(e));
+        }
+        if (pid_ == 0) {
+            // The child: dies with the benchmark, reads commands on stdin, answers on stdout.
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent) _exit(1);
+            dup2(to[0], 0);
+            dup2(from[1], 1);
+            dup2(log_fd, 2);
+            const char* args[] = {exe.c_str(), "--node", "--db", db.c_str(), "--lib", lib.c_str(), nullptr};
+            execv(exe.c_str(), const_cast<char* const*>(args));
+            _exit(127);
+        }
+        close(to[0]);
+        close(from[1]);
+        close(log_fd);
+        to_ = to[1];
+        from_ = from[0];
+    }
+    ~node_proc() { kill_now(); }
+    node_proc(const node_proc&) = delete;
+    node_proc& operator=(const node_proc&) = delete;
+
+    pid_t pid() const { return pid_; }
+    const std::string& name() const { return name_; }
+
+    void send(const std::string& command) {
+        std::string line = command + "\n";
+        std::size_t off = 0;
+        while (off < line.size()) {
+            ssize_t n = write(to_, line.data() + off, line.size() - off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) fail(name_ + ": cannot send '" + command + "': " + std::strerror(errno) + exit_text());
+            off += static_cast<std::size_t>(n);
+        }
+    }
+
+    // Waits (bounded) for the next answer line; `tick` runs about every 10 ms meanwhile.
+    std::string read_answer(std::int64_t timeout_ms, const std::function<void()>& tick = {}) {
+        const std::int64_t deadline = mono_ns() + timeout_ms * 1'000'000;
+        for (;;) {
+            for (std::size_t nl; (nl = buf_.find('\n')) != std::string::npos;) {
+                std::string line = buf_.substr(0, nl);
+                buf_.erase(0, nl + 1);
+                if (!line.empty() && line[0] == '@') return line;
+            }
+            if (g_interrupted) fail("interrupted");
+            std::int64_t left_ms = (deadline - mono_ns()) / 1'000'000;
+            if (left_ms <= 0) fail(name_ + ": no answer within " + std::to_string(timeout_ms) + " ms" + log_tail());
+            pollfd p{from_, POLLIN, 0};
+            int r = poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left_ms, tick ? 10 : 100)));
+            if (r < 0 && errno != EINTR) fail(std::string("poll: ") + std::strerror(errno));
+            if (r > 0) {
+                char tmp[4096];
+                ssize_t n = read(from_, tmp, sizeof tmp);
+                if (n == 0) fail(name_ + " exited unexpectedly" + exit_text() + log_tail());
+                if (n < 0 && errno != EINTR && errno != EAGAIN) fail(name_ + ": read: " + std::strerror(errno));
+                if (n > 0) buf_.append(tmp, static_cast<std::size_t>(n));
+            }
+            if (tick) tick();
+        }
+    }
+
+    // Sends a command and returns the integers of its "@ok" answer.
+    std::vector<std::int64_t> call(const std::string& command, std::int64_t timeout_ms, const std::function<void()>& tick = {}) {
+        send(command);
+        return expect_ok(command, timeout_ms, tick);
+    }
+    std::vector<std::int64_t> expect_ok(const std::string& command, std::int64_t timeout_ms, const std::function<void()>& tick = {}) {
+        std::string line = read_answer(timeout_ms, tick);
+        if (line.rfind("@ok", 0) != 0)
+            fail(name_ + ": '" + command + "' failed: " + (line.rfind("@err ", 0) == 0 ? line.substr(5) : line) + log_tail());
+        std::vector<std::int64_t> out;
+        std::istringstream in(line.substr(3));
+        long long v;
+        while (in >> v) out.push_back(v);
+        return out;
+    }
+    void expect_polling(const std::string& command) {
+        std::string line = read_answer(10'000);
+        if (line != "@polling") fail(name_ + ": '" + command + "' failed: " + line + log_tail());
+    }
+
+    // repl_cluster_status() of a running node, for error messages ("" when it cannot answer).
+    std::string status() {
+        if (pid_ <= 0 || stopped_) return "";
+        try {
+            send("status");
+            const std::int64_t deadline = mono_ns() + 3'000'000'000LL;
+            while (mono_ns() < deadline) { // skips a late answer to a command that timed out here
+                std::string line = read_answer(3000);
+                if (line.rfind("@status ", 0) == 0) return line.substr(8);
+            }
+            return "";
+        } catch (const bench_error&) {
+            return "";
+        }
+    }
+
+    void signal(int sig) {
+        if (pid_ > 0 && ::kill(pid_, sig) != 0) fail(name_ + ": kill: " + std::strerror(errno));
+        stopped_ = sig == SIGSTOP ? true : sig == SIGCONT ? false : stopped_;
+    }
+
+    // Graceful end: repl_stop() and exit, each bounded; killed otherwise.
+    void quit() {
+        if (pid_ <= 0) return;
+        if (stopped_) signal(SIGCONT);
+        try {
+            call("stop", 15'000);
+        } catch (const bench_error&) {
+            kill_now();
+            throw;
+        }
+        if (!reap(5'000)) {
+            kill_now();
+            fail(name_ + " did not exit after repl_stop()");
+        }
+    }
+
+    // The last lines of the node's log, for error messages.
+    std::string log_tail() const {
+        std::ifstream in(log_);
+        std::deque<std::string> lines;
+        for (std::string l; std::getline(in, l);) {
+            lines.push_back(l);
+            if (lines.size() > 12) lines.pop_front();
+        }
+        std::string out;
+        for (auto& l : lines) out += "\n    " + l;
+        return lines.empty() ? "" : "\n  last lines of " + name_ + "'s log (" + log_ + "):" + out;
+    }
+
+private:
+    bool reap(std::int64_t timeout_ms) {
+        const std::int64_t deadline = mono_ns() + timeout_ms * 1'000'000;
+        for (;;) {
+            int status = 0;
+            pid_t r = waitpid(pid_, &status, WNOHANG);
+            if (r == pid_ || (r < 0 && errno == ECHILD)) {
+                status_ = status;
+                pid_ = -1;
+                close_fds();
+                return true;
+            }
+            if (mono_ns() > deadline) return false;
+            sleep_us(2000);
+        }
+    }
+    void kill_now() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL); // also ends a stopped process
+            if (!reap(10'000)) std::fprintf(stderr, "repl_bench: %s (pid %d) did not die\n", name_.c_str(), static_cast<int>(pid_));
+        }
+        close_fds();
+    }
+    void close_fds() {
+        if (to_ >= 0) close(to_);
+        if (from_ >= 0) close(from_);
+        to_ = from_ = -1;
+    }
+    std::string exit_text() {
+        if (pid_ > 0) reap(1000);
+        if (pid_ > 0) return "";
+        if (WIFEXITED(status_)) return " (exit status " + std::to_string(WEXITSTATUS(status_)) + ")";
+        if (WIFSIGNALED(status_)) return std::string(" (killed by signal ") + strsignal(WTERMSIG(status_)) + ")";
+        return "";
+    }
+
+    std::string name_, log_;
+    pid_t pid_ = -1;
+    int to_ = -1, from_ = -1;
+    int status_ = 0;
+    bool stopped_ = false;
+    std::string buf_;
+};
+
+// ---- figures and output -----------------------------------------------------------------------
+
+std::string grouped(double v) {
+    auto n = static_cast<long long>(v + 0.5);
+    std::string digits = std::to_string(n), out;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return out;
+}
+
+// A figure against its target: at least (`min`) or at most / under.
+struct figure {
+    std::string name, unit;
+    double value = 0, target = 0;
+    enum kind { at_least, at_most, under } cmp = at_least;
+    int decimals = 0;
+    bool ok() const { return cmp == at_least ? value >= target : cmp == at_most ? value <= target : value < target; }
+    std::string text(double v) const {
+        if (decimals == 0) return grouped(v);
+        char buf[48];
+        std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+        return buf;
+    }
+    const char* op() const { return cmp == at_least ? ">=" : cmp == at_most ? "<=" : "<"; }
+};
+
+std::int64_t percentile(std::vector<std::int64_t> v, double p) {
+    std::sort(v.begin(), v.end());
+    auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
+    return v[std::min(v.size(), std::max<std::size_t>(rank, 1)) - 1]; // nearest rank
+}
+
+struct sizes {
+    std::int64_t sync_rows, latency_samples, warmup, tp_rows, stall_rows;
+    int stall_hold_ms;
+    int tp_rounds; // throughput rounds, and as many rounds of A alone: medians are reported
+};
+
+sizes sizes_for(const options& o) {
+    if (o.quick) return {100'000, 300, 50, 20'000, 50'000, 2000, 3};
+    return {1'000'000, 1000, 50, 200'000, 500'000, 2000, 3};
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+struct results {
+    std::string load_start, load_end;
+    // 1-2: preparing the data, initial sync
+    double prep_rate = 0;
+    std::int64_t sync_rows = 0;
+    double sync_seconds = 0, sync_rate = 0;
+    std::int64_t sync_hwm_a_kb = -1, sync_hwm_b_kb = -1;
+    // 3: latency
+    std::vector<std::int64_t> lat_ns, commit_ns;
+    // 4: throughput rounds (the median one by B's rate is reported), and the same workload on
+    // A alone (7), medians
+    struct tp_round {
+        std::int64_t at_first = 0;
+        double a_rate = 0, b_rate = 0, e2e_seconds = 0, e2e_rate = 0, first_visible_ms = 0, lag_ms = 0;
+    };
+    std::int64_t tp_rows = 0;
+    std::vector<tp_round> tp;
+    std::vector<double> base_rates;
+    tp_round tp_median() const {
+        auto v = tp;
+        std::sort(v.begin(), v.end(), [](const tp_round& x, const tp_round& y) { return x.b_rate < y.b_rate; });
+        return v.empty() ? tp_round{} : v[v.size() / 2];
+    }
+    double b_rate() const { return tp_median().b_rate; }
+    double base_rate() const { return median(base_rates); }
+    // 5: stalled peer
+    std::int64_t stall_rows = 0;
+    int stall_hold_ms = 0;
+    double stall_a_rate = 0, catch_up_first_seconds = 0, catch_up_seconds = 0;
+    std::int64_t rss_before_kb = -1, rss_sampled_max_kb = -1, hwm_kb = -1;
+    bool hwm_reset = false;
+    std::string stall_link; // A's view of the link at the end of the stall
+    // 6: final check
+    std::int64_t rows_t = 0;
+};
+
+std::string load_average() {
+    std::ifstream in("/proc/loadavg");
+    std::string a, b, c;
+    in >> a >> b >> c;
+    return a.empty() ? "?" : a + " " + b + " " + c;
+}
+
+// "state ..., backlog ..." of the first connection in a repl_cluster_status() answer.
+std::string link_summary(const std::string& status) {
+    auto field = [&](const std::string& key) -> std::string {
+        auto pos = status.find("\"" + key + "\":");
+        if (pos == std::string::npos) return "?";
+        pos += key.size() + 3;
+        auto stop = status.find_first_of(",}", pos);
+        std::string v = status.substr(pos, stop - pos);
+        v.erase(std::remove(v.begin(), v.end(), '"'), v.end());
+        return v;
+    };
+    if (status.empty()) return "no status";
+    return "state " + field("state") + ", backlog " + field("backlog") + ", lastError " + field("lastError");
+}
+
+void print_table(const std::vector<figure>& all) {
+    std::printf("\n%-42s %-7s %12s %12s  %s\n", "figure", "unit", "value", "target", "status");
+    for (const auto& f : all) {
+        std::string target = std::string(f.op()) + " " + f.text(f.target);
+        std::printf("%-42s %-7s %12s %12s  %s\n", f.name.c_str(), f.unit.c_str(), f.text(f.value).c_str(), target.c_str(),
+                    f.ok() ? "ok" : "BELOW TARGET");
+    }
+}
+
+void print_details(const results& r, const sizes& sz) {
+    auto ms = [](std::int64_t ns) { return millis(ns); };
+    auto n = [](std::int64_t v) { return grouped(static_cast<double>(v)); };
+    std::printf("\ndetails:\n");
+    std::printf("  latency, %s samples after %s warm-up: min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f ms\n", n(std::ssize(r.lat_ns)).c_str(),
+                n(sz.warmup).c_str(), ms(percentile(r.lat_ns, 0)), ms(percentile(r.lat_ns, 0.5)), ms(percentile(r.lat_ns, 0.9)),
+                ms(percentile(r.lat_ns, 0.99)), ms(percentile(r.lat_ns, 1.0)));
+    std::printf("    of which A's own autocommit INSERT: p50 %.3f  p99 %.3f  max %.3f ms\n", ms(percentile(r.commit_ns, 0.5)),
+                ms(percentile(r.commit_ns, 0.99)), ms(percentile(r.commit_ns, 1.0)));
+    const auto m = r.tp_median();
+    auto rates = [&](auto get) {
+        std::string out;
+        for (const auto& t : r.tp) out += (out.empty() ? "" : ", ") + grouped(get(t));
+        return out;
+    };
+    std::string base;
+    for (double b : r.base_rates) base += (base.empty() ? "" : ", ") + grouped(b);
+    std::printf("  throughput, %zu rounds of %s rows into a fresh table: B %s rows/s; A meanwhile %s rows/s;\n"
+                "    A alone (fresh tables, B stopped) %s rows/s. Median round: B saw the first row %.1f ms after A's\n"
+                "    first BEGIN (%s rows by then), the last %.1f ms after A's last COMMIT; end to end %.3f s = %s rows/s\n",
+                r.tp.size(), n(r.tp_rows).c_str(), rates([](const auto& t) { return t.b_rate; }).c_str(),
+                rates([](const auto& t) { return t.a_rate; }).c_str(), base.c_str(), m.first_visible_ms, n(m.at_first).c_str(), m.lag_ms,
+                m.e2e_seconds, grouped(m.e2e_rate).c_str());
+    std::printf("  initial sync: %s rows (table t, written by A alone at %s rows/s) copied in %.2f s;\n"
+                "    peak RSS meanwhile A %.1f MB, B %.1f MB\n",
+                n(r.sync_rows).c_str(), grouped(r.prep_rate).c_str(), r.sync_seconds, mb(r.sync_hwm_a_kb), mb(r.sync_hwm_b_kb));
+    std::printf("  stalled peer: A inserted %s rows into t at %s rows/s with B stopped, then idled %.1f s\n", n(r.stall_rows).c_str(),
+                grouped(r.stall_a_rate).c_str(), r.stall_hold_ms / 1000.0);
+    std::printf("    A's RSS %.1f MB before, sampled max %.1f MB, VmHWM %.1f MB%s; A's link to B at the end: %s\n", mb(r.rss_before_kb),
+                mb(r.rss_sampled_max_kb), mb(r.hwm_kb), r.hwm_reset ? " (reset at the stall)" : " (since A started)", r.stall_link.c_str());
+    std::printf("    after SIGCONT: first stalled row visible on B in %.2f s, all %s in %.2f s\n", r.catch_up_first_seconds, n(r.stall_rows).c_str(),
+                r.catch_up_seconds);
+    std::printf("  both nodes hold the same rows: t %s, tp1.. %s each (count and sums over every column)\n", n(r.rows_t).c_str(), n(r.tp_rows).c_str());
+    std::printf("  load average at start %s, at end %s (on %ld CPUs)\n", r.load_start.c_str(), r.load_end.c_str(), sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+std::string json_string(std::string_view s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+
+std::string json_number(double v, int decimals) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+    return buf;
+}
+
+void write_json(const std::string& path, const options& o, const std::vector<figure>& all, const results& r) {
+    std::ofstream out(path);
+    if (!out) fail("cannot write " + path);
+    out << "{\n  \"sqlite_version\": " << json_string(sqlite3_libversion()) << ",\n  \"quick\": " << (o.quick ? "true" : "false")
+        << ",\n  \"load_average_start\": " << json_string(r.load_start) << ", \"load_average_end\": " << json_string(r.load_end)
+        << ",\n  \"figures\": [\n";
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        const auto& f = all[i];
+        out << "    {\"name\": " << json_string(f.name) << ", \"unit\": " << json_string(f.unit) << ", \"value\": " << json_number(f.value, 3)
+            << ", \"target\": " << json_number(f.target, 3) << ", \"comparison\": " << json_string(f.op())
+            << ", \"ok\": " << (f.ok() ? "true" : "false") << "}" << (i + 1 < all.size() ? "," : "") << "\n";
+    }
+    auto ms = [](std::int64_t ns) { return json_number(millis(ns), 3); };
+    out << "  ],\n  \"details\": {\n"
+        << "    \"latency_samples\": " << r.lat_ns.size() << ", \"latency_ms\": {\"min\": " << ms(percentile(r.lat_ns, 0))
+        << ", \"p50\": " << ms(percentile(r.lat_ns, 0.5)) << ", \"p90\": " << ms(percentile(r.lat_ns, 0.9)) << ", \"p99\": " << ms(percentile(r.lat_ns, 0.99))
+        << ", \"max\": " << ms(percentile(r.lat_ns, 1.0)) << "}, \"a_commit_ms\": {\"p50\": " << ms(percentile(r.commit_ns, 0.5))
+        << ", \"p99\": " << ms(percentile(r.commit_ns, 0.99)) << "},\n"
+        << "    \"throughput_rows\": " << r.tp_rows << ", \"throughput_rounds\": [";
+    for (std::size_t i = 0; i < r.tp.size(); ++i) {
+        const auto& t = r.tp[i];
+        out << (i ? ", " : "") << "{\"b_rows_per_s\": " << json_number(t.b_rate, 0) << ", \"a_rows_per_s\": " << json_number(t.a_rate, 0)
+            << ", \"end_to_end_seconds\": " << json_number(t.e2e_seconds, 3) << ", \"end_to_end_rows_per_s\": " << json_number(t.e2e_rate, 0)
+            << ", \"b_lag_after_last_commit_ms\": " << json_number(t.lag_ms, 1) << "}";
+    }
+    out << "], \"a_alone_rows_per_s\": [";
+    for (std::size_t i = 0; i < r.base_rates.size(); ++i) out << (i ? ", " : "") << json_number(r.base_rates[i], 0);
+    out << "],\n"
+        << "    \"sync_rows\": " << r.sync_rows << ", \"sync_seconds\": " << json_number(r.sync_seconds, 3) << ", \"prepare_rows_per_s\": " << json_number(r.prep_rate, 0)
+        << ", \"sync_peak_rss_a_mb\": " << json_number(mb(r.sync_hwm_a_kb), 1) << ", \"sync_peak_rss_b_mb\": " << json_number(mb(r.sync_hwm_b_kb), 1) << ",\n"
+        << "    \"stall_rows\": " << r.stall_rows << ", \"stall_a_rows_per_s\": " << json_number(r.stall_a_rate, 0)
+        << ", \"stall_rss_before_mb\": " << json_number(mb(r.rss_before_kb), 1) << ", \"stall_rss_sampled_max_mb\": " << json_number(mb(r.rss_sampled_max_kb), 1)
+        << ", \"stall_vmhwm_mb\": " << json_number(mb(r.hwm_kb), 1) << ", \"vmhwm_reset\": " << (r.hwm_reset ? "true" : "false")
+        << ", \"stall_link\": " << json_string(r.stall_link) << ", \"catch_up_first_row_seconds\": " << json_number(r.catch_up_first_seconds, 3)
+        << ", \"catch_up_seconds\": " << json_number(r.catch_up_seconds, 3) << ",\n"
+        << "    \"rows_t\": " << r.rows_t << "\n  }\n}\n";
+    if (!out.flush()) fail("writing " + path);
+}
+
+// ---- the run --------------------------------------------------------------------------------
+
+// B, the node that joins and copies, sorts first: when both nodes dial at once, the link
+// dialed by the smaller name is kept, so the link B asked for the copy on survives (see the
+// header).
+constexpr const char* ip_a = "127.0.0.3";
+constexpr const char* ip_b = "127.0.0.2";
+
+void write_config(const std::string& path, const char* me, int my_port, const char* peer, int peer_port) {
+    std::ofstream out(path);
+    out << "replication:\n"
+        << "  hostname: " << me << "\n"
+        << "  port: " << my_port << "\n"
+        << "  bind: " << me << "\n"
+        << "  routes:\n"
+        << "    - ws://" << peer << ":" << peer_port << "\n";
+    if (!out.flush()) fail("writing " + path);
+}
+
+// Generous bounds: a slow machine gives bad figures, not a failed run (and the waits on B
+// also fail after 30 s without progress).
+std::int64_t rows_timeout_ms(std::int64_t rows) { return 60'000 + rows / 5; } // 60 s + 5,000 rows/s
+
+std::string num(std::int64_t v) { return std::to_string(v); }
+
+std::int64_t check_same(node_proc& a, node_proc& b, const std::string& table, std::int64_t expected) {
+    auto da = a.call("digest " + table, 120'000), db = b.call("digest " + table, 120'000);
+    if (da.empty() || da[0] != expected)
+        fail("at the end, A's table " + table + " holds " + (da.empty() ? "?" : num(da[0])) + " rows, expected " + num(expected));
+    if (db != da)
+        fail("at the end, B's table " + table + " holds " + (db.empty() ? "?" : num(db[0])) + " rows, A's " + num(da[0]) +
+             (!db.empty() && db[0] == da[0] ? " (same count, different contents)" : ""));
+    return da[0];
+}
+
+// The two nodes; b is started in phase 2.
+struct cluster {
+    std::unique_ptr<node_proc> a, b;
+};
+
+void measure(const options& o, const sizes& sz, const temp_dir& dir, const std::string& exe, cluster& c, results& r) {
+    std::int64_t next_t = 1; // next key of table t
+
+    // 1. A alone writes the rows B will copy.
+    c.a = std::make_unique<node_proc>("node A", exe, dir.file("a.db"), o.lib, dir.file("a.log"));
+    node_proc& a = *c.a;
+    a.call("start " + dir.file("a.yaml"), 20'000);
+    a.call("create t", 20'000);
+    {
+        auto t = a.call("insert t 1 " + num(sz.sync_rows), rows_timeout_ms(sz.sync_rows));
+        r.prep_rate = static_cast<double>(sz.sync_rows) / seconds(t.at(1) - t.at(0));
+        next_t += sz.sync_rows;
+        r.sync_rows = sz.sync_rows;
+    }
+    std::printf("  1. A wrote %s rows alone\n", grouped(static_cast<double>(sz.sync_rows)).c_str());
+    std::fflush(stdout);
+
+    // 2. B starts empty: initial sync, from B's repl_start to every row visible on B.
+    const bool a_reset = reset_peak(a.pid());
+    c.b = std::make_unique<node_proc>("node B", exe, dir.file("b.db"), o.lib, dir.file("b.log"));
+    node_proc& b = *c.b;
+    {
+        auto t = b.call("start " + dir.file("b.yaml"), 20'000);
+        auto done = b.call("waitall t " + num(sz.sync_rows) + " " + num(next_t - 1) + " " + num(rows_timeout_ms(sz.sync_rows)),
+                           rows_timeout_ms(sz.sync_rows) + 10'000);
+        if (done.at(1) != sz.sync_rows) fail("initial sync: B holds " + num(done.at(1)) + " rows, A " + num(sz.sync_rows));
+        r.sync_seconds = seconds(done.at(0) - t.at(0));
+        r.sync_rate = static_cast<double>(sz.sync_rows) / r.sync_seconds;
+        r.sync_hwm_a_kb = a_reset ? read_memory(a.pid()).hwm_kb : -1;
+        r.sync_hwm_b_kb = read_memory(b.pid()).hwm_kb;
+    }
+    std::printf("  2. initial sync done\n");
+    std::fflush(stdout);
+
+    // 3. Latency: one row at a time, B polling before A commits.
+    for (std::int64_t i = 0; i < sz.warmup + sz.latency_samples; ++i) {
+        const std::int64_t id = next_t++;
+        const std::string wait = "waitrow t " + num(id) + " 10000";
+        b.send(wait);
+        b.expect_polling(wait);
+        auto c1 = a.call("commit1 t " + num(id), 20'000);
+        auto seen = b.expect_ok(wait, 20'000);
+        if (seen.at(1) != c1.at(0)) fail("latency: B read ts " + num(seen.at(1)) + " in row " + num(id) + ", A wrote " + num(c1.at(0)));
+        if (i >= sz.warmup) {
+            r.lat_ns.push_back(seen.at(0) - c1.at(0));
+            r.commit_ns.push_back(c1.at(1) - c1.at(0));
+        }
+    }
+    std::printf("  3. latency done\n");
+    std::fflush(stdout);
+
+    // 4. Throughput, in rounds, each into a fresh table: A writes as fast as it can, B
+    // watches max(id).
+    r.tp_rows = sz.tp_rows;
+    for (int round = 1; round <= sz.tp_rounds; ++round) {
+        const std::string table = "tp" + num(round);
+        const std::int64_t last = sz.tp_rows;
+        a.call("create " + table, 20'000);
+        const std::string watch = "watch " + table + " 1 " + num(last) + " " + num(rows_timeout_ms(sz.tp_rows));
+        b.send(watch); // answers @polling once the table has arrived
+        b.expect_polling(watch);
+        auto t = a.call("insert " + table + " 1 " + num(sz.tp_rows), rows_timeout_ms(sz.tp_rows));
+        auto w = b.expect_ok(watch, rows_timeout_ms(sz.tp_rows) + 10'000);
+        results::tp_round x;
+        x.a_rate = static_cast<double>(sz.tp_rows) / seconds(t.at(1) - t.at(0));
+        x.e2e_seconds = seconds(w.at(2) - t.at(0));
+        x.e2e_rate = static_cast<double>(sz.tp_rows) / x.e2e_seconds;
+        x.first_visible_ms = millis(w.at(0) - t.at(0));
+        x.lag_ms = millis(w.at(2) - t.at(1));
+        x.at_first = w.at(1);
+        // B's rate from its first visible row to its last (the rows visible at the first
+        // sighting do not count); the end-to-end rate if everything became visible at once.
+        x.b_rate = w.at(2) > w.at(0) && last > w.at(1) ? static_cast<double>(last - w.at(1)) / seconds(w.at(2) - w.at(0)) : x.e2e_rate;
+        r.tp.push_back(x);
+    }
+    std::printf("  4. throughput done\n");
+    std::fflush(stdout);
+
+    // 5. Stalled peer: B stopped, A writes, A's memory sampled.
+    {
+        r.stall_rows = sz.stall_rows;
+        r.stall_hold_ms = sz.stall_hold_ms;
+        r.hwm_reset = reset_peak(a.pid());
+        r.rss_before_kb = read_memory(a.pid()).rss_kb;
+        std::int64_t sampled = r.rss_before_kb;
+        auto sample = [&] { sampled = std::max(sampled, read_memory(a.pid()).rss_kb); };
+        const std::int64_t first = next_t, last = next_t + sz.stall_rows - 1;
+        b.signal(SIGSTOP);
+        auto t = a.call("insert t " + num(first) + " " + num(sz.stall_rows), rows_timeout_ms(sz.stall_rows), sample);
+        next_t = last + 1;
+        r.stall_a_rate = static_cast<double>(sz.stall_rows) / seconds(t.at(1) - t.at(0));
+        for (std::int64_t until = mono_ns() + sz.stall_hold_ms * 1'000'000LL; mono_ns() < until;) {
+            if (g_interrupted) fail("interrupted");
+            sample();
+            sleep_us(10'000);
+        }
+        memory m = read_memory(a.pid());
+        r.rss_sampled_max_kb = std::max(sampled, m.rss_kb);
+        r.hwm_kb = r.hwm_reset ? m.hwm_kb : std::max(m.hwm_kb, r.rss_sampled_max_kb);
+        r.stall_link = link_summary(a.status());
+        const std::int64_t t_cont = mono_ns();
+        b.signal(SIGCONT);
+        const std::string watch = "watch t " + num(first) + " " + num(last) + " " + num(rows_timeout_ms(sz.stall_rows));
+        b.send(watch);
+        b.expect_polling(watch);
+        auto w = b.expect_ok(watch, rows_timeout_ms(sz.stall_rows) + 10'000);
+        r.catch_up_first_seconds = seconds(w.at(0) - t_cont);
+        r.catch_up_seconds = seconds(w.at(2) - t_cont);
+    }
+    std::printf("  5. stalled peer done\n");
+    std::fflush(stdout);
+
+    // 6. Both nodes hold the same rows.
+    r.rows_t = check_same(a, b, "t", next_t - 1);
+    for (int round = 1; round <= sz.tp_rounds; ++round) check_same(a, b, "tp" + num(round), sz.tp_rows);
+    b.quit();
+
+    // 7. The throughput workload again on A alone (B has stopped), into another fresh table:
+    // the local insert rate the replicated rate is compared with.
+    for (int round = 1; round <= sz.tp_rounds; ++round) {
+        const std::string table = "base" + num(round);
+        a.call("create " + table, 20'000);
+        auto t = a.call("insert " + table + " 1 " + num(sz.tp_rows), rows_timeout_ms(sz.tp_rows));
+        r.base_rates.push_back(static_cast<double>(sz.tp_rows) / seconds(t.at(1) - t.at(0)));
+    }
+    a.quit();
+    std::printf("  6. checks and the local insert rate done\n");
+    std::fflush(stdout);
+}
+
+int run(const options& o) {
+    const sizes sz = sizes_for(o);
+    temp_dir dir;
+    dir.keep = o.keep;
+    const std::string exe = self_exe();
+    const int port_a = free_port(ip_a), port_b = free_port(ip_b);
+    write_config(dir.file("a.yaml"), ip_a, port_a, ip_b, port_b);
+    write_config(dir.file("b.yaml"), ip_b, port_b, ip_a, port_a);
+
+    results r;
+    r.load_start = load_average();
+    std::printf("hdbrepl replication benchmark: two nodes in separate processes, WebSockets on loopback\n");
+    std::printf("A = %s:%d, B = %s:%d (plain port, a route each way, default tuning); SQLite %s; extension %s\n", ip_a, port_a, ip_b,
+                port_b, sqlite3_libversion(), o.lib.c_str());
+    std::printf("%s rows for the initial sync, %s latency samples, %d x %s rows for throughput, %s rows written while\n"
+                "B is stopped%s; bulk writes in 1,000-row transactions. Load average %s. Working directory %s%s\n",
+                grouped(static_cast<double>(sz.sync_rows)).c_str(), grouped(static_cast<double>(sz.latency_samples)).c_str(), sz.tp_rounds,
+                grouped(static_cast<double>(sz.tp_rows)).c_str(), grouped(static_cast<double>(sz.stall_rows)).c_str(),
+                o.quick ? " (--quick)" : "", r.load_start.c_str(), dir.str().c_str(), o.keep ? " (kept)" : "");
+    std::fflush(stdout);
+
+    cluster c;
+    try {
+        measure(o, sz, dir, exe, c, r);
+    } catch (const bench_error& e) {
+        // What each node thinks of its link, while they still run.
+        std::string msg = e.what();
+        for (auto* n : {c.a.get(), c.b.get()})
+            if (n)
+                if (auto st = n->status(); !st.empty()) msg += "\n  " + n->name() + " repl_cluster_status(): " + st;
+        fail(msg);
+    }
+    r.load_end = load_average();
+
+    std::vector<figure> all;
+    all.push_back({"commit-to-visible latency p50", "ms", millis(percentile(r.lat_ns, 0.5)), 2.0, figure::at_most, 3});
+    all.push_back({"commit-to-visible latency p99", "ms", millis(percentile(r.lat_ns, 0.99)), 10.0, figure::at_most, 3});
+    all.push_back({"throughput visible on B (1,000-row txns)", "rows/s", r.b_rate(), 100'000, figure::at_least, 0});
+    all.push_back({"  the same / A's local insert rate", "ratio", r.b_rate() / r.base_rate(), 0.5, figure::at_least, 2});
+    all.push_back({"initial sync", "rows/s", r.sync_rate, 200'000, figure::at_least, 0});
+    all.push_back({"peak RSS of A while B is stalled", "MB", mb(r.hwm_kb), 100.0, figure::under, 1});
+    print_table(all);
+    print_details(r, sz);
+    if (!o.json.empty()) {
+        write_json(o.json, o, all, r);
+        std::printf("\nfigures written to %s\n", o.json.c_str());
+    }
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc > 1 && std::string_view(argv[1]) == "--node") return node_main(argc, argv);
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    try {
+        return run(parse_options(argc, argv));
+    } catch (const std::exception& e) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "hdbrepl_repl_bench: %s\n", e.what());
+        return 1;
+    }
+}
