@@ -429,6 +429,7 @@ bool node_impl::start(std::string& error) {
         std::string err;
         net::link_options opts;
         opts.max_message_bytes = static_cast<std::size_t>(self->cfg_.max_frame_bytes);
+        opts.max_queued_bytes = static_cast<std::size_t>(self->cfg_.max_frame_bytes + self->cfg_.max_bytes_in_flight);
         opts.ping_interval = clock_ms(self->cfg_.ping_interval_ms);
         opts.ping_timeout = clock_ms(self->cfg_.ping_timeout_ms);
         if (self->cfg_.has_port) {
@@ -577,6 +578,8 @@ void node_impl::dial(const std::string& key) {
     t.dialing = true;
     net::link_options opts;
     opts.max_message_bytes = static_cast<std::size_t>(cfg_.max_frame_bytes);
+    // Room for one message of the largest size behind a full flow-control window.
+    opts.max_queued_bytes = static_cast<std::size_t>(cfg_.max_frame_bytes + cfg_.max_bytes_in_flight);
     opts.ping_interval = clock_ms(cfg_.ping_interval_ms);
     opts.ping_timeout = clock_ms(cfg_.ping_timeout_ms);
     std::weak_ptr<node_impl> weak = shared_from_this();
@@ -631,7 +634,21 @@ void node_impl::send_link(const net::link_ptr& l, const w::message& m) {
 
 void node_impl::send(peer& p, const w::message& m) {
     if (!p.link) return;
-    send_link(p.link, m);
+    auto bytes = w::encode(m);
+    if (bytes.size() > static_cast<std::size_t>(cfg_.max_frame_bytes)) {
+        // The peer would refuse it; say so where an operator looks, and close the link
+        // rather than skip a transaction (raise maxFrameBytes on both nodes).
+        p.last_error = std::string(w::name_of(m)) + " of " + std::to_string(bytes.size()) + " bytes exceeds maxFrameBytes (" +
+                       std::to_string(cfg_.max_frame_bytes) + "); raise replication.maxFrameBytes on both nodes";
+        log_line(name_, "to " + p.name + ": " + p.last_error);
+        p.link->close("message too big");
+        return;
+    }
+    if (!p.link->send(std::move(bytes))) {
+        p.last_error = std::string("send queue full, closing to resync: ") + w::name_of(m);
+        log_line(name_, "to " + p.name + ": " + p.last_error);
+        p.link->close("send queue full");
+    }
 }
 
 w::subscription node_impl::my_subscription(const std::string& peer_name, const link_info* li) {

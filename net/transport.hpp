@@ -10,6 +10,8 @@
 //
 // Lifetime. Once stop_and_join() has been called, no callback starts any more (not even
 // on_closed for links that stop_and_join closes), and when it returns none is running.
+// Callbacks must not block: a callback that holds the io thread longer than ping_timeout
+// makes links time out, on both ends.
 // Handles (link_ptr, listener, timer) may outlive the runtime: they keep its io_context
 // alive, and their operations become no-ops.
 //
@@ -38,8 +40,9 @@ struct listener_impl;
 } // namespace detail
 
 // Where log lines go: one line per refused connection, per closed link (with the reason),
-// per error, each starting "net: ". Default: discarded. Any thread; the sink is called on the io thread (and on the
-// thread that calls listen() for bind errors), never under a lock of this library.
+// per error, each starting "net: ". Default: discarded. Any thread; the sink is called on the
+// io thread (and on the thread that calls listen(), for its errors), never under a lock of
+// this library.
 void set_log_sink(std::function<void(const std::string& line)> sink);
 
 // A one-shot timer from io_runtime::after(). Destroying the last handle cancels it, so keep
@@ -96,6 +99,8 @@ private:
 // Any thread. Creates the runtime and starts its io thread.
 std::shared_ptr<io_runtime> make_io_runtime();
 
+// A message larger than max_queued_bytes can never be sent: keep it at least as large as the
+// largest message the sender produces (with the defaults, 16 MiB, although a peer accepts 64).
 struct link_options {
     std::size_t max_message_bytes = 64 << 20;  // a larger incoming message closes the link
     std::size_t max_queued_bytes = 16 << 20;   // bound of the send queue (incl. the message being written)
@@ -118,8 +123,11 @@ struct link_events {
     //   "ping timeout"
     //   "message too big (limit <n> bytes)"
     //   "protocol error: text frame"
-    //   "read: <error>", "write: <error>", "ping: <error>"   (e.g. "read: end of stream")
-    //   "<callback> threw: <what>"      (an exception from one of our callbacks)
+    //   "read: <error>", "write: <error>", "ping: <error>"   (e.g. "read: End of file" when
+    //                                    the peer drops TCP without a close frame)
+    //   "<callback> threw: <what>"       (on_message, on_open or dial's done threw; the peer
+    //                                    gets close code 1011 "internal error")
+    //   "internal error: <what>"        (an unexpected exception inside this library)
     std::function<void(const link_ptr&, const std::string& reason)> on_closed;
 };
 
@@ -134,7 +142,7 @@ public:
     // bytes (including the message being written) would exceed max_queued_bytes, when the
     // link is closing or closed, or when called off the io thread (also logged). Messages go
     // out in order, exactly one write in flight; large messages are written as 64 KiB frames
-    // so pings and pongs are not stuck behind them.
+    // so control frames are not stuck behind them.
     virtual bool send(std::vector<std::uint8_t> message) = 0;
 
     // Any thread. Bytes queued and not yet completely written.
@@ -142,7 +150,8 @@ public:
 
     // Any thread (posted to the io thread when called elsewhere). Stops delivering messages
     // and refuses send(), writes what is already queued, then does the WebSocket close
-    // handshake with code 1000 and `reason` (truncated to 123 bytes); then on_closed(link, "").
+    // handshake with code 1000 and `reason` (cut to 123 bytes at a UTF-8 character boundary);
+    // then on_closed(link, ""). Calling it again, or on a closed link, does nothing.
     // Bounded by handshake_timeout, after which the TCP connection is simply closed.
     virtual void close(const std::string& reason) = 0;
 
@@ -153,12 +162,12 @@ public:
     virtual std::string request_target() const = 0;   // HTTP target of the upgrade request
 
     // Any thread. Round trip of the last answered ping in milliseconds, -1 if none yet.
-    // Keepalive: every ping_interval the link sends a WebSocket ping — or, while the peer is
-    // streaming data to us, an unsolicited pong (a heartbeat that needs no answer, so the
-    // peer's reads never wait behind its own writes). A link that received nothing (no
-    // data, no ping, no pong) for ping_timeout closes with "ping timeout". So latency_ms()
-    // is refreshed while data flows towards the peer or the link is idle, and may include
-    // the time the ping waited behind our own queued data.
+    // Keepalive: every ping_interval the link sends a WebSocket ping when it is quiet (nothing
+    // of ours queued, no data from the peer lately), otherwise an unsolicited pong: a heartbeat
+    // that needs no answer, so a streaming peer's reads never wait behind its own writes. A link
+    // that received nothing (no data, no ping, no pong) for ping_timeout closes with "ping
+    // timeout". So latency_ms() is refreshed while the link is quiet and keeps its last value
+    // during bulk transfers (it measures the network, not our send queue).
     virtual double latency_ms() const = 0;
 
     // io thread: takes effect immediately. Other threads: posted to the io thread. Reading

@@ -17,14 +17,15 @@
 //   finished   socket closed, timers cancelled, on_closed called once (not during a stop)
 //
 // Keepalive. Every ping_interval each side sends one control frame, so the other side always
-// hears from it: a ping (its pong gives latency_ms) when the peer has not been sending us
-// data, otherwise an unsolicited pong (RFC 6455 5.5.3: a one-way heartbeat, no answer). The
-// reason: Beast's read operation answers a ping by waiting for the write side, so a peer that
-// is itself writing stops reading until its current frame is out; if both sides stream to
-// each other and both ping, both reads can wait on writes that wait on the other's read — a
-// deadlock that only the ping timeout would break. And a ping sent behind our own bulk data
-// is answered only after the peer has read that data (a long round trip on a slow link), so
-// liveness never depends on our pings' answers alone: the peer's heartbeats and data count.
+// hears from it: a ping (its pong gives latency_ms) when the link is quiet — nothing of ours
+// queued or being written, no data from the peer during the last interval — otherwise an
+// unsolicited pong (RFC 6455 5.5.3: a one-way heartbeat that needs no answer). Why not always
+// ping: Beast's read operation answers a ping by waiting for its own write side, so a peer that
+// is streaming stops reading until its current frame is out; if both sides stream and both
+// ping, both reads can wait on writes that wait on the other's read (broken only by the ping
+// timeout). And a ping behind our own bulk data is answered only after the peer has read all of
+// it, a long round trip on a slow link that would look like a dead peer. Liveness is "received
+// anything": the peer's data, pings and heartbeats all count, never our pings' answers alone.
 //
 // TLS later: ws_link is a template on the stream below the WebSocket layer, and everything
 // except two steps is written against `ws_` and `beast::get_lowest_layer(ws_)`. To add TLS,
@@ -484,7 +485,8 @@ private:
         if (opts_.ping_timeout.count() > 0 && now - last_rx_ >= opts_.ping_timeout) return finish("ping timeout");
         if (now >= next_ping_) {
             if (!control_in_flight_) { // else the last control frame is still queued behind data
-                if (now - last_data_rx_ >= opts_.ping_interval)
+                bool quiet = queue_.empty() && !writing_ && now - last_data_rx_ >= opts_.ping_interval;
+                if (quiet)
                     send_ping(now);
                 else
                     send_heartbeat();
