@@ -29,24 +29,26 @@ bool same_columns(const table_def& a, const table_def& b) {
 // success and rolling back everything on failure.
 class apply_txn {
 public:
-    explicit apply_txn(sqlite3* db) : db_(db) {}
+    apply_txn(sqlite3* db, bool savepoint) : db_(db), savepoint_(savepoint) {}
     int begin(std::string& err) {
         own_ = sqlite3_get_autocommit(db_) != 0;
+        if (!own_ && !savepoint_) return SQLITE_OK; // the caller's transaction is all-or-nothing
         return exec_sql(db_, own_ ? "BEGIN IMMEDIATE" : "SAVEPOINT hdbrepl_apply", err);
     }
     int commit(std::string& err) {
-        int rc = exec_sql(db_, own_ ? "COMMIT" : "RELEASE hdbrepl_apply", err);
+        int rc = !own_ && !savepoint_ ? SQLITE_OK : exec_sql(db_, own_ ? "COMMIT" : "RELEASE hdbrepl_apply", err);
         if (rc == SQLITE_OK) done_ = true;
         return rc;
     }
     ~apply_txn() {
-        if (done_) return;
+        if (done_ || (!own_ && !savepoint_)) return;
         std::string ignored;
         if (own_) exec_sql(db_, "ROLLBACK", ignored);
         else exec_sql(db_, "ROLLBACK TO hdbrepl_apply; RELEASE hdbrepl_apply", ignored);
     }
 private:
     sqlite3* db_;
+    bool savepoint_;
     bool own_ = false;
     bool done_ = false;
 };
@@ -198,7 +200,7 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
                     " ms ahead of this node's clock (limit " + std::to_string(opt.max_clock_skew_ms) + " ms); retry later";
         return res;
     }
-    apply_txn txn(db_);
+    apply_txn txn(db_, opt.savepoint);
     if ((res.rc = txn.begin(res.error)) != SQLITE_OK) return res;
     if ((res.rc = ensure_system_tables(db_, sys_.schema(), res.error)) != SQLITE_OK) return res;
     std::int64_t origin_id = 0;
@@ -283,7 +285,7 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
 
 apply_result applier::apply_copy(const std::string& table, const std::string& definition, const std::vector<copied_row>& rows) {
     apply_result res;
-    apply_txn txn(db_);
+    apply_txn txn(db_, true);
     if ((res.rc = txn.begin(res.error)) != SQLITE_OK) return res;
     if ((res.rc = ensure_system_tables(db_, sys_.schema(), res.error)) != SQLITE_OK) return res;
     auto fail = [&](int rc, std::string msg) {

@@ -30,6 +30,10 @@ namespace hdbrepl::engine {
 struct apply_options {
     std::uint64_t max_clock_skew_ms = 60'000;
     std::uint64_t now_ms = 0; // 0: the wall clock
+    // Inside a caller's transaction, wrap the record in a savepoint so a failing record
+    // leaves nothing. false: no savepoint (much cheaper: no statement journal); the caller
+    // must then roll back its whole transaction when a record fails.
+    bool savepoint = true;
 };
 
 struct apply_result {
@@ -79,6 +83,11 @@ public:
     // its own when none is open. Raises the clock floor to the newest version copied.
     apply_result apply_copy(const std::string& table, const std::string& definition, const std::vector<copied_row>& rows);
     system_store& system() { return sys_; }
+    // After the caller rolled back a transaction this applier wrote in.
+    void forget_caches() {
+        sys_.forget_origins();
+        stores_.clear();
+    }
 
 private:
     struct resolved {

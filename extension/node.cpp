@@ -182,6 +182,7 @@ struct peer {
     std::int64_t send_pos = 0;
     std::uint64_t send_generation = 0; // bumped when the position is reset: stale reads are dropped
     bool reading = false;
+    bool pump_again = false; // a wake-up came while a read ran: read again when it ends
     std::deque<inflight> inflight_q;
     std::size_t inflight_bytes = 0;
     hlc_t confirmed_own = 0;
@@ -378,7 +379,9 @@ bool node_impl::open_connection(sqlite3** out, std::string& error) {
     hdbrepl_register_internal(*out, &err, api_);
     sqlite3_free(err);
     sqlite3_busy_timeout(*out, 5000);
-    sqlite3_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr, nullptr);
+    // secure_delete=FAST: pruning the log need not zero every freed page (Debian builds
+    // SQLite with SECURE_DELETE on, which made each prune rewrite megabytes).
+    sqlite3_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=FAST;", nullptr, nullptr, nullptr);
     return true;
 }
 
@@ -982,7 +985,12 @@ void node_impl::pump_all() {
 
 void node_impl::pump(const std::string& name) {
     auto* p = find_peer(name);
-    if (!p || !p->link || !p->subscribed || p->reading || p->sending_copy) return;
+    if (!p || !p->link || !p->subscribed || p->sending_copy) return;
+    if (p->reading) { // the read under way may have started before this commit
+        p->pump_again = true;
+        return;
+    }
+    p->pump_again = false;
     auto budget = static_cast<std::size_t>(cfg_.max_bytes_in_flight);
     if (p->inflight_bytes >= budget) return; // flow control: wait for ACKs
     p->reading = true;
@@ -1018,7 +1026,7 @@ void node_impl::pump(const std::string& name) {
                 m.send(*p, w::txn{static_cast<std::uint64_t>(r.seq), std::move(r.body)});
                 p->last_send = now_ms();
             }
-            bool more = scanned > p->send_pos;
+            bool more = scanned > p->send_pos || p->pump_again;
             p->send_pos = std::max(p->send_pos, scanned);
             if (more) m.pump(name);
             m.update_status();
@@ -1144,7 +1152,7 @@ void node_impl::prune_log(const std::map<std::string, progress_map>& known) {
     hlc_t cutoff = now > static_cast<std::uint64_t>(cfg_.log_retention_ms) ? hlc_from_ms(now - static_cast<std::uint64_t>(cfg_.log_retention_ms)) : 0;
     auto& sys = wstore_->system();
     std::string sql = "SELECT seq, hlc, origin, clock FROM " + sys.table("hdbrepl_log") + " WHERE seq < (SELECT max(seq) FROM " +
-                      sys.table("hdbrepl_log") + ") ORDER BY seq LIMIT 10000";
+                      sys.table("hdbrepl_log") + ") ORDER BY seq LIMIT 256"; // small batches: the sender shares this thread
     sqlite3_stmt* st = nullptr;
     if (sqlite3_prepare_v2(wdb_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) { sqlite3_finalize(st); return; }
     std::int64_t last = 0;
@@ -1303,40 +1311,63 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     std::size_t count = 0;
     apply_options opt;
     opt.max_clock_skew_ms = static_cast<std::uint64_t>(cfg_.max_clock_skew_ms);
-    while (i < items.size() && items[i].what == received::txn && count < 1000) {
-        auto& r = items[i];
-        if (failed.count(r.peer)) { ++i; continue; }
-        hlc_t hlc = 0;
-        std::string origin;
-        peek_record_head(r.record.data(), r.record.size(), hlc, origin);
-        auto& have = progress_[origin];
-        if (hlc > have) { // each origin's changes apply once, in order
-            sub_rules rules;
-            {
-                std::lock_guard lock(shared_m_);
-                if (auto it = rules_.find(r.peer); it != rules_.end()) rules = it->second;
+    // First pass without savepoints (a savepoint per record journals every page it
+    // touches); if a record fails, undo the batch and replay it with savepoints, so only
+    // the failing record is left out.
+    const std::size_t batch_start = i;
+    for (int pass = 0;; ++pass) {
+        opt.savepoint = pass > 0;
+        bool replay = false;
+        batch.clear();
+        acks.clear();
+        failed.clear();
+        logged = skew = false;
+        count = 0;
+        while (i < items.size() && items[i].what == received::txn && count < 1000) {
+            auto& r = items[i];
+            if (failed.count(r.peer)) { ++i; continue; }
+            hlc_t hlc = 0;
+            std::string origin;
+            peek_record_head(r.record.data(), r.record.size(), hlc, origin);
+            auto& have = progress_[origin];
+            if (hlc > have) { // each origin's changes apply once, in order
+                sub_rules rules;
+                {
+                    std::lock_guard lock(shared_m_);
+                    if (auto it = rules_.find(r.peer); it != rules_.end()) rules = it->second;
+                }
+                if (!rules.empty()) // explicit subscriptions: only the tables we subscribe to
+                    r.record = filter_record(r.record.data(), r.record.size(), [&](const std::string& t) { return rules_allow(rules, t, false); });
+                auto res = r.record.empty() ? apply_result{} : applier_->apply(r.record.data(), r.record.size(), opt);
+                if (res.clock_skew) { skew = true; break; }
+                if (res.rc != SQLITE_OK) {
+                    if (!opt.savepoint) { replay = true; break; }
+                    failed[r.peer] = res.error;
+                    ++i;
+                    continue;
+                }
+                logged = logged || res.logged;
+                have = hlc;
+                batch[origin] = hlc;
             }
-            if (!rules.empty()) // explicit subscriptions: only the tables we subscribe to
-                r.record = filter_record(r.record.data(), r.record.size(), [&](const std::string& t) { return rules_allow(rules, t, false); });
-            auto res = r.record.empty() ? apply_result{} : applier_->apply(r.record.data(), r.record.size(), opt);
-            if (res.clock_skew) { skew = true; break; }
-            if (res.rc != SQLITE_OK) {
-                failed[r.peer] = res.error;
-                ++i;
-                continue;
-            }
-            logged = logged || res.logged;
-            have = hlc;
-            batch[origin] = hlc;
+            acks[r.peer] = {r.link_id, r.seq};
+            ++i;
+            ++count;
         }
-        acks[r.peer] = {r.link_id, r.seq};
-        ++i;
-        ++count;
+        if (!replay) break;
+        exec_sql(wdb_, "ROLLBACK", err);
+        applier_->forget_caches();
+        progress_.clear();
+        floors_.clear();
+        wstore_->load_progress(progress_, floors_);
+        i = batch_start;
+        if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return requeue_and_retry(items, i, clock_ms(100));
     }
     int rc = batch.empty() ? SQLITE_OK : wstore_->raise_progress(batch);
     if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
     if (rc != SQLITE_OK) {
         exec_sql(wdb_, "ROLLBACK", err);
+        applier_->forget_caches();
         progress_.clear();
         floors_.clear();
         wstore_->load_progress(progress_, floors_);
