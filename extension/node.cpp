@@ -296,6 +296,11 @@ private:
     void schedule_prune();
     // -- db thread --
     void prune_log(const std::map<std::string, progress_map>& known);
+    // Initial copies into empty tables build their secondary indexes at the end.
+    bool table_empty(const std::string& table);
+    void defer_indexes(const std::string& table);
+    int restore_deferred_indexes(std::string& err);
+    std::set<std::string> deferred_checked_;
     void drain_received();
     // Puts items[i..] back at the front of the queue and drains again after `delay`.
     void requeue_and_retry(std::vector<received>& items, std::size_t& i, clock_ms delay);
@@ -404,6 +409,12 @@ bool node_impl::start(std::string& error) {
             // For hdb_nodes' own row.
             if (rc == SQLITE_OK) rc = wstore_->system().set_meta("node_url", self_url());
             if (rc == SQLITE_OK && cfg_.shard >= 0) rc = wstore_->system().set_meta("node_shard", std::to_string(cfg_.shard));
+        }
+        if (rc == SQLITE_OK && exec_sql(wdb_, "BEGIN IMMEDIATE", err) == SQLITE_OK) {
+            // Indexes left out by a copy that a crash interrupted.
+            int irc = restore_deferred_indexes(err);
+            exec_sql(wdb_, irc == SQLITE_OK ? "COMMIT" : "ROLLBACK", err);
+            err.clear();
         }
         if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
         if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
@@ -1213,6 +1224,56 @@ void node_impl::enqueue(received&& r) {
     if (schedule) on_db([](node_impl& n) { n.drain_received(); });
 }
 
+bool node_impl::table_empty(const std::string& table) {
+    sqlite3_stmt* st = nullptr;
+    std::string sql = "SELECT 1 FROM main." + quote_ident(table + "_data") + " LIMIT 1";
+    bool empty = true; // a table the copy will create is empty too
+    if (sqlite3_prepare_v2(wdb_, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) empty = sqlite3_step(st) != SQLITE_ROW;
+    sqlite3_finalize(st);
+    return empty;
+}
+
+void node_impl::defer_indexes(const std::string& table) {
+    std::string err;
+    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return;
+    sqlite3_stmt* st = nullptr;
+    std::vector<std::pair<std::string, std::string>> indexes; // name, CREATE INDEX sql
+    if (sqlite3_prepare_v2(wdb_, "SELECT name, sql FROM main.sqlite_schema WHERE type='index' AND tbl_name=?1 AND sql IS NOT NULL", -1,
+                           &st, nullptr) == SQLITE_OK) {
+        std::string data = table + "_data";
+        sqlite3_bind_text(st, 1, data.c_str(), -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            indexes.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
+    }
+    sqlite3_finalize(st);
+    int rc = SQLITE_OK;
+    for (const auto& [name, sql] : indexes) {
+        if (rc == SQLITE_OK) rc = wstore_->system().set_meta("deferred_index:" + name, sql);
+        if (rc == SQLITE_OK) rc = exec_sql(wdb_, "DROP INDEX main." + quote_ident(name), err);
+    }
+    if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+    if (rc != SQLITE_OK) exec_sql(wdb_, "ROLLBACK", err); // keep the indexes: slower, still right
+    applier_->forget_caches();
+}
+
+int node_impl::restore_deferred_indexes(std::string& err) {
+    // Inside the caller's transaction (copy end) or its own (node start).
+    std::vector<std::pair<std::string, std::string>> pending;
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(wdb_, "SELECT key, value FROM main.hdbrepl_meta WHERE key GLOB 'deferred_index:*'", -1, &st, nullptr) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW)
+            pending.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
+    sqlite3_finalize(st);
+    for (const auto& [key, sql] : pending) {
+        // The table may have been dropped meanwhile: then the index goes with it.
+        int rc = exec_sql(wdb_, sql, err);
+        if (rc != SQLITE_OK && err.find("no such table") == std::string::npos) return rc;
+        if ((rc = exec_sql(wdb_, "DELETE FROM main.hdbrepl_meta WHERE key=" + quote_literal(key), err)) != SQLITE_OK) return rc;
+    }
+    if (!pending.empty()) applier_->forget_caches();
+    return SQLITE_OK;
+}
+
 void node_impl::requeue_and_retry(std::vector<received>& items, std::size_t& i, clock_ms delay) {
     std::lock_guard lock(rx_m_);
     for (std::size_t k = items.size(); k > i; --k) rx_.push_front(std::move(items[k - 1]));
@@ -1246,7 +1307,14 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         std::vector<copied_row> rows;
         rows.reserve(r.rows.size());
         for (auto& row : r.rows) rows.push_back({row.deleted, row.hlc, std::move(row.origin), std::move(row.values)});
+        // A table that is empty when its copy starts gets its secondary indexes back at the
+        // end of the copy: building an index once is many times cheaper than maintaining it
+        // row by row in random order. The CREATE INDEX statements wait in hdbrepl_meta, so a
+        // crash mid-copy cannot lose them (restored when the node starts).
+        bool defer = !deferred_checked_.count(t.name) && table_empty(t.name);
+        deferred_checked_.insert(t.name);
         auto res = applier_->apply_copy(t.name, t.definition, rows);
+        if (defer && res.rc == SQLITE_OK) defer_indexes(t.name);
         std::string peer = first.peer;
         auto link_id = first.link_id;
         ++i;
@@ -1270,9 +1338,11 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         int rc = exec_sql(wdb_, "BEGIN IMMEDIATE", err);
         // What the copy brought is in our data but not in our log: those are the floors.
         if (rc == SQLITE_OK) rc = wstore_->raise_progress(prog, &prog);
+        if (rc == SQLITE_OK) rc = restore_deferred_indexes(err);
         if (rc == SQLITE_OK) rc = wstore_->system().set_meta("synced", "1");
         if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
         else exec_sql(wdb_, "ROLLBACK", err);
+        deferred_checked_.clear();
         if (rc == SQLITE_OK)
             for (const auto& [o, h] : prog) {
                 progress_[o] = std::max(progress_[o], h);

@@ -96,6 +96,14 @@ def test_initial_copy_of_100k_rows_while_writing(c):
     check("sync" not in conn or conn["sync"] is None, f"no sync progress after the copy: {conn}")
     b.sql("INSERT INTO big VALUES (-1, 'from b', 0, 'b')")
     wait_rows(a, "SELECT name FROM big WHERE id = -1", [["from b"]])
+    # The copy built B's INDEXED column index at its end (deferred while copying): it is
+    # there, none is still waiting, and queries on grp use it.
+    check_eq(b.scalar("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'big_data' AND sql IS NOT NULL"), 1,
+             "secondary indexes of big_data on B after the copy")
+    check_eq(b.scalar("SELECT count(*) FROM hdbrepl_meta WHERE key GLOB 'deferred_index:*'"), 0, "indexes still deferred on B")
+    plan = " ".join(r[-1] for r in b.sql("EXPLAIN QUERY PLAN SELECT id FROM big_data WHERE grp = 5"))
+    check("USING INDEX" in plan or "USING COVERING INDEX" in plan, f"B's shadow-table query on grp uses the index: {plan}")
+    check_eq(b.sql("SELECT count(*) FROM big WHERE grp = 5"), a.sql("SELECT count(*) FROM big WHERE grp = 5"), "grp = 5 on B vs A")
 
 
 def test_copy_when_both_nodes_start_together(c):
