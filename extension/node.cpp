@@ -271,6 +271,16 @@ private:
                 if (t.host == li.link->remote_address() || (!li.peer.empty() && t.peer_name == li.peer)) return t.start_time_ms;
         return -1;
     }
+    // The same limits for accepted and dialed links.
+    net::link_options link_opts() const {
+        net::link_options opts;
+        opts.max_message_bytes = static_cast<std::size_t>(cfg_.max_frame_bytes);
+        // Room for one message of the largest size behind a full flow-control window.
+        opts.max_queued_bytes = static_cast<std::size_t>(cfg_.max_frame_bytes + cfg_.max_bytes_in_flight);
+        opts.ping_interval = clock_ms(cfg_.ping_interval_ms);
+        opts.ping_timeout = clock_ms(cfg_.ping_timeout_ms);
+        return opts;
+    }
     std::string self_url() const {
         return std::string(cfg_.has_port ? "ws://" : "wss://") + cfg_.hostname + ":" + std::to_string(cfg_.has_port ? cfg_.port : cfg_.secure_port);
     }
@@ -441,11 +451,7 @@ bool node_impl::start(std::string& error) {
     auto self = shared_from_this();
     io_->post([self, &listening, known] {
         std::string err;
-        net::link_options opts;
-        opts.max_message_bytes = static_cast<std::size_t>(self->cfg_.max_frame_bytes);
-        opts.max_queued_bytes = static_cast<std::size_t>(self->cfg_.max_frame_bytes + self->cfg_.max_bytes_in_flight);
-        opts.ping_interval = clock_ms(self->cfg_.ping_interval_ms);
-        opts.ping_timeout = clock_ms(self->cfg_.ping_timeout_ms);
+        net::link_options opts = self->link_opts();
         if (self->cfg_.has_port) {
             std::weak_ptr<node_impl> weak = self;
             auto l = net::listen(
@@ -590,12 +596,7 @@ void node_impl::dial(const std::string& key) {
     if (t.dialing) return;
     if (!t.peer_name.empty() && (removed_.count(t.peer_name) || (find_peer(t.peer_name) && find_peer(t.peer_name)->link))) return;
     t.dialing = true;
-    net::link_options opts;
-    opts.max_message_bytes = static_cast<std::size_t>(cfg_.max_frame_bytes);
-    // Room for one message of the largest size behind a full flow-control window.
-    opts.max_queued_bytes = static_cast<std::size_t>(cfg_.max_frame_bytes + cfg_.max_bytes_in_flight);
-    opts.ping_interval = clock_ms(cfg_.ping_interval_ms);
-    opts.ping_timeout = clock_ms(cfg_.ping_timeout_ms);
+    net::link_options opts = link_opts();
     std::weak_ptr<node_impl> weak = shared_from_this();
     std::string bind = cfg_.bind == "0.0.0.0" ? "" : cfg_.bind;
     net::dial(*io_, t.host, static_cast<std::uint16_t>(t.port), bind, "/hdbrepl", opts,
@@ -700,7 +701,7 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
     l->set_events(std::move(ev));
     w::hello h;
     h.node_name = name_;
-    h.node_url = std::string(cfg_.has_port ? "ws://" : "wss://") + cfg_.hostname + ":" + std::to_string(cfg_.has_port ? cfg_.port : cfg_.secure_port);
+    h.node_url = self_url();
     h.database = "main";
     // A database never synced copies from the first peer that answers, and only from it.
     bool has_start_time = start_time_for(li) > 0;
@@ -962,7 +963,8 @@ void node_impl::handle(link_info& li, w::message&& m) {
             }
         },
         std::move(m));
-    update_status();
+    // No status rebuild per message: the 250 ms tick refreshes counters and times, and
+    // state changes (hello, close, copy end, removal) refresh it where they happen.
 }
 
 void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason) {
@@ -1040,7 +1042,6 @@ void node_impl::pump(const std::string& name) {
             bool more = scanned > p->send_pos || p->pump_again;
             p->send_pos = std::max(p->send_pos, scanned);
             if (more) m.pump(name);
-            m.update_status();
         });
     });
 }
@@ -1464,7 +1465,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         if (skew)
             for (auto& [n, p] : m.peers_) p.last_error = "waiting: a received transaction is ahead of this node's clock";
         if (logged) m.pump_all(); // forward what we applied
-        m.update_status();
+        if (!failed.empty() || skew) m.update_status();
     });
 }
 
@@ -1680,7 +1681,7 @@ std::string node_impl::search_nodes_json() {
     json::array out;
     json::object self;
     self["name"] = name_;
-    self["url"] = std::string(cfg_.has_port ? "ws://" : "wss://") + name_ + ":" + std::to_string(cfg_.has_port ? cfg_.port : cfg_.secure_port);
+    self["url"] = self_url();
     self["replicates"] = true;
     self["shard"] = cfg_.shard < 0 ? json::value(nullptr) : json::value(cfg_.shard);
     out.push_back(self);
