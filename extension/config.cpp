@@ -845,6 +845,9 @@ node_config loader::load(const std::string& text) {
     cfg.hostname = get_hostname(*hostname);
 
     if (auto f = find("securePort")) cfg.secure_port = static_cast<int>(get_integer(*f, 1, 65535));
+    // The TLS listener runs unless the config asks for the plain port alone (port written,
+    // securePort not): that is the development setup of the reference's IP-based mode.
+    cfg.serve_secure = find("securePort") || !find("port");
     if (auto f = find("port")) {
         cfg.port = static_cast<int>(get_integer(*f, 1, 65535));
         cfg.has_port = true;
@@ -952,7 +955,7 @@ std::string node_config::canonical() const {
 
     std::string s = "{\"hostname\":" + json_string(hostname);
     s += ",\"bind\":" + json_string(bind);
-    s += ",\"securePort\":" + std::to_string(secure_port);
+    s += ",\"securePort\":" + (serve_secure ? std::to_string(secure_port) : std::string("null"));
     s += ",\"port\":" + (has_port ? std::to_string(port) : std::string("null"));
     s += ",\"shard\":" + opt(shard);
     s += ",\"replicateTo\":" + opt(replicate_to);

@@ -44,6 +44,7 @@ struct node_config {
     int shard = -1;        // this node's shard, 0..65535; -1 = none
     int replicate_to = -1; // copies beyond the writing node; -1 = all nodes
     int secure_port = 9933;
+    bool serve_secure = true; // false when only `port` is written (plain, IP-authenticated mode)
     int port = 0;          // plain (ws, IP-authenticated) listener; 0 = none
     bool has_port = false;
     std::string bind;      // default: hostname if it is an IP literal, else "0.0.0.0"

@@ -10,7 +10,7 @@ SQLITE_EXTENSION_INIT1
 #include "extension/runtime.hpp"
 #include "sql/connection_state.hpp"
 #include "sql/functions.hpp"
-#include "sql/vtab_hdb_nodes.hpp"
+#include "sql/vtab_system_tables.hpp"
 #include "sql/vtab_repl_table.hpp"
 
 #include <mutex>
@@ -55,7 +55,7 @@ int register_all(sqlite3* db, char** pz_err, const sqlite3_api_routines* api, bo
     // The module owns the state from here on, also when registration fails.
     int rc = hdbrepl::sql::register_repl_table_module(db, state);
     if (rc == SQLITE_OK) rc = hdbrepl::sql::register_basic_functions(db, state);
-    if (rc == SQLITE_OK) rc = hdbrepl::sql::register_hdb_nodes_module(db);
+    if (rc == SQLITE_OK) rc = hdbrepl::sql::register_system_table_modules(db);
     if (rc == SQLITE_OK) rc = hdbrepl::ext::register_cluster_functions(db, state, api);
     if (rc != SQLITE_OK) {
         if (pz_err) *pz_err = sqlite3_mprintf("hdbrepl: registration failed: %s", sqlite3_errmsg(db));

@@ -15,6 +15,8 @@
 #include "extension/fn_cluster.hpp"
 
 #include "extension/config.hpp"
+#include "extension/fn_context.hpp"
+#include "extension/fn_security.hpp"
 #include "extension/json.hpp"
 #include "extension/runtime.hpp"
 #include "sql/sql_error.hpp"
@@ -23,13 +25,6 @@
 
 namespace hdbrepl::ext {
 namespace {
-
-struct fn_context {
-    sql::connection_state* state;
-    const sqlite3_api_routines* api;
-};
-
-fn_context* ctx_of(sqlite3_context* c) { return static_cast<fn_context*>(sqlite3_user_data(c)); }
 
 std::string text_arg(sqlite3_value* v) {
     auto* t = sqlite3_value_text(v);
@@ -62,9 +57,6 @@ void fn_start(sqlite3_context* c, int, sqlite3_value** argv) {
         auto loaded = load_node_config(text_arg(argv[0]));
         if (auto* e = std::get_if<config_error>(&loaded)) return sql::result_error(c, "repl_start(): " + e->message);
         auto& cfg = std::get<node_config>(loaded);
-        if (!cfg.has_port)
-            return sql::result_error(c, "repl_start(): replication.port is required: this version serves the plain (IP-authenticated) "
-                                        "port only; the TLS securePort arrives with the security issue");
         if (!cfg.all_databases) {
             bool main_listed = false;
             for (const auto& d : cfg.databases) main_listed = main_listed || d.name == "main";
@@ -84,7 +76,8 @@ void fn_start(sqlite3_context* c, int, sqlite3_value** argv) {
         if (!n) return sql::result_error(c, "repl_start(): " + error);
         json::object o;
         o["node_name"] = cfg.hostname;
-        o["port"] = cfg.port;
+        if (cfg.has_port) o["port"] = cfg.port;
+        if (cfg.serve_secure) o["securePort"] = cfg.secure_port;
         o["bind"] = cfg.bind;
         o["database"] = path;
         result_json(c, json::serialize(o));
@@ -231,9 +224,11 @@ void fn_operation(sqlite3_context* c, int, sqlite3_value** argv) {
                 }
             return result_json(c, json::serialize(out));
         }
+        if (run_security_operation(c, op, argv)) return;
         if (op.empty()) return sql::result_error(c, "repl_operation(): the JSON needs an \"operation\" key");
         sql::result_error(c, "repl_operation(): unknown operation '" + op +
-                                 "' (supported: add_node, set_node, update_node, remove_node, cluster_status, search_by_value)");
+                                 "' (supported: add_node, set_node, update_node, remove_node, cluster_status, search_by_value, "
+                                 "add_certificate, remove_certificate, list_certificates, add_user, drop_user, create_authentication_tokens)");
     });
 }
 
@@ -262,6 +257,11 @@ void free_context(void* p) { delete static_cast<fn_context*>(p); }
 
 int register_cluster_functions(sqlite3* db, sql::connection_state* state, const sqlite3_api_routines* api) {
     auto* x = new fn_context{state, api};
+    // Shares x; freed with repl_operation below, the last function of this connection's set.
+    if (int rc = register_security_functions(db, x); rc != SQLITE_OK) {
+        delete x;
+        return rc;
+    }
     for (const auto& f : functions) {
         // The context is freed with the last function (repl_operation) at connection close.
         bool last = &f == &functions[std::size(functions) - 1];

@@ -23,6 +23,8 @@
 #include "engine/wire.hpp"
 #include "extension/entry.hpp"
 #include "extension/json.hpp"
+#include "extension/node_security.hpp"
+#include "net/credentials.hpp"
 #include "net/transport.hpp"
 
 #include <algorithm>
@@ -204,7 +206,38 @@ struct link_info {
     bool hello_sent = false;
     bool copy_source = false; // we asked this link for an initial copy
     std::string peer;         // set after HELLO
+    bool sign = false;        // an inbound certificate exchange (/hdbrepl/sign), not replication
+    std::string claimed_name; // ?node= of an inbound request
 };
+
+// The value of `key` in the query of an HTTP target ("/hdbrepl?node=a" -> "a").
+std::string query_param(const std::string& target, const std::string& key) {
+    auto q = target.find('?');
+    if (q == std::string::npos) return "";
+    std::string rest = target.substr(q + 1);
+    std::size_t pos = 0;
+    while (pos <= rest.size()) {
+        auto amp = rest.find('&', pos);
+        std::string kv = rest.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+        if (kv.compare(0, key.size() + 1, key + "=") == 0) return kv.substr(key.size() + 1);
+        if (amp == std::string::npos) break;
+        pos = amp + 1;
+    }
+    return "";
+}
+
+std::string target_path(const std::string& target) { return target.substr(0, target.find('?')); }
+
+std::string join_names(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out.empty() ? "no name" : out;
+}
+
+// A refusal that adding the node again will not cure: bad certificate or credentials.
+bool is_refusal(const std::string& error) {
+    return error.rfind("TLS: server certificate", 0) == 0 || error.rfind("handshake refused: HTTP 4", 0) == 0;
+}
 
 struct target {
     std::string host;
@@ -215,6 +248,10 @@ struct target {
     bool dialing = false;
     std::shared_ptr<net::timer> retry;
     std::string peer_name; // learned from HELLO
+    bool verify_tls = true; // add_node verify_tls (false only until a certificate exchange)
+    std::string last_error; // of the last dial, for cluster_status before any HELLO
+    // add_node waits for the first dial of a wss target: refusals become its SQL error.
+    std::vector<std::function<void(const std::string&)>> first_result;
 };
 
 struct copy_state {
@@ -247,6 +284,7 @@ public:
     std::string remove_node(const std::string& operation_json, std::string& reply_json) override;
     std::string search_nodes_json() override;
     int wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout) override;
+    std::string reload_security() override;
 
 private:
     // -- io thread --
@@ -290,8 +328,16 @@ private:
     void copy_pump(const std::string& name);
     void dial(const std::string& key);
     void schedule_redial(const std::string& key);
-    void add_target(const std::string& host, int port, const std::string& scheme, std::int64_t start_time_ms);
+    void add_target(const std::string& host, int port, const std::string& scheme, std::int64_t start_time_ms, bool verify_tls = true);
     bool accept_ip(const std::string& ip);
+    // The secure port's accept filter: who may open a replication link or a certificate exchange.
+    net::accept_decision check_secure(const net::peer_check& pc);
+    void on_sign_request(link_info& li, std::vector<std::uint8_t>&& data);
+    // user thread: the client side of the certificate exchange with host:port; "" or why not.
+    std::string exchange_certificates(const std::string& host, int port, bool verify_tls, std::string authorization);
+    // user thread: waits for the first dial of a target; "" when it connected.
+    std::string first_dial_result(const std::string& key, std::chrono::milliseconds timeout);
+    void apply_security(security_snapshot snap);
     peer* find_peer(const std::string& name) {
         auto it = peers_.find(name);
         return it == peers_.end() ? nullptr : &it->second;
@@ -336,11 +382,14 @@ private:
     sqlite3* rdb_ = nullptr; // reads the log
     std::unique_ptr<applier> applier_;
     std::unique_ptr<replication_store> wstore_, rstore_;
+    std::unique_ptr<node_security> security_;
     progress_map progress_, floors_;
     std::int64_t data_version_ = -1;
 
     // io thread state
     std::vector<std::shared_ptr<net::listener>> listeners_;
+    std::shared_ptr<net::listener> tls_listener_;
+    security_snapshot sec_; // identity and users, replaced whole by reloads
     std::map<std::uint64_t, link_info> links_;
     std::map<std::string, peer> peers_;
     std::map<std::string, target> targets_;
@@ -426,6 +475,13 @@ bool node_impl::start(std::string& error) {
             exec_sql(wdb_, irc == SQLITE_OK ? "COMMIT" : "ROLLBACK", err);
             err.clear();
         }
+        if (rc == SQLITE_OK) {
+            security_ = std::make_unique<node_security>(wdb_, path_, cfg_);
+            if (std::string e = security_->load(sec_); !e.empty()) {
+                opened.set_value(e);
+                return;
+            }
+        }
         if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
         if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
         if (rc == SQLITE_OK) rc = wstore_->load_removed(removed_);
@@ -467,6 +523,26 @@ bool node_impl::start(std::string& error) {
             if (!l) { listening.set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.port) + ": " + err); return; }
             self->listeners_.push_back(l);
         }
+        if (self->cfg_.serve_secure) {
+            std::weak_ptr<node_impl> weak = self;
+            auto l = net::listen_tls(
+                *self->io_, self->cfg_.bind, static_cast<std::uint16_t>(self->cfg_.secure_port), opts, self->sec_.identity,
+                [weak](const net::peer_check& pc) {
+                    auto s = weak.lock();
+                    if (!s || s->stopped_) return net::accept_decision{503, "node stopping"};
+                    return s->check_secure(pc);
+                },
+                [weak](const net::link_ptr& link) {
+                    if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
+                },
+                err);
+            if (!l) {
+                listening.set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.secure_port) + " (securePort): " + err);
+                return;
+            }
+            self->tls_listener_ = l;
+            self->listeners_.push_back(l);
+        }
         for (const auto& r : self->cfg_.routes) self->add_target(r.hostname, r.port, r.scheme, r.start_time_ms);
         for (const auto& n : known) {
             // url is "ws://host:port" or "wss://host:port"
@@ -477,7 +553,7 @@ bool node_impl::start(std::string& error) {
             std::string host = rest.substr(0, colon);
             if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
             int port = colon == std::string::npos ? 0 : std::atoi(rest.c_str() + colon + 1);
-            self->add_target(host, port, scheme, n.start_time_ms);
+            self->add_target(host, port, scheme.empty() ? "wss" : scheme, n.start_time_ms);
         }
         self->update_status();
         listening.set_value("");
@@ -534,6 +610,7 @@ void node_impl::stop() {
     io_->post([this, &closed] {
         for (auto& l : listeners_) l->close();
         listeners_.clear();
+        tls_listener_.reset();
         for (auto& [id, li] : links_)
             if (li.link) li.link->close("node stopping");
         links_.clear();
@@ -567,18 +644,22 @@ void node_impl::stop() {
 
 // ---- links and the protocol (io thread) --------------------------------------------------
 
-void node_impl::add_target(const std::string& host, int port, const std::string& scheme, std::int64_t start_time_ms) {
+void node_impl::add_target(const std::string& host, int port, const std::string& scheme, std::int64_t start_time_ms, bool verify_tls) {
     if (host.empty() || port <= 0) return;
     if (host == cfg_.hostname && port == (cfg_.has_port ? cfg_.port : cfg_.secure_port)) return;
     std::string key = host + ":" + std::to_string(port);
     if (removed_.count(host)) return; // removed with remove_node: stays out until added again
     allowed_ips_.insert(host);
-    if (targets_.count(key)) return;
+    if (auto it = targets_.find(key); it != targets_.end()) {
+        it->second.verify_tls = verify_tls;
+        return;
+    }
     auto& t = targets_[key];
     t.host = host;
     t.port = port;
     t.scheme = scheme;
     t.start_time_ms = start_time_ms;
+    t.verify_tls = verify_tls;
     dial(key);
 }
 
@@ -599,8 +680,7 @@ void node_impl::dial(const std::string& key) {
     net::link_options opts = link_opts();
     std::weak_ptr<node_impl> weak = shared_from_this();
     std::string bind = cfg_.bind == "0.0.0.0" ? "" : cfg_.bind;
-    net::dial(*io_, t.host, static_cast<std::uint16_t>(t.port), bind, "/hdbrepl", opts,
-              [weak, key](const net::link_ptr& link, const std::string& error) {
+    auto done = [weak, key](const net::link_ptr& link, const std::string& error) {
                   auto s = weak.lock();
                   if (!s || s->stopped_) {
                       if (link) link->close("node stopping");
@@ -612,6 +692,10 @@ void node_impl::dial(const std::string& key) {
                       return;
                   }
                   it->second.dialing = false;
+                  // One log line per new complaint, not one per retry.
+                  if (!link && error != it->second.last_error) log_line(s->name_, "cannot connect to " + key + ": " + error);
+                  it->second.last_error = error;
+                  for (auto& waiter : std::exchange(it->second.first_result, {})) waiter(error);
                   if (!link) {
                       if (!it->second.peer_name.empty())
                           if (auto* p = s->find_peer(it->second.peer_name)) {
@@ -624,7 +708,16 @@ void node_impl::dial(const std::string& key) {
                   }
                   it->second.backoff_ms = 0;
                   s->on_link_open(link, key, false);
-              });
+              };
+    if (t.scheme == "wss") {
+        net::tls_dial_options tls;
+        tls.verify_server = t.verify_tls;
+        tls.expected_name = t.host;
+        net::dial_tls(*io_, t.host, static_cast<std::uint16_t>(t.port), bind, "/hdbrepl?node=" + name_, opts, sec_.identity, tls,
+                      std::move(done));
+    } else {
+        net::dial(*io_, t.host, static_cast<std::uint16_t>(t.port), bind, "/hdbrepl", opts, std::move(done));
+    }
 }
 
 void node_impl::schedule_redial(const std::string& key) {
@@ -690,6 +783,10 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
     li.id = id;
     li.target = target_key;
     li.inbound = inbound;
+    if (inbound) {
+        li.sign = target_path(l->request_target()) == "/hdbrepl/sign";
+        li.claimed_name = query_param(l->request_target(), "node");
+    }
     std::weak_ptr<node_impl> weak = shared_from_this();
     net::link_events ev;
     ev.on_message = [weak, id](const net::link_ptr&, std::vector<std::uint8_t>&& data) {
@@ -699,6 +796,7 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
         if (auto s = weak.lock(); s && !s->stopped_) s->on_link_closed(id, reason);
     };
     l->set_events(std::move(ev));
+    if (li.sign) return; // a certificate exchange: the client speaks first, in JSON
     w::hello h;
     h.node_name = name_;
     h.node_url = self_url();
@@ -720,6 +818,7 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
 void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& data) {
     auto* li = find_link(link_id);
     if (!li) return;
+    if (li->sign) return on_sign_request(*li, std::move(data));
     std::string err;
     auto m = w::decode(data.data(), data.size(), err);
     if (!m) {
@@ -748,6 +847,14 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     if (h.node_name == name_) return refuse("a node cannot connect to itself (same name '" + name_ + "')");
     if (h.database != "main") return refuse("database '" + h.database + "' is not replicated here");
     if (removed_.count(h.node_name)) return refuse("node '" + h.node_name + "' was removed from this cluster");
+    if (li.link->secure()) {
+        // Over TLS a node is who its certificate says: the name in its HELLO must be on it.
+        auto names = li.link->peer_certificate_names();
+        if (std::find(names.begin(), names.end(), h.node_name) == names.end())
+            return refuse("certificate name mismatch: the certificate is for " + join_names(names) + ", not '" + h.node_name + "'");
+    }
+    if (li.inbound && !li.claimed_name.empty() && li.claimed_name != h.node_name)
+        return refuse("HELLO names '" + h.node_name + "' but the connection was opened for '" + li.claimed_name + "'");
     // One link per pair of nodes: when both dialed, keep the link dialed by the smaller name.
     if (auto* existing = find_peer(h.node_name); existing && existing->link) {
         auto old = std::find_if(links_.begin(), links_.end(), [&](auto& kv) { return kv.second.id == existing->link_id; });
@@ -1519,6 +1626,24 @@ void node_impl::update_status() {
         c["database_sockets"] = json::array{sock};
         conns.push_back(std::move(c));
     }
+    // Targets never reached yet (no HELLO, so no peer): their state and why.
+    for (auto& [key, t] : targets_) {
+        if (!t.peer_name.empty() && peers_.count(t.peer_name)) continue;
+        json::object c;
+        c["name"] = t.host;
+        c["url"] = t.scheme + "://" + (t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host) + ":" + std::to_string(t.port);
+        c["subscriptions"] = nullptr;
+        c["replicates"] = true;
+        c["state"] = t.last_error.empty() ? "connecting" : is_refusal(t.last_error) ? "refused" : "unreachable";
+        c["lastError"] = t.last_error.empty() ? json::value(nullptr) : json::value(t.last_error);
+        c["backlog"] = nullptr;
+        json::object sock;
+        sock["database"] = "main";
+        sock["connected"] = false;
+        sock["latency"] = nullptr;
+        c["database_sockets"] = json::array{sock};
+        conns.push_back(std::move(c));
+    }
     top["connections"] = std::move(conns);
     top["is_enabled"] = true;
     top["connected"] = any;
@@ -1563,8 +1688,31 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
         if (!pv->is_int64() || pv->as_int64() < 1 || pv->as_int64() > 65535) return "'port' must be an integer between 1 and 65535";
         port = static_cast<int>(pv->as_int64());
     }
-    if (port == 0) port = cfg_.has_port ? cfg_.port : cfg_.secure_port;
-    if (scheme.empty()) scheme = cfg_.has_port ? "ws" : "wss";
+    // Without a URL, a node that serves TLS reaches others on their secure port.
+    if (scheme.empty()) scheme = cfg_.serve_secure ? "wss" : "ws";
+    if (port == 0) port = scheme == "wss" ? cfg_.secure_port : cfg_.port;
+    bool verify_tls = true;
+    if (auto* vt = o.if_contains("verify_tls")) {
+        if (!vt->is_bool()) return "'verify_tls' must be true or false";
+        verify_tls = vt->as_bool();
+    }
+    // The one-time credentials for a certificate exchange: used below, never stored.
+    std::string authorization;
+    if (auto* a = o.if_contains("authorization"); a && !a->is_null()) {
+        if (a->is_string()) {
+            authorization = std::string(a->as_string());
+        } else if (a->is_object()) {
+            std::string user = json::get_string(a->as_object(), "username"), pass = json::get_string(a->as_object(), "password");
+            if (user.empty() || pass.empty()) return "'authorization' must hold a non-empty username and password";
+            authorization = "Basic " + net::cred::base64_encode(user + ":" + pass);
+            net::cred::wipe(pass);
+        } else {
+            return "'authorization' must be {\"username\": ..., \"password\": ...} or an HTTP Authorization string (Basic ..., Bearer <jwt>)";
+        }
+        if (authorization.empty()) return "'authorization' is empty";
+        if (scheme != "wss")
+            return "'authorization' is for a certificate exchange over TLS (wss://, securePort); the connection to '" + hostname + "' is " + scheme + "://";
+    }
     std::int64_t start_time = -1;
     if (auto* st = o.if_contains("start_time")) {
         std::string e = json::parse_time_ms(*st, start_time);
@@ -1583,7 +1731,14 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
         row.subscriptions_json = json::serialize(*subs);
     }
     if (hostname == name_) return "cannot add this node ('" + name_ + "') to its own cluster";
-    // authorization is used once (certificate exchange, next issue) and never stored.
+    if (!authorization.empty()) {
+        // Cross-generated certificates: the exchange first, so that the link below is
+        // verified mutual TLS from its first byte.
+        std::string e = exchange_certificates(hostname, port, verify_tls, std::move(authorization));
+        net::cred::wipe(authorization);
+        if (!e.empty()) return "certificate exchange with '" + hostname + "' failed: " + e;
+        verify_tls = true; // we trust its CA now
+    }
     std::promise<int> done;
     auto fut = done.get_future();
     {
@@ -1598,10 +1753,34 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
     });
     if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "timed out writing hdb_nodes";
     if (int rc = fut.get(); rc != SQLITE_OK) return std::string("writing hdb_nodes: ") + sqlite3_errstr(rc);
-    on_io([hostname, port, scheme, start_time](node_impl& m) {
+    on_io([hostname, port, scheme, start_time, verify_tls](node_impl& m) {
         m.removed_.erase(hostname);
-        m.add_target(hostname, port, scheme, start_time);
+        m.add_target(hostname, port, scheme, start_time, verify_tls);
     });
+    if (scheme == "wss") {
+        // A refusal (untrusted certificate, name mismatch, refused credentials) is the
+        // answer to this add_node; a node that is merely down is kept and retried.
+        const std::string key = hostname + ":" + std::to_string(port);
+        std::string e = first_dial_result(key, std::chrono::seconds(8));
+        if (is_refusal(e)) {
+            on_io([key](node_impl& m) {
+                if (auto it = m.targets_.find(key); it != m.targets_.end()) {
+                    if (it->second.retry) it->second.retry->cancel();
+                    m.targets_.erase(it);
+                }
+                m.update_status();
+            });
+            std::promise<void> removed;
+            auto rfut = removed.get_future();
+            on_db([name = row.name, &removed](node_impl& n) {
+                bool existed = false;
+                n.wstore_->remove_node(name, existed);
+                removed.set_value();
+            });
+            rfut.wait_for(std::chrono::seconds(10));
+            return "cannot connect to '" + hostname + "': " + e;
+        }
+    }
     std::string op = json::get_string(o, "operation");
     reply_json = op == "update_node" ? json::message("Successfully updated '" + hostname + "'")
                                      : json::message("Successfully added '" + hostname + "' to cluster");
@@ -1699,6 +1878,156 @@ std::string node_impl::search_nodes_json() {
 }
 
 } // namespace
+
+// ---- security: the secure port's filter, the certificate exchange, reloads ----------------
+
+net::accept_decision node_impl::check_secure(const net::peer_check& pc) {
+    const std::string path = target_path(pc.target);
+    const std::string claimed = query_param(pc.target, "node");
+    auto refuse = [&](int status, const std::string& why) {
+        log_line(name_, "refused " + path + " from " + pc.remote_ip + (claimed.empty() ? "" : " (" + claimed + ")") + ": " + why);
+        return net::accept_decision{status, why};
+    };
+    if (path == "/hdbrepl/sign") {
+        if (claimed.empty()) return refuse(400, "a certificate request must name its node (?node=<hostname>)");
+        auto o = auth::check_header(sec_.users, pc.authorization, static_cast<std::int64_t>(now_ms() / 1000));
+        if (o.http_status != 0) return refuse(o.http_status, o.message);
+        log_line(name_, "certificate exchange with " + claimed + " (" + pc.remote_ip + ") authorized by user '" + o.username + "'");
+        return {};
+    }
+    if (path != "/hdbrepl") return refuse(404, "unknown path " + path);
+    if (!pc.certificate_presented)
+        return refuse(403, "no client certificate: use this cluster's certificates, or add_node with authorization to have one signed");
+    if (!pc.certificate_verified) return refuse(403, "client certificate refused: " + pc.verify_error);
+    if (claimed.empty()) return refuse(403, "the request must name its node (?node=<hostname>)");
+    const auto& names = pc.certificate_names;
+    if (std::find(names.begin(), names.end(), claimed) == names.end())
+        return refuse(403, "certificate name mismatch: the certificate is for " + join_names(names) + ", not '" + claimed + "'");
+    if (removed_.count(claimed)) return refuse(403, "node '" + claimed + "' was removed from this cluster");
+    return {};
+}
+
+void node_impl::on_sign_request(link_info& li, std::vector<std::uint8_t>&& data) {
+    // One request per exchange; the answer closes the link.
+    li.sign = false;
+    li.peer = "(certificate exchange)"; // anything more on this link is refused by handle()
+    std::string request(data.begin(), data.end());
+    on_db([request = std::move(request), claimed = li.claimed_name, id = li.id](node_impl& n) {
+        bool changed = false;
+        std::string reply = n.security_->handle_sign_request(request, claimed, changed);
+        security_snapshot snap;
+        std::string reload_error = changed ? n.security_->load(snap) : "";
+        json::value v = json::parse_or_null(reply);
+        std::string outcome = v.is_object() && v.as_object().contains("error") ? "refused: " + json::get_string(v.as_object(), "error")
+                              : v.is_object() && v.as_object().contains("certificate") ? "signed a certificate"
+                                                                                          : "exchanged CAs";
+        log_line(n.name_, "certificate exchange with " + claimed + ": " + outcome);
+        n.on_io([reply = std::move(reply), id, changed, reload_error, snap = std::move(snap)](node_impl& m) mutable {
+            if (changed && reload_error.empty()) m.apply_security(std::move(snap));
+            if (!reload_error.empty()) log_line(m.name_, "reloading certificates: " + reload_error);
+            auto* li = m.find_link(id);
+            if (!li) return;
+            li->link->send(std::vector<std::uint8_t>(reply.begin(), reply.end()));
+            li->link->close("certificate exchange done");
+        });
+    });
+}
+
+void node_impl::apply_security(security_snapshot snap) {
+    sec_ = std::move(snap);
+    if (tls_listener_)
+        if (std::string e = tls_listener_->set_tls_identity(sec_.identity); !e.empty()) log_line(name_, "new certificate not taken: " + e);
+}
+
+std::string node_impl::reload_security() {
+    auto p = std::make_shared<std::promise<std::string>>();
+    auto fut = p->get_future();
+    on_db([p](node_impl& n) {
+        security_snapshot snap;
+        if (std::string e = n.security_->load(snap); !e.empty()) return p->set_value(e);
+        n.on_io([p, snap = std::move(snap)](node_impl& m) mutable {
+            m.apply_security(std::move(snap));
+            p->set_value("");
+        });
+    });
+    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "the node did not reload its certificates in time";
+    return fut.get();
+}
+
+namespace {
+// A promise that several callbacks may race to fulfil; the first wins.
+struct once_result {
+    std::promise<std::string> promise;
+    std::atomic<bool> set{false};
+    void operator()(const std::string& v) {
+        if (!set.exchange(true)) promise.set_value(v);
+    }
+};
+} // namespace
+
+std::string node_impl::exchange_certificates(const std::string& host, int port, bool verify_tls, std::string authorization) {
+    auto result = std::make_shared<once_result>();
+    auto fut = result->promise.get_future();
+    on_db([result, host, port, verify_tls, authorization](node_impl& n) {
+        std::string request, key;
+        if (std::string e = n.security_->make_sign_request(request, key); !e.empty()) return (*result)(e);
+        n.on_io([result, host, port, verify_tls, authorization, request, key](node_impl& m) {
+            net::tls_dial_options tls;
+            tls.verify_server = verify_tls;
+            tls.expected_name = host;
+            tls.authorization = authorization;
+            std::weak_ptr<node_impl> weak = m.shared_from_this();
+            std::string bind = m.cfg_.bind == "0.0.0.0" ? "" : m.cfg_.bind;
+            net::dial_tls(
+                *m.io_, host, static_cast<std::uint16_t>(port), bind, "/hdbrepl/sign?node=" + m.name_, m.link_opts(), m.sec_.identity, tls,
+                [weak, result, host, request, key](const net::link_ptr& link, const std::string& error) {
+                    if (!link) return (*result)(error);
+                    auto answered = std::make_shared<std::atomic<bool>>(false);
+                    net::link_events ev;
+                    ev.on_message = [weak, result, host, key, answered](const net::link_ptr& l, std::vector<std::uint8_t>&& data) {
+                        if (answered->exchange(true)) return;
+                        l->close("");
+                        auto s = weak.lock();
+                        if (!s || s->stopped_) return (*result)("node stopping");
+                        s->on_db([result, host, key, reply = std::string(data.begin(), data.end())](node_impl& n) {
+                            if (std::string e = n.security_->accept_sign_reply(reply, key, host); !e.empty()) return (*result)(e);
+                            security_snapshot snap;
+                            if (std::string e = n.security_->load(snap); !e.empty()) return (*result)(e);
+                            log_line(n.name_, "certificate exchange with " + host + " done");
+                            n.on_io([result, snap = std::move(snap)](node_impl& m) mutable {
+                                m.apply_security(std::move(snap));
+                                (*result)("");
+                            });
+                        });
+                    };
+                    ev.on_closed = [result, answered](const net::link_ptr&, const std::string& reason) {
+                        if (!answered->load()) (*result)("the peer closed the certificate exchange without answering" + (reason.empty() ? "" : ": " + reason));
+                    };
+                    link->set_events(std::move(ev));
+                    link->send(std::vector<std::uint8_t>(request.begin(), request.end()));
+                });
+        });
+    });
+    net::cred::wipe(authorization);
+    if (fut.wait_for(std::chrono::seconds(20)) != std::future_status::ready) return "the certificate exchange with " + host + " timed out";
+    return fut.get();
+}
+
+std::string node_impl::first_dial_result(const std::string& key, std::chrono::milliseconds timeout) {
+    auto result = std::make_shared<once_result>();
+    auto fut = result->promise.get_future();
+    on_io([key, result](node_impl& m) {
+        auto it = m.targets_.find(key);
+        if (it == m.targets_.end()) return (*result)("");
+        auto& t = it->second;
+        if (auto* p = t.peer_name.empty() ? nullptr : m.find_peer(t.peer_name); p && p->link) return (*result)("");
+        t.first_result.push_back([result](const std::string& e) { (*result)(e); });
+        if (!t.dialing) m.dial(key);
+    });
+    // No answer in time (a slow or silent peer) is not a refusal: the node keeps trying.
+    if (fut.wait_for(timeout) != std::future_status::ready) return "";
+    return fut.get();
+}
 
 std::shared_ptr<node> start_node(const std::shared_ptr<net::io_runtime>& io, const std::string& path, const node_config& cfg,
                                  const sqlite3_api_routines* api, std::string& error) {

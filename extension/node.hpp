@@ -49,6 +49,9 @@ public:
     // Waits until `n` peers confirmed our transaction `hlc` or the timeout passes; returns
     // how many confirmed.
     virtual int wait_confirmed(engine::hlc_t hlc, int n, std::chrono::milliseconds timeout) = 0;
+    // Re-reads certificates and users (after repl_add_certificate, repl_add_user, ...): the
+    // next connections use them. Returns "" or why the new identity was not taken.
+    virtual std::string reload_security() = 0;
     // Stops everything and joins the node's thread. Not from the io thread.
     virtual void stop() = 0;
 };

@@ -113,6 +113,57 @@ struct link_options {
 class link;
 using link_ptr = std::shared_ptr<link>;
 
+// ---- TLS (mutual authentication with X.509 certificates; TLS 1.2 minimum, 1.3 preferred)
+
+// PEM texts: what a node presents and whom it trusts. Immutable once handed over (shared).
+struct tls_identity {
+    std::string certificate_chain_pem;        // leaf first, then intermediates (may be empty on
+                                              // a client that has none)
+    std::string private_key_pem;              // the leaf's key (unencrypted PEM)
+    std::vector<std::string> trusted_ca_pems; // each a PEM text (may hold several certificates)
+    bool use_system_roots = false;            // also trust the OS root store
+};
+
+// What a listener learned about a connecting peer, given to the accept filter after the TLS
+// handshake and the HTTP upgrade request, before the WebSocket upgrade.
+struct peer_check {
+    std::string remote_ip;     // IPv4-mapped IPv6 shown as IPv4
+    std::string target;        // HTTP target of the upgrade request
+    std::string authorization; // its Authorization header, "" if none
+    bool tls = false;
+    bool certificate_presented = false;
+    // Chains to trusted_ca_pems (and the system roots if asked) and is within its validity
+    // period. The name is NOT checked here: compare certificate_names with whom you expect.
+    bool certificate_verified = false;
+    // When presented but not verified, OpenSSL's first complaint in plain words, e.g.
+    //   "unknown CA: unable to get local issuer certificate", "unknown CA: self-signed
+    //   certificate", "certificate has expired", "certificate is not yet valid";
+    // "no certificate presented" when none was. Empty when verified or not TLS.
+    std::string verify_error;
+    std::vector<std::string> certificate_names; // CN and every subjectAltName (DNS, IP as text)
+    std::string certificate_pem;                // the peer's leaf certificate, "" if none
+};
+
+// The accept filter's answer. http_status 0 accepts; anything else refuses with that status
+// (401, 403, ...) and `reason` as the text/plain body, then closes; a dialer of this library
+// gets "handshake refused: HTTP <status> <phrase>: <reason>".
+struct accept_decision {
+    int http_status = 0;
+    std::string reason;
+};
+
+// How dial_tls() checks the server.
+struct tls_dial_options {
+    // false: accept any server certificate (first contact with a fresh node); the names of
+    // what it presented are still in link::peer_certificate_names().
+    bool verify_server = true;
+    // The name the server certificate must carry (a DNS name matches a SAN DNS entry, or the CN
+    // when the certificate has no DNS SAN; an IP literal matches an IP SAN). "" = the host.
+    std::string expected_name;
+    // Sent as the Authorization header of the upgrade request when not empty.
+    std::string authorization;
+};
+
 // All called on the io thread.
 struct link_events {
     // One complete binary message.
@@ -173,6 +224,17 @@ public:
     // io thread: takes effect immediately. Other threads: posted to the io thread. Reading
     // starts only after on_open / dial's done returns, so events set there miss nothing.
     virtual void set_events(link_events events) = 0;
+
+    // Any thread; fixed once the link is open. Whether the link runs over TLS (listen_tls /
+    // dial_tls).
+    virtual bool secure() const = 0;
+
+    // Any thread; fixed once the link is open. The CN and every subjectAltName (DNS names, IPs
+    // as text) of the certificate the peer presented in the TLS handshake: on an inbound link
+    // the client's (verified or not: the accept filter decided), on an outbound link the
+    // server's (verified unless dialed with verify_server = false). Empty on plain links and
+    // when the peer presented none.
+    virtual std::vector<std::string> peer_certificate_names() const = 0;
 };
 
 // A listening socket. Destroying the last handle closes it.
@@ -190,6 +252,13 @@ public:
     // Any thread. The bound port (useful after listening on port 0).
     std::uint16_t port() const;
 
+    // Any thread (the new context is built on the caller's thread). A TLS listener's
+    // certificate and trust for every later accepted connection (certificate rotation without
+    // a restart); connections already open or in their handshake keep the old ones. Returns ""
+    // on success, else why the identity was refused (the old one stays), e.g.
+    // "not a TLS listener", "private key: ...", "private key does not match the certificate".
+    std::string set_tls_identity(std::shared_ptr<const tls_identity> identity);
+
 private:
     std::shared_ptr<detail::listener_impl> impl_;
 };
@@ -197,7 +266,8 @@ private:
 // Any thread. Binds and listens on bind_address:port (port 0: any free port). For each
 // accepted TCP connection, reads the HTTP upgrade request (within handshake_timeout) and
 // calls accept_filter(remote_ip, target) on the io thread BEFORE completing the upgrade:
-// false answers "HTTP 403 Forbidden" and closes (nothing else is exchanged, one log line);
+// false answers "HTTP 403 Forbidden" (empty body) and closes (nothing else is exchanged,
+// one log line);
 // true completes the WebSocket handshake and calls on_open(link) on the io thread.
 // On failure (bad address, address in use, runtime stopped) returns nullptr and sets `error`.
 std::shared_ptr<listener> listen(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
@@ -205,14 +275,57 @@ std::shared_ptr<listener> listen(io_runtime& rt, const std::string& bind_address
                                  std::function<bool(const std::string& remote_ip, const std::string& target)> accept_filter,
                                  std::function<void(const link_ptr&)> on_open, std::string& error);
 
+// Any thread. As listen(), with a filter that also sees the Authorization header and
+// answers with a status and a reason (sent as the body of the refusal): refusals are
+// "HTTP <status> <phrase>" with that body instead of a bare 403.
+std::shared_ptr<listener> listen_checked(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
+                                         link_options options, std::function<accept_decision(const peer_check&)> filter,
+                                         std::function<void(const link_ptr&)> on_open, std::string& error);
+
+// Any thread. As listen_checked(), but every connection starts with a TLS handshake (server
+// side, presenting identity's certificate chain, within handshake_timeout) before the HTTP
+// upgrade request. The server asks for a client certificate but never fails the handshake
+// because it is missing or not trusted: the filter sees the outcome in peer_check and refuses
+// at the HTTP level, so the dialer learns why. A null filter accepts exactly the clients whose
+// certificate is verified, refusing others with 403 "client certificate not verified:
+// <verify_error>". A client that does not speak TLS (or sends garbage) is dropped with one log
+// line ("handshake with <ip:port> failed: TLS handshake: <OpenSSL reason>"). Sessions are not
+// resumed (no tickets, no cache): every connection presents and verifies its certificate.
+// On failure (as listen(), or identity missing/unusable: "listen_tls <addr>: certificate
+// chain: ...", "... private key does not match the certificate") returns nullptr and sets error.
+std::shared_ptr<listener> listen_tls(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
+                                     link_options options, std::shared_ptr<const tls_identity> identity,
+                                     std::function<accept_decision(const peer_check&)> filter,
+                                     std::function<void(const link_ptr&)> on_open, std::string& error);
+
 // Any thread. Connects to host:port (host: IP literal or name, resolved), binding the source
 // address to `bind_address` when it is not empty (so IP-authenticating peers see it), then
 // does the WebSocket handshake with `target` (e.g. "/hdbrepl?node=a"). Each step is bounded by
 // options.handshake_timeout. Calls done on the io thread exactly once (unless stop_and_join()
 // comes first): done(link, "") on success, done(nullptr, error text) on failure, e.g.
-// "connect 127.0.0.1:9: Connection refused" or "handshake refused: HTTP 403 Forbidden".
+// "connect 127.0.0.1:9: Connection refused" or "handshake refused: HTTP 403 Forbidden" (with
+// ": <body>" appended when the refusal had a body, as listen_checked()/listen_tls() send).
 void dial(io_runtime& rt, const std::string& host, std::uint16_t port, const std::string& bind_address,
           const std::string& target, link_options options,
           std::function<void(const link_ptr&, const std::string& error)> done);
+
+// Any thread. As dial(), with a TLS handshake (client side; SNI when host is a DNS name)
+// between connect and the WebSocket handshake, presenting identity's certificate if it has
+// one (identity may be null: no certificate and nothing trusted, so only verify_server =
+// false can succeed).
+// With verify_server the server's chain must lead to identity's trusted CAs (or the system
+// roots if use_system_roots) and carry expected_name. Errors given to done, besides dial()'s:
+//   "TLS: server certificate not trusted (unknown CA): <OpenSSL reason>"
+//   "TLS: server certificate has expired"
+//   "TLS: server certificate is not yet valid"
+//   "TLS: server certificate does not match name '<expected_name>'"
+//   "TLS: server certificate rejected: <OpenSSL reason>"       (other verification failures)
+//   "TLS handshake with <ip:port>: <OpenSSL reason>"           (e.g. the server is not TLS)
+//   "TLS: <what is wrong with identity>"                        (e.g. "TLS: private key: ...")
+//   "handshake refused: HTTP 403 Forbidden: <filter's reason>" (the server's filter said no;
+//                                                                the reason is cut to 512 bytes)
+void dial_tls(io_runtime& rt, const std::string& host, std::uint16_t port, const std::string& bind_address,
+              const std::string& target, link_options options, std::shared_ptr<const tls_identity> identity,
+              tls_dial_options tls_options, std::function<void(const link_ptr&, const std::string& error)> done);
 
 } // namespace hdbrepl::net

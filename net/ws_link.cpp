@@ -4,8 +4,10 @@
 // each asynchronous step is a do_x() / on_x(ec) pair whose handler holds shared_from_this().
 //
 // A link's life:
-//   handshake  inbound:  HTTP request read (timeout) -> accept_filter -> 403 or WebSocket accept
-//              outbound: resolve (timeout) -> bind source address -> connect (timeout) -> handshake
+//   handshake  inbound:  [TLS handshake (timeout)] -> HTTP request read (timeout) -> accept
+//                        filter -> refusal (status + reason body) or WebSocket accept
+//              outbound: resolve (timeout) -> bind source address -> connect (timeout) ->
+//                        [TLS handshake (timeout)] -> WebSocket handshake
 //              a failure here is logged (and reported to dial's done), never to on_closed
 //   open       one read loop (async_read_some in 64 KiB pieces, so every received byte counts
 //              as liveness even inside a long message), one write in flight (messages are sent
@@ -27,16 +29,23 @@
 // it, a long round trip on a slow link that would look like a dead peer. Liveness is "received
 // anything": the peer's data, pings and heartbeats all count, never our pings' answers alone.
 //
-// TLS later: ws_link is a template on the stream below the WebSocket layer, and everything
-// except two steps is written against `ws_` and `beast::get_lowest_layer(ws_)`. To add TLS,
-// instantiate ws_link<beast::ssl_stream<beast::tcp_stream>> (constructed with an
-// asio::ssl::context from a net/tls_context.cpp), add the TLS handshake as a step — server
-// side before the HTTP read in start_inbound(), client side (with SNI and peer verification)
-// between on_connect() and the WebSocket handshake — and give listen()/dial() variants that
-// take the context. Reads, writes, pings, close and teardown are unchanged (Beast provides
-// teardown for ssl_stream), link_ptr stays the same type, and the engine never knows which
-// stream a link runs on. Certificate checks belong in that new step, not in the engine.
+// TLS. ws_link is a template on the stream below the WebSocket layer: beast::tcp_stream for
+// plain links, beast::ssl_stream<beast::tcp_stream> for TLS ones (tls_link). Everything except
+// two steps is written against `ws_` and `beast::get_lowest_layer(ws_)`, so reads, writes,
+// pings, close, limits and teardown are shared, and link_ptr is one type. The two steps:
+//   inbound:  TLS handshake (server side, bounded by handshake_timeout) before the HTTP read;
+//             the server asks for a client certificate but never fails the handshake over it
+//             (net/tls_context.cpp records the first verification error), so the accept filter
+//             gets the whole picture in a peer_check and can refuse with a status and a reason
+//   outbound: between on_connect() and the WebSocket handshake: SNI and the expected server
+//             name on the SSL object, then the TLS handshake (client side, bounded); a failed
+//             verification becomes one of the "TLS: server certificate ..." texts
+// The listener keeps its ssl::context behind a mutex (set_tls_identity() swaps it); each TLS
+// link holds the context it was made with (keep_) for as long as its stream lives.
+// A refusal is a fixed HTTP answer written as bytes (status, reason phrase, text/plain body);
+// the dialer reads the body with the refused response and appends it to its error text.
 #include "net/runtime_state.hpp"
+#include "net/tls_context.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -44,14 +53,19 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/status.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
 #include <algorithm>
 #include <charconv>
 #include <deque>
+#include <mutex>
+#include <type_traits>
 
 namespace hdbrepl::net {
 namespace detail {
@@ -68,6 +82,7 @@ namespace {
 constexpr std::size_t frame_bytes = 64 * 1024;      // read piece and written frame size
 constexpr std::size_t max_request_header = 8 * 1024; // HTTP upgrade request
 constexpr std::size_t max_tracked_pings = 8;
+constexpr std::size_t max_refusal_text = 512;    // of a refusal's body, in dial's error text
 
 // IPv4-mapped IPv6 addresses (from a dual-stack listener) are shown as IPv4, so an
 // accept_filter compares like with like.
@@ -92,6 +107,32 @@ std::string close_reason_text(const std::string& reason) {
     return reason.substr(0, n);
 }
 
+// The answer to a refused upgrade request: status line, a text/plain body, connection closed.
+// Written as bytes: an HTTP serializer would cost more to compile.
+std::string refusal_response(int status, const std::string& body) {
+    if (status < 100 || status > 999) status = 403;
+    std::string phrase(http::obsolete_reason(static_cast<http::status>(status)));
+    if (phrase.empty() || phrase == "<unknown-status>") phrase = "Refused";
+    return "HTTP/1.1 " + std::to_string(status) + " " + phrase +
+           "\r\nServer: hdbrepl\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+}
+
+// A refusal body as it goes into an error text: at most max_refusal_text bytes (at a UTF-8
+// boundary), control characters as spaces, no trailing whitespace.
+std::string refusal_text(const std::string& body) {
+    std::string t = body;
+    if (t.size() > max_refusal_text) {
+        std::size_t n = max_refusal_text;
+        while (n > 0 && (static_cast<unsigned char>(t[n]) & 0xC0) == 0x80) --n;
+        t.resize(n);
+    }
+    for (auto& c : t)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    while (!t.empty() && t.back() == ' ') t.pop_back();
+    return t;
+}
+
 } // namespace
 
 struct listener_impl;
@@ -102,9 +143,13 @@ template <class Stream>
 class ws_link final : public link, public closable, public std::enable_shared_from_this<ws_link<Stream>> {
 public:
     using done_fn = std::function<void(const link_ptr&, const std::string&)>;
+    static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
 
-    ws_link(std::shared_ptr<runtime_state> st, Stream&& stream, link_options options, bool inbound)
+    // `keep` holds what the stream refers to (a TLS link's ssl::context) while the stream lives.
+    ws_link(std::shared_ptr<runtime_state> st, Stream&& stream, link_options options, bool inbound,
+            std::shared_ptr<void> keep = {})
         : st_(std::move(st)),
+          keep_(std::move(keep)),
           ws_(std::move(stream)),
           opts_(options),
           inbound_(inbound),
@@ -158,6 +203,9 @@ public:
         events_ = std::make_shared<const link_events>(std::move(events));
     }
 
+    bool secure() const override { return is_tls; }
+    std::vector<std::string> peer_certificate_names() const override { return peer_.names; }
+
     // ---- closable
 
     void shutdown() override {
@@ -172,8 +220,17 @@ public:
     // io thread. An accepted TCP connection: read the upgrade request, ask the filter, accept.
     void start_inbound(std::shared_ptr<listener_impl> from);
 
-    // io thread. Resolve, connect (source bound to bind_address when given), handshake; done
-    // is called exactly once unless the runtime stops first.
+    // io thread, before start_outbound(). How a TLS dial checks the server (ignored by plain
+    // links), and the Authorization header of the upgrade request ("" = none).
+    void set_client_options(bool verify_server, std::string expected_name, std::string authorization) {
+        verify_server_ = verify_server;
+        expected_name_ = std::move(expected_name);
+        authorization_ = std::move(authorization);
+    }
+
+    // io thread. Resolve, connect (source bound to bind_address when given), TLS handshake
+    // (TLS links), WebSocket handshake; done is called exactly once unless the runtime stops
+    // first.
     void start_outbound(std::string host, std::uint16_t port, std::string bind_address, std::string target,
                         done_fn done) {
         host_ = std::move(host);
@@ -237,13 +294,22 @@ private:
             ws_.set_option(websocket::stream_base::decorator(
                 [](websocket::response_type& res) { res.set(http::field::server, "hdbrepl"); }));
         } else {
-            ws_.set_option(websocket::stream_base::decorator(
-                [](websocket::request_type& req) { req.set(http::field::user_agent, "hdbrepl"); }));
+            ws_.set_option(websocket::stream_base::decorator([authorization = authorization_](websocket::request_type& req) {
+                req.set(http::field::user_agent, "hdbrepl");
+                if (!authorization.empty()) req.set(http::field::authorization, authorization);
+            }));
         }
     }
 
     // ---- inbound handshake
 
+    void on_tls_accept(error_code ec) {
+        if (phase_ == phase::finished) return;
+        if (ec) return handshake_failed("TLS handshake: " + ec.message());
+        if constexpr (is_tls) peer_ = inspect_peer(ws_.next_layer().native_handle());
+        read_request();
+    }
+    void read_request();
     void on_request(error_code ec, std::size_t);
     void on_refused(error_code, std::size_t) {
         if (phase_ == phase::finished) return;
@@ -311,6 +377,31 @@ private:
         remote_address_ = address_text(connecting_.address());
         remote_port_ = connecting_.port();
         lowest().socket().set_option(tcp::no_delay(true), ec);
+        if constexpr (is_tls) {
+            auto* native = ws_.next_layer().native_handle();
+            std::string bad = prepare_client(native, host_, expected_name_, verify_server_);
+            if (!bad.empty()) return dial_failed("TLS: " + bad);
+            lowest().expires_after(opts_.handshake_timeout);
+            return ws_.next_layer().async_handshake(asio::ssl::stream_base::client, step(&ws_link::on_tls_handshake));
+        }
+        start_websocket_handshake();
+    }
+
+    void on_tls_handshake(error_code ec) {
+        if (phase_ == phase::finished) return;
+        if constexpr (is_tls) {
+            auto* native = ws_.next_layer().native_handle();
+            if (ec) {
+                std::string why = verify_server_ ? server_verify_failure(native, expected_name_.empty() ? host_ : expected_name_) : "";
+                if (why.empty()) why = "TLS handshake with " + host_port(remote_address_, remote_port_) + ": " + ec.message();
+                return dial_failed(why);
+            }
+            peer_ = inspect_peer(native);
+        }
+        start_websocket_handshake();
+    }
+
+    void start_websocket_handshake() {
         lowest().expires_never(); // the WebSocket layer has its own timeouts from here on
         configure_websocket();
         ws_.async_handshake(response_, host_port(host_, port_), target_, step(&ws_link::on_handshake));
@@ -319,8 +410,11 @@ private:
     void on_handshake(error_code ec) {
         if (phase_ == phase::finished) return;
         if (ec == websocket::error::upgrade_declined) {
-            return dial_failed("handshake refused: HTTP " + std::to_string(response_.result_int()) + " " +
-                               std::string(response_.reason()));
+            std::string text = "handshake refused: HTTP " + std::to_string(response_.result_int()) + " " +
+                               std::string(response_.reason());
+            std::string body = refusal_text(response_.body());
+            if (!body.empty()) text += ": " + body;
+            return dial_failed(text);
         }
         if (ec) return dial_failed("WebSocket handshake with " + host_port(remote_address_, remote_port_) + ": " + ec.message());
         open();
@@ -617,6 +711,7 @@ private:
     }
 
     std::shared_ptr<runtime_state> st_;
+    std::shared_ptr<void> keep_;          // outlives ws_ (declared before it)
     websocket::stream<Stream, false> ws_; // no permessage-deflate
     const link_options opts_;
     const bool inbound_;
@@ -626,6 +721,7 @@ private:
     std::string remote_address_;
     std::uint16_t remote_port_ = 0;
     std::string target_;
+    peer_certificate peer_; // TLS: what the peer presented (set on the io thread before open)
     std::atomic<std::size_t> queued_{0};
     std::atomic<double> latency_ms_{-1.0};
 
@@ -662,6 +758,7 @@ private:
     std::shared_ptr<listener_impl> listener_;
     beast::flat_buffer http_buffer_;
     std::optional<http::request_parser<http::empty_body>> parser_;
+    std::string refusal_; // the answer being written to a refused request
 
     // outbound handshake
     std::string host_;
@@ -676,19 +773,36 @@ private:
     tcp::endpoint connecting_;
     std::string last_error_;
     websocket::response_type response_;
+    bool verify_server_ = true;
+    std::string expected_name_;
+    std::string authorization_;
 };
 
 using plain_link = ws_link<beast::tcp_stream>;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+using tls_link = ws_link<tls_stream>;
 
 // ---- listener
 
 struct listener_impl : closable, std::enable_shared_from_this<listener_impl> {
-    using filter_fn = std::function<bool(const std::string&, const std::string&)>;
+    using filter_fn = std::function<accept_decision(const peer_check&)>;
     using open_fn = std::function<void(const link_ptr&)>;
 
-    listener_impl(std::shared_ptr<runtime_state> st, link_options options, filter_fn filter, open_fn on_open)
+    // `tls_context` null: a plain listener.
+    listener_impl(std::shared_ptr<runtime_state> st, link_options options, filter_fn filter, open_fn on_open,
+                  ssl_context_ptr tls_context)
         : st(std::move(st)), acceptor(this->st->ioc), retry(this->st->ioc), options(options), filter(std::move(filter)),
-          on_open(std::move(on_open)) {}
+          on_open(std::move(on_open)), tls(tls_context != nullptr), tls_context_(std::move(tls_context)) {}
+
+    // Any thread. The TLS context for the next accepted connection.
+    ssl_context_ptr tls_context() const {
+        std::lock_guard lk(tls_mu_);
+        return tls_context_;
+    }
+    void set_tls_context(ssl_context_ptr c) {
+        std::lock_guard lk(tls_mu_);
+        tls_context_ = std::move(c);
+    }
 
     // io thread.
     void start() {
@@ -714,8 +828,14 @@ struct listener_impl : closable, std::enable_shared_from_this<listener_impl> {
             log("listener " + where + ": accept: " + ec.message());
             return retry_later(); // e.g. out of file descriptors: do not spin
         }
-        auto l = std::make_shared<plain_link>(st, beast::tcp_stream(std::move(socket)), options, true);
-        l->start_inbound(shared_from_this());
+        if (tls) {
+            auto ctx = tls_context();
+            auto l = std::make_shared<tls_link>(st, tls_stream(beast::tcp_stream(std::move(socket)), *ctx), options, true, ctx);
+            l->start_inbound(shared_from_this());
+        } else {
+            auto l = std::make_shared<plain_link>(st, beast::tcp_stream(std::move(socket)), options, true);
+            l->start_inbound(shared_from_this());
+        }
         do_accept();
     }
 
@@ -745,6 +865,11 @@ struct listener_impl : closable, std::enable_shared_from_this<listener_impl> {
     std::uint16_t port = 0;
     std::string where; // "address:port", for log lines
     bool closed = false; // io thread
+    const bool tls;
+
+private:
+    mutable std::mutex tls_mu_;
+    ssl_context_ptr tls_context_;
 };
 
 template <class Stream>
@@ -757,6 +882,15 @@ void ws_link<Stream>::start_inbound(std::shared_ptr<listener_impl> from) {
     remote_address_ = address_text(ep.address());
     remote_port_ = ep.port();
     lowest().socket().set_option(tcp::no_delay(true), ec);
+    if constexpr (is_tls) {
+        lowest().expires_after(opts_.handshake_timeout);
+        return ws_.next_layer().async_handshake(asio::ssl::stream_base::server, step(&ws_link::on_tls_accept));
+    }
+    read_request();
+}
+
+template <class Stream>
+void ws_link<Stream>::read_request() {
     parser_.emplace();
     parser_->header_limit(max_request_header);
     lowest().expires_after(opts_.handshake_timeout);
@@ -770,19 +904,29 @@ void ws_link<Stream>::on_request(error_code ec, std::size_t) {
     if (listener_->closed || st_->stopping) return shutdown();
     const auto& req = parser_->get();
     target_ = std::string(req.target());
-    bool accepted = false;
-    std::string threw = call_user("accept_filter", [&] { accepted = !listener_->filter || listener_->filter(remote_address_, target_); });
+    peer_check check;
+    check.remote_ip = remote_address_;
+    check.target = target_;
+    check.authorization = std::string(req[http::field::authorization]);
+    check.tls = is_tls;
+    check.certificate_presented = peer_.presented;
+    check.certificate_verified = peer_.verified;
+    check.verify_error = peer_.verify_error;
+    check.certificate_names = peer_.names;
+    check.certificate_pem = peer_.pem;
+    accept_decision decision{403, {}}; // stands if the filter throws
+    std::string threw = call_user("accept_filter", [&] { decision = listener_->filter ? listener_->filter(check) : accept_decision{}; });
     if (!threw.empty()) log(threw);
-    if (!accepted) {
+    if (decision.http_status != 0) {
         log("refused " + host_port(remote_address_, remote_port_) + " " + target_ + " on " + listener_->where +
-            " (accept_filter)");
-        // A fixed answer, written as bytes: an HTTP serializer would cost more to compile.
-        static constexpr std::string_view forbidden = "HTTP/1.1 403 Forbidden\r\nServer: hdbrepl\r\n"
-                                                      "Content-Type: text/plain\r\nContent-Length: 10\r\n"
-                                                      "Connection: close\r\n\r\nforbidden\n";
+            " (accept_filter" +
+            (decision.http_status == 403 && decision.reason.empty()
+                 ? std::string()
+                 : ": HTTP " + std::to_string(decision.http_status) + (decision.reason.empty() ? "" : ": " + decision.reason)) +
+            ")");
+        refusal_ = refusal_response(decision.http_status, decision.reason);
         lowest().expires_after(opts_.handshake_timeout);
-        return asio::async_write(ws_.next_layer(), asio::buffer(forbidden.data(), forbidden.size()),
-                                 step(&ws_link::on_refused));
+        return asio::async_write(ws_.next_layer(), asio::buffer(refusal_), step(&ws_link::on_refused));
     }
     lowest().expires_never(); // the WebSocket layer has its own timeouts from here on
     configure_websocket();
@@ -831,25 +975,48 @@ void listener::close() {
 
 std::uint16_t listener::port() const { return impl_ ? impl_->port : 0; }
 
-std::shared_ptr<listener> listen(io_runtime& rt, const std::string& bind_address, std::uint16_t port, link_options options,
-                                 std::function<bool(const std::string&, const std::string&)> accept_filter,
-                                 std::function<void(const link_ptr&)> on_open, std::string& error) {
-    using detail::error_code;
-    using detail::tcp;
-    const auto& st = detail::runtime_access::state(rt);
+std::string listener::set_tls_identity(std::shared_ptr<const tls_identity> identity) {
+    if (!impl_ || !impl_->tls) return "not a TLS listener";
+    if (!identity) return "no identity";
+    auto made = detail::make_server_context(*identity);
+    if (!made.context) {
+        log("listener " + impl_->where + ": new TLS identity refused: " + made.error);
+        return made.error;
+    }
+    impl_->set_tls_context(std::move(made.context));
+    log("listener " + impl_->where + ": new TLS identity in use");
+    return {};
+}
+
+namespace detail {
+namespace {
+
+std::shared_ptr<listener> start_listener(io_runtime& rt, const char* what, const std::string& bind_address, std::uint16_t port,
+                                         link_options options, listener_impl::filter_fn filter,
+                                         std::function<void(const link_ptr&)> on_open, std::shared_ptr<const tls_identity> identity,
+                                         std::string& error) {
+    const auto& st = runtime_access::state(rt);
     error.clear();
-    std::string where = detail::host_port(bind_address, port);
-    auto fail = [&](const std::string& what) -> std::shared_ptr<listener> {
-        error = "listen " + where + ": " + what;
+    std::string where = host_port(bind_address, port);
+    auto fail = [&](const std::string& why) -> std::shared_ptr<listener> {
+        error = std::string(what) + " " + where + ": " + why;
         log(error);
         return nullptr;
     };
     if (st->stopping) return fail("io runtime stopped");
     try {
+        ssl_context_ptr ctx;
+        if (identity) {
+            auto made = make_server_context(*identity);
+            if (!made.context) return fail(made.error);
+            ctx = std::move(made.context);
+        } else if (std::string(what) == "listen_tls") {
+            return fail("no TLS identity");
+        }
         error_code ec;
-        auto address = detail::asio::ip::make_address(bind_address, ec);
+        auto address = asio::ip::make_address(bind_address, ec);
         if (ec) return fail("bad address: " + ec.message());
-        auto impl = std::make_shared<detail::listener_impl>(st, options, std::move(accept_filter), std::move(on_open));
+        auto impl = std::make_shared<listener_impl>(st, options, std::move(filter), std::move(on_open), std::move(ctx));
         tcp::endpoint ep(address, port);
         auto& acceptor = impl->acceptor;
         acceptor.open(ep.protocol(), ec);
@@ -858,41 +1025,108 @@ std::shared_ptr<listener> listen(io_runtime& rt, const std::string& bind_address
         if (ec) return fail("reuse_address: " + ec.message());
         acceptor.bind(ep, ec);
         if (ec) return fail("bind: " + ec.message());
-        acceptor.listen(detail::asio::socket_base::max_listen_connections, ec);
+        acceptor.listen(asio::socket_base::max_listen_connections, ec);
         if (ec) return fail("listen: " + ec.message());
         impl->port = acceptor.local_endpoint(ec).port();
-        impl->where = detail::host_port(detail::address_text(address), impl->port);
+        impl->where = host_port(address_text(address), impl->port);
         if (st->in_io_thread()) {
             impl->start();
         } else {
-            detail::asio::post(st->ioc, [w = std::weak_ptr<detail::listener_impl>(impl)] {
+            asio::post(st->ioc, [w = std::weak_ptr<listener_impl>(impl)] {
                 if (auto l = w.lock()) l->start();
             });
         }
         return std::make_shared<listener>(std::move(impl));
     } catch (...) {
-        return fail(detail::current_exception_text());
+        return fail(current_exception_text());
     }
+}
+
+template <class Link>
+void start_dial(io_runtime& rt, const std::string& host, std::uint16_t port, const std::string& bind_address,
+                const std::string& target, link_options options, ssl_context_ptr ctx, std::string context_error,
+                tls_dial_options tls_options, std::function<void(const link_ptr&, const std::string& error)> done) {
+    const auto& st = runtime_access::state(rt);
+    if (st->stopping) return;
+    // Always posted, also from the io thread, so `done` never runs inside dial(). The raw
+    // pointer is safe for the reason given in io_runtime::post().
+    runtime_state* stp = st.get();
+    asio::post(stp->ioc, [stp, host, port, bind_address, target, options, ctx = std::move(ctx),
+                          context_error = std::move(context_error), tls_options = std::move(tls_options),
+                          done = std::move(done)]() mutable {
+        if (stp->stopping) return;
+        try {
+            if (!context_error.empty()) {
+                std::string error = "TLS: " + context_error;
+                log("dial " + host_port(host, port) + " failed: " + error);
+                try {
+                    if (done) done(nullptr, error);
+                } catch (...) {
+                    log("dial callback threw: " + current_exception_text());
+                }
+                return;
+            }
+            std::shared_ptr<Link> l;
+            if constexpr (Link::is_tls)
+                l = std::make_shared<Link>(stp->shared_from_this(), tls_stream(beast::tcp_stream(stp->ioc), *ctx), options, false, ctx);
+            else
+                l = std::make_shared<Link>(stp->shared_from_this(), beast::tcp_stream(stp->ioc), options, false);
+            l->set_client_options(tls_options.verify_server, std::move(tls_options.expected_name), std::move(tls_options.authorization));
+            l->start_outbound(host, port, bind_address, target, std::move(done));
+        } catch (...) {
+            log("dial " + host_port(host, port) + ": " + current_exception_text());
+        }
+    });
+}
+
+} // namespace
+} // namespace detail
+
+std::shared_ptr<listener> listen(io_runtime& rt, const std::string& bind_address, std::uint16_t port, link_options options,
+                                 std::function<bool(const std::string&, const std::string&)> accept_filter,
+                                 std::function<void(const link_ptr&)> on_open, std::string& error) {
+    detail::listener_impl::filter_fn filter;
+    if (accept_filter) {
+        filter = [f = std::move(accept_filter)](const peer_check& c) {
+            return f(c.remote_ip, c.target) ? accept_decision{} : accept_decision{403, {}};
+        };
+    }
+    return detail::start_listener(rt, "listen", bind_address, port, options, std::move(filter), std::move(on_open), nullptr, error);
+}
+
+std::shared_ptr<listener> listen_checked(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
+                                         link_options options, std::function<accept_decision(const peer_check&)> filter,
+                                         std::function<void(const link_ptr&)> on_open, std::string& error) {
+    return detail::start_listener(rt, "listen", bind_address, port, options, std::move(filter), std::move(on_open), nullptr, error);
+}
+
+std::shared_ptr<listener> listen_tls(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
+                                     link_options options, std::shared_ptr<const tls_identity> identity,
+                                     std::function<accept_decision(const peer_check&)> filter,
+                                     std::function<void(const link_ptr&)> on_open, std::string& error) {
+    if (!filter) {
+        filter = [](const peer_check& c) {
+            if (c.certificate_verified) return accept_decision{};
+            return accept_decision{403, "client certificate not verified: " + c.verify_error};
+        };
+    }
+    return detail::start_listener(rt, "listen_tls", bind_address, port, options, std::move(filter), std::move(on_open),
+                                  std::move(identity), error);
 }
 
 void dial(io_runtime& rt, const std::string& host, std::uint16_t port, const std::string& bind_address,
           const std::string& target, link_options options,
           std::function<void(const link_ptr&, const std::string& error)> done) {
-    const auto& st = detail::runtime_access::state(rt);
-    if (st->stopping) return;
-    // Always posted, also from the io thread, so `done` never runs inside dial(). The raw
-    // pointer is safe for the reason given in io_runtime::post().
-    detail::runtime_state* stp = st.get();
-    detail::asio::post(stp->ioc, [stp, host, port, bind_address, target, options, done = std::move(done)]() mutable {
-        if (stp->stopping) return;
-        try {
-            auto l = std::make_shared<detail::plain_link>(stp->shared_from_this(), detail::beast::tcp_stream(stp->ioc), options,
-                                                          false);
-            l->start_outbound(host, port, bind_address, target, std::move(done));
-        } catch (...) {
-            log("dial " + detail::host_port(host, port) + ": " + detail::current_exception_text());
-        }
-    });
+    detail::start_dial<detail::plain_link>(rt, host, port, bind_address, target, options, nullptr, {}, {}, std::move(done));
+}
+
+void dial_tls(io_runtime& rt, const std::string& host, std::uint16_t port, const std::string& bind_address,
+              const std::string& target, link_options options, std::shared_ptr<const tls_identity> identity,
+              tls_dial_options tls_options, std::function<void(const link_ptr&, const std::string& error)> done) {
+    if (detail::runtime_access::state(rt)->stopping) return;
+    auto made = detail::make_client_context(identity.get(), tls_options.verify_server);
+    detail::start_dial<detail::tls_link>(rt, host, port, bind_address, target, options, std::move(made.context),
+                                         std::move(made.error), std::move(tls_options), std::move(done));
 }
 
 } // namespace hdbrepl::net

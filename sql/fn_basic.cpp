@@ -268,11 +268,30 @@ constexpr function_entry functions[] = {
 };
 
 // Every repl_* function of the extension, including the cluster functions registered by
-// extension/fn_cluster.cpp (the [sql] tests compare this with pragma_function_list).
-const char* const function_names[] = {"repl_add_node",       "repl_apply",          "repl_cluster_status", "repl_config",
-                                      "repl_confirm",        "repl_node_name",      "repl_operation",      "repl_prune_tombstones",
-                                      "repl_record_json",    "repl_remove_node",    "repl_set_node",       "repl_start",
-                                      "repl_stop",           "repl_update_node",    "repl_version",        nullptr};
+// extension/fn_cluster.cpp and extension/fn_security.cpp (the [sql] tests compare this with pragma_function_list).
+const char* const function_names[] = {
+    "repl_add_certificate",
+    "repl_add_node",
+    "repl_add_user",
+    "repl_apply",
+    "repl_cluster_status",
+    "repl_config",
+    "repl_confirm",
+    "repl_create_authentication_tokens",
+    "repl_drop_user",
+    "repl_list_certificates",
+    "repl_node_name",
+    "repl_operation",
+    "repl_prune_tombstones",
+    "repl_record_json",
+    "repl_remove_certificate",
+    "repl_remove_node",
+    "repl_set_node",
+    "repl_start",
+    "repl_stop",
+    "repl_update_node",
+    "repl_version",
+    nullptr};
 
 } // namespace
 

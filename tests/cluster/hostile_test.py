@@ -222,7 +222,6 @@ def test_bad_start_input(c):
         (f"replication:\n  hostname: 127.0.0.5\n  port: {port}\n  routes: [unclosed\n", "YAML"),
         (f"replication:\n  hostname: 127.0.0.5\n  port: {port}\n  securePrt: 9933\n", "securePrt"),
         ("replication:\n  hostname: 127.0.0.5\n  port: abc\n", "port"),
-        ("replication:\n  hostname: 127.0.0.5\n", "port"),  # this version needs the plain port
         (f"replication:\n  port: {port}\n", "hostname"),
         ("{\"replication\": {\"hostname\": \"127.0.0.5\", \"port\": 1,", "JSON"),
         ("/nonexistent/dir/node.yaml", "cannot read"),

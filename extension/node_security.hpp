@@ -1,0 +1,79 @@
+// A node's TLS identity and trust, and both sides of the certificate exchange behind
+// cross-generated certificates (add_node with verify_tls:false and authorization).
+//
+// Identity. At start the node imports the files of the `tls:` section (certificate and CA
+// into hdbrepl_certificates; the private key stays in its file). It presents the configured
+// tls.certificate when there is one (even expired: the operator chose it, and peers say
+// why they refuse it); otherwise the newest unexpired non-authority certificate whose
+// private key it holds and whose names include its hostname. With none, it generates its own CA ("hdbrepl CA <hostname>") and a node
+// certificate signed by it (EC P-256), keys in "<database>-keys/", so a restarted node keeps
+// them. It trusts every authority in hdbrepl_certificates (plus the system roots with
+// enableRootCAs).
+//
+// The exchange (docs/security.md). The asking node A dials B's secure port at
+// /hdbrepl/sign?node=A with the one-time Authorization header; B's listener checks it before
+// the upgrade. A sends one JSON message:
+//   {"node_name": A, "csr": PEM?, "certificate_authority": PEM?}
+// a CSR (new key) when A's certificate is still signed by its own generated CA, otherwise the
+// CA that signed A's certificate, for B to trust. B answers with one JSON message:
+//   {"node_name": B, "certificate": PEM?, "signing_ca": PEM?, "server_ca": PEM?}
+// or {"error": text}: the certificate it signed for A with its own CA, that CA, and the CA of
+// B's own certificate. A stores the CAs as authorities and the certificate as its identity;
+// from then on both sides verify each other. The credentials never reach any store.
+//
+// Thread: the node's database thread (every call; `db` is the node's write connection).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "engine/security_store.hpp"
+#include "extension/auth.hpp"
+#include "extension/config.hpp"
+#include "net/pki.hpp"
+#include "net/transport.hpp"
+
+namespace hdbrepl::ext {
+
+// What the io thread works with: immutable, replaced whole on every reload.
+struct security_snapshot {
+    std::shared_ptr<const net::tls_identity> identity;
+    auth::directory users;
+    std::string certificate_name; // hdb_certificate name of the certificate presented
+};
+
+// The details column of hdb_certificate (issuer, subject, SANs, serial, validity).
+std::string certificate_details_json(const net::pki::cert_details& d);
+
+class node_security {
+public:
+    node_security(sqlite3* db, std::string db_path, const node_config& cfg);
+
+    // Imports the tls: files, makes sure there is a usable identity (generating one when
+    // there is none), and builds the snapshot. Returns "" or an error text.
+    std::string load(security_snapshot& out);
+
+    // Client side: the request to send; `pending_key` receives the key of the CSR (if any).
+    std::string make_sign_request(std::string& request_json, std::string& pending_key);
+    // Client side: stores what the peer answered; "" or the peer's / our complaint.
+    std::string accept_sign_reply(const std::string& reply_json, const std::string& pending_key, const std::string& peer_host);
+
+    // Server side: answers an authorized request (never throws; errors become {"error"}).
+    // `claimed_name` is the ?node= of the request, `changed` tells whether trust changed.
+    std::string handle_sign_request(const std::string& request_json, const std::string& claimed_name, bool& changed);
+
+private:
+    std::string import_configured();
+    std::string configured_name() const; // hdb_certificate name of the configured tls.certificate
+    std::string generate_identity();
+    std::string store_authority(const std::string& pem, bool& added);
+    // The CA that issued `cert_pem`, among our authorities ("" if not held).
+    std::string issuer_of(const std::string& cert_pem);
+
+    sqlite3* db_;
+    std::string db_path_;
+    std::string current_cert_; // the certificate presented, as of the last load()
+    const node_config& cfg_;
+    engine::security_store store_;
+};
+
+} // namespace hdbrepl::ext

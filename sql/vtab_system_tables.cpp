@@ -1,0 +1,193 @@
+/*
+** The read-only system tables (contract section 5), as HarperDB's system database shows
+** them. Each is an eponymous virtual table: it exists on every connection that loaded the
+** extension, without CREATE.
+**
+** Usage:
+**   SELECT name, url, subscriptions, replicates, shard, start_time FROM hdb_nodes;
+**   SELECT name, uses, certificate, is_authority, details FROM hdb_certificate;
+**   SELECT username, role FROM hdb_user;
+**
+** How it works: one module serves all three; its client data (a table_spec) gives the
+** declared columns and the SELECT over hdbrepl's own tables that produces the rows.
+** hdb_nodes' first row is this node (name and url from hdbrepl_meta, written by
+** repl_start); the others come from hdbrepl_nodes. hdb_certificate never shows a private
+** key (only whether this node holds one, `has_private_key`) and hdb_user never shows a
+** password or its hash. Writes are refused: these change through the repl_* operations.
+** Before a node ever ran on the file the tables are empty.
+** Thread: the connection's.
+*/
+#include "sql/vtab_system_tables.hpp"
+
+#include "engine/schema.hpp"
+#include "sql/sql_error.hpp"
+
+#include <memory>
+#include <string>
+
+namespace hdbrepl::sql {
+namespace {
+
+struct table_spec {
+    const char* name;
+    const char* declaration;
+    const char* source_table; // hdbrepl's table behind it; no rows while it does not exist
+    std::string (*select)(bool source_exists);
+};
+
+std::string nodes_select(bool have_nodes) {
+    std::string sql =
+        "SELECT (SELECT value FROM main.hdbrepl_meta WHERE key='node_name'), (SELECT value FROM main.hdbrepl_meta WHERE key='node_url'), "
+        "NULL, 1, (SELECT value FROM main.hdbrepl_meta WHERE key='node_shard'), NULL";
+    if (have_nodes)
+        sql += " UNION ALL SELECT name, url, subscriptions, 1, shard, start_time FROM main.hdbrepl_nodes"
+               " WHERE name IS NOT (SELECT value FROM main.hdbrepl_meta WHERE key='node_name')";
+    return sql;
+}
+
+std::string certificates_select(bool exists) {
+    if (!exists) return "SELECT NULL, NULL, NULL, NULL, NULL, NULL WHERE 0";
+    return "SELECT name, uses, certificate, is_authority, details, key_file IS NOT NULL FROM main.hdbrepl_certificates ORDER BY added_at, name";
+}
+
+std::string users_select(bool exists) {
+    if (!exists) return "SELECT NULL, NULL WHERE 0";
+    return "SELECT username, role FROM main.hdbrepl_users ORDER BY username";
+}
+
+const table_spec specs[] = {
+    {"hdb_nodes", "CREATE TABLE x(name TEXT, url TEXT, subscriptions TEXT, replicates INTEGER, shard INTEGER, start_time INTEGER)",
+     "hdbrepl_nodes", nodes_select},
+    {"hdb_certificate", "CREATE TABLE x(name TEXT, uses TEXT, certificate TEXT, is_authority INTEGER, details TEXT, has_private_key INTEGER)",
+     "hdbrepl_certificates", certificates_select},
+    {"hdb_user", "CREATE TABLE x(username TEXT, role TEXT)", "hdbrepl_users", users_select},
+};
+
+struct system_vtab {
+    sqlite3_vtab base; // base class, must be first
+    sqlite3* db;
+    const table_spec* spec;
+};
+
+struct system_cursor {
+    sqlite3_vtab_cursor base; // base class, must be first
+    sqlite3_stmt* stmt = nullptr;
+    bool eof = true;
+    sqlite3_int64 row = 0;
+};
+
+int xConnect(sqlite3* db, void* aux, int, const char* const*, sqlite3_vtab** out, char** err) {
+    const auto* spec = static_cast<const table_spec*>(aux);
+    int rc = sqlite3_declare_vtab(db, spec->declaration);
+    if (rc != SQLITE_OK) { *err = error_string(sqlite3_errmsg(db)); return rc; }
+    auto* t = new (std::nothrow) system_vtab{};
+    if (!t) return SQLITE_NOMEM;
+    t->db = db;
+    t->spec = spec;
+    *out = &t->base;
+    return SQLITE_OK;
+}
+
+int xDisconnect(sqlite3_vtab* v) {
+    sqlite3_free(v->zErrMsg);
+    delete reinterpret_cast<system_vtab*>(v);
+    return SQLITE_OK;
+}
+
+int xBestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
+    info->estimatedCost = 10;
+    info->estimatedRows = 10;
+    return SQLITE_OK;
+}
+
+int xOpen(sqlite3_vtab*, sqlite3_vtab_cursor** out) {
+    auto* c = new (std::nothrow) system_cursor();
+    if (!c) return SQLITE_NOMEM;
+    *out = &c->base;
+    return SQLITE_OK;
+}
+
+int xClose(sqlite3_vtab_cursor* cc) {
+    auto* c = reinterpret_cast<system_cursor*>(cc);
+    sqlite3_finalize(c->stmt);
+    delete c;
+    return SQLITE_OK;
+}
+
+int step(system_cursor* c) {
+    int rc = sqlite3_step(c->stmt);
+    c->eof = rc != SQLITE_ROW;
+    ++c->row;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+bool table_exists(sqlite3* db, const char* name) {
+    sqlite3_stmt* s = nullptr;
+    bool found = false;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM main.sqlite_schema WHERE type='table' AND name=?1", -1, &s, nullptr) == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+        found = sqlite3_step(s) == SQLITE_ROW;
+    }
+    sqlite3_finalize(s);
+    return found;
+}
+
+int xFilter(sqlite3_vtab_cursor* cc, int, const char*, int, sqlite3_value**) {
+    auto* c = reinterpret_cast<system_cursor*>(cc);
+    auto* t = reinterpret_cast<system_vtab*>(cc->pVtab);
+    sqlite3_finalize(c->stmt);
+    c->stmt = nullptr;
+    c->row = 0;
+    c->eof = true;
+    if (!engine::system_tables_exist(t->db, "main")) return SQLITE_OK; // no node yet: no rows
+    std::string sql = t->spec->select(table_exists(t->db, t->spec->source_table));
+    int rc = sqlite3_prepare_v2(t->db, sql.c_str(), -1, &c->stmt, nullptr);
+    if (rc != SQLITE_OK) { set_vtab_error(cc->pVtab, sqlite3_errmsg(t->db)); return rc; }
+    return step(c);
+}
+
+int xNext(sqlite3_vtab_cursor* cc) { return step(reinterpret_cast<system_cursor*>(cc)); }
+int xEof(sqlite3_vtab_cursor* cc) { return reinterpret_cast<system_cursor*>(cc)->eof ? 1 : 0; }
+
+int xColumn(sqlite3_vtab_cursor* cc, sqlite3_context* ctx, int i) {
+    sqlite3_result_value(ctx, sqlite3_column_value(reinterpret_cast<system_cursor*>(cc)->stmt, i));
+    return SQLITE_OK;
+}
+
+int xRowid(sqlite3_vtab_cursor* cc, sqlite3_int64* out) {
+    *out = reinterpret_cast<system_cursor*>(cc)->row;
+    return SQLITE_OK;
+}
+
+sqlite3_module make_module() {
+    sqlite3_module m{};
+    m.iVersion = 1;
+    m.xCreate = nullptr; // eponymous only: no CREATE VIRTUAL TABLE ... USING hdb_nodes
+    m.xConnect = xConnect;
+    m.xBestIndex = xBestIndex;
+    m.xDisconnect = xDisconnect;
+    m.xDestroy = xDisconnect;
+    m.xOpen = xOpen;
+    m.xClose = xClose;
+    m.xFilter = xFilter;
+    m.xNext = xNext;
+    m.xEof = xEof;
+    m.xColumn = xColumn;
+    m.xRowid = xRowid;
+    return m; // no xUpdate: read-only
+}
+
+const sqlite3_module system_module = make_module();
+
+} // namespace
+
+int register_system_table_modules(sqlite3* db) {
+    for (const auto& spec : specs) {
+        // The spec is static: nothing to free.
+        int rc = sqlite3_create_module_v2(db, spec.name, &system_module, const_cast<table_spec*>(&spec), nullptr);
+        if (rc != SQLITE_OK) return rc;
+    }
+    return SQLITE_OK;
+}
+
+} // namespace hdbrepl::sql
