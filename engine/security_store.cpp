@@ -1,6 +1,7 @@
 // Certificates and users in the database (see security_store.hpp).
 #include "engine/security_store.hpp"
 
+#include "engine/apply.hpp"
 #include "engine/schema.hpp"
 #include "engine/stmt_cache.hpp"
 #include "engine/table_def.hpp"
@@ -49,12 +50,16 @@ int ensure_security_tables(sqlite3* db, const std::string& schema, std::string& 
     int rc = ensure_system_tables(db, schema, err);
     if (rc != SQLITE_OK) return rc;
     const std::string s = quote_ident(schema) + ".";
-    return exec_sql(db,
-                    "CREATE TABLE IF NOT EXISTS " + s + "hdbrepl_certificates(name TEXT PRIMARY KEY, uses TEXT NOT NULL, "
-                    "certificate TEXT NOT NULL, is_authority INTEGER NOT NULL, key_file TEXT, details TEXT, added_at INTEGER) WITHOUT ROWID;"
-                    "CREATE TABLE IF NOT EXISTS " + s + "hdbrepl_users(username TEXT PRIMARY KEY, role TEXT NOT NULL, "
-                    "password_hash TEXT NOT NULL, added_at INTEGER) WITHOUT ROWID;",
-                    err);
+    rc = exec_sql(db,
+                  "CREATE TABLE IF NOT EXISTS " + s + "hdbrepl_certificates(name TEXT PRIMARY KEY, uses TEXT NOT NULL, "
+                  "certificate TEXT NOT NULL, is_authority INTEGER NOT NULL, key_file TEXT, details TEXT, added_at INTEGER) WITHOUT ROWID;",
+                  err);
+    if (rc != SQLITE_OK) return rc;
+    // Users replicate (with the `system` database): a replicated table of its own. Every node
+    // creates it the same way, so its creation is not a change to replicate: it is recorded
+    // as created at the dawn of time (HLC 1) and not logged.
+    remote_ddl_scope unlogged({1, ""});
+    return exec_sql(db, "CREATE VIRTUAL TABLE IF NOT EXISTS " + s + "hdbrepl_users USING hdbrepl(username TEXT PRIMARY KEY, role TEXT, password_hash TEXT);", err);
 }
 
 std::string security_store::table(const char* name) const { return quote_ident(schema_) + "." + quote_ident(name); }
@@ -126,23 +131,23 @@ int security_store::find_user(const std::string& username, user_row& out, bool& 
 
 int security_store::put_user(const user_row& u) {
     stmt_ptr s;
-    int rc = prepare(db_, "INSERT OR REPLACE INTO " + table("hdbrepl_users") + "(username, role, password_hash, added_at) VALUES(?1, ?2, ?3, ?4)", s);
+    int rc = prepare(db_, "INSERT OR REPLACE INTO " + table("hdbrepl_users") + "(username, role, password_hash) VALUES(?1, ?2, ?3)", s);
     if (rc != SQLITE_OK) return rc;
     bind(s.get(), 1, u.username);
     bind(s.get(), 2, u.role);
     bind(s.get(), 3, u.password_hash);
-    sqlite3_bind_int64(s.get(), 4, now_ms());
     return step_done(s.get());
 }
 
 int security_store::remove_user(const std::string& username, bool& existed) {
+    user_row ignored;
+    int rc = find_user(username, ignored, existed);
+    if (rc != SQLITE_OK || !existed) return rc;
     stmt_ptr s;
-    int rc = prepare(db_, "DELETE FROM " + table("hdbrepl_users") + " WHERE username=?1", s);
+    rc = prepare(db_, "DELETE FROM " + table("hdbrepl_users") + " WHERE username=?1", s);
     if (rc != SQLITE_OK) return rc;
     bind(s.get(), 1, username);
-    rc = step_done(s.get());
-    existed = sqlite3_changes(db_) > 0;
-    return rc;
+    return step_done(s.get());
 }
 
 int security_store::get_meta(const std::string& key, std::string& value) {

@@ -6,8 +6,11 @@
 //       key_file:  path of the private key's PEM file (owner-only permissions) when this
 //                  node holds the key; the key itself is never stored in the database
 //       details:   JSON (issuer, subject, subject_alt_name, serial_number, valid_from, valid_to)
-//   hdbrepl_users(username PRIMARY KEY, role, password_hash, added_at)
-//       password_hash: "pbkdf2-sha256$<iterations>$<salt>$<hash>"; never the password
+//   hdbrepl_users(username PRIMARY KEY, role, password_hash)
+//       a replicated (hdbrepl) table, so users reach every node that replicates the
+//       `system` database, with last-writer-wins per user and tombstones for drop_user;
+//       password_hash: "pbkdf2-sha256$<iterations>$<salt>$<hash>"; never the password.
+//       The connection must have the hdbrepl module (any connection that loaded hdbrepl).
 //
 // hdb_certificate and hdb_user (sql/vtab_system_tables.cpp) show these without key_file's
 // content or password_hash. Thread: whichever thread owns `db` (a user's connection for the

@@ -156,6 +156,9 @@ sub_rules parse_rules(const std::string& text) {
     return out;
 }
 
+// Tables of the `system` database kept in the file (users; see engine/security_store.hpp).
+bool is_system_table(const std::string& table) { return table == "hdbrepl_users"; }
+
 // Whether `table` may flow in the given direction under `rules` (none: everything flows).
 bool rules_allow(const sub_rules& rules, const std::string& table, bool publishing) {
     if (rules.empty()) return true;
@@ -358,6 +361,8 @@ private:
     int restore_deferred_indexes(std::string& err);
     std::set<std::string> deferred_checked_;
     void drain_received();
+    // Users changed by a replicated record or another process reach the secure port's filter.
+    void refresh_users();
     // Puts items[i..] back at the front of the queue and drains again after `delay`.
     void requeue_and_retry(std::vector<received>& items, std::size_t& i, clock_ms delay);
     void apply_batch(std::vector<received>& items, std::size_t& i);
@@ -383,6 +388,9 @@ private:
     std::unique_ptr<applier> applier_;
     std::unique_ptr<replication_store> wstore_, rstore_;
     std::unique_ptr<node_security> security_;
+    std::map<std::string, user_row> users_seen_; // the users the io thread knows, to notice replicated changes
+    // Whether the `system` database (users) replicates: databases unset, "*", or listing it.
+    bool replicate_system_ = true;
     progress_map progress_, floors_;
     std::int64_t data_version_ = -1;
 
@@ -451,6 +459,8 @@ bool node_impl::open_connection(sqlite3** out, std::string& error) {
 
 bool node_impl::start(std::string& error) {
     name_ = cfg_.hostname;
+    replicate_system_ = cfg_.all_databases;
+    for (const auto& d : cfg_.databases) replicate_system_ = replicate_system_ || d.name == "system";
     db_ = std::make_unique<db_thread>();
     // Open the connections and read the persisted state on the database thread.
     std::promise<std::string> opened;
@@ -481,6 +491,7 @@ bool node_impl::start(std::string& error) {
                 opened.set_value(e);
                 return;
             }
+            users_seen_ = sec_.users.users;
         }
         if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
         if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
@@ -580,6 +591,7 @@ bool node_impl::start(std::string& error) {
                     auto v = sqlite3_column_int64(st, 0);
                     if (v != n.data_version_) {
                         n.data_version_ = v;
+                        n.refresh_users();
                         std::int64_t last = 0;
                         n.rstore_->last_seq(last);
                         // Also keeps the backlog of disconnected peers current.
@@ -1127,8 +1139,11 @@ void node_impl::pump(const std::string& name) {
             std::lock_guard lock(n.shared_m_);
             if (auto it = n.rules_.find(name); it != n.rules_.end()) rules = it->second;
         }
-        if (!rules.empty()) // explicit subscriptions: only the tables we publish to this peer
-            for (auto& r : recs) r.body = filter_record(r.body.data(), r.body.size(), [&](const std::string& t) { return rules_allow(rules, t, true); });
+        if (!rules.empty() || !n.replicate_system_) // explicit subscriptions: only the tables we publish to this peer
+            for (auto& r : recs)
+                r.body = filter_record(r.body.data(), r.body.size(), [&](const std::string& t) {
+                    return is_system_table(t) ? n.replicate_system_ : rules_allow(rules, t, true);
+                });
         std::int64_t last = 0;
         n.rstore_->last_seq(last);
         n.on_io([name, recs = std::move(recs), scanned, rc, last, gen](node_impl& m) mutable {
@@ -1419,10 +1434,13 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         // end of the copy: building an index once is many times cheaper than maintaining it
         // row by row in random order. The CREATE INDEX statements wait in hdbrepl_meta, so a
         // crash mid-copy cannot lose them (restored when the node starts).
-        bool defer = !deferred_checked_.count(t.name) && table_empty(t.name);
+        // The `system` tables are copied only where `system` replicates.
+        const bool skip = is_system_table(t.name) && !replicate_system_;
+        bool defer = !skip && !deferred_checked_.count(t.name) && table_empty(t.name);
         deferred_checked_.insert(t.name);
-        auto res = applier_->apply_copy(t.name, t.definition, rows);
+        auto res = skip ? apply_result{} : applier_->apply_copy(t.name, t.definition, rows);
         if (defer && res.rc == SQLITE_OK) defer_indexes(t.name);
+        if (!skip && is_system_table(t.name) && res.rc == SQLITE_OK) refresh_users();
         std::string peer = first.peer;
         auto link_id = first.link_id;
         ++i;
@@ -1485,7 +1503,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     progress_map batch;
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> acks; // peer -> (link, seq)
     std::map<std::string, std::string> failed;                            // peer -> error
-    bool logged = false, skew = false;
+    bool logged = false, skew = false, users_touched = false;
     std::size_t count = 0;
     apply_options opt;
     opt.max_clock_skew_ms = static_cast<std::uint64_t>(cfg_.max_clock_skew_ms);
@@ -1514,8 +1532,10 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                     std::lock_guard lock(shared_m_);
                     if (auto it = rules_.find(r.peer); it != rules_.end()) rules = it->second;
                 }
-                if (!rules.empty()) // explicit subscriptions: only the tables we subscribe to
-                    r.record = filter_record(r.record.data(), r.record.size(), [&](const std::string& t) { return rules_allow(rules, t, false); });
+                if (!rules.empty() || !replicate_system_) // explicit subscriptions: only the tables we subscribe to
+                    r.record = filter_record(r.record.data(), r.record.size(), [&](const std::string& t) {
+                        return is_system_table(t) ? replicate_system_ : rules_allow(rules, t, false);
+                    });
                 auto res = r.record.empty() ? apply_result{} : applier_->apply(r.record.data(), r.record.size(), opt);
                 if (res.clock_skew) { skew = true; break; }
                 if (res.rc != SQLITE_OK) {
@@ -1525,6 +1545,9 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                     continue;
                 }
                 logged = logged || res.logged;
+                // A cheap over-approximation: the table's name in the record's bytes.
+                static const std::string users_table = "hdbrepl_users";
+                users_touched = users_touched || std::search(r.record.begin(), r.record.end(), users_table.begin(), users_table.end()) != r.record.end();
                 have = hlc;
                 batch[origin] = hlc;
             }
@@ -1551,6 +1574,8 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         wstore_->load_progress(progress_, floors_);
         acks.clear();
         log_line(name_, "applying received transactions failed: " + std::string(sqlite3_errmsg(wdb_)));
+    } else if (users_touched) {
+        refresh_users(); // before the acks below: a peer that saw its user confirmed can use it here
     }
     if (skew) {
         // Too far ahead of our clock: keep the rest, in order, and retry in a while.
@@ -1881,6 +1906,23 @@ std::string node_impl::search_nodes_json() {
 
 // ---- security: the secure port's filter, the certificate exchange, reloads ----------------
 
+void node_impl::refresh_users() {
+    std::vector<user_row> rows;
+    security_store store(wdb_, "main");
+    if (store.load_users(rows) != SQLITE_OK) return;
+    std::map<std::string, user_row> users;
+    for (auto& u : rows) users[u.username] = std::move(u);
+    auto same = [](const std::map<std::string, user_row>& a, const std::map<std::string, user_row>& b) {
+        if (a.size() != b.size()) return false;
+        for (auto ia = a.begin(), ib = b.begin(); ia != a.end(); ++ia, ++ib)
+            if (ia->first != ib->first || ia->second.role != ib->second.role || ia->second.password_hash != ib->second.password_hash) return false;
+        return true;
+    };
+    if (same(users, users_seen_)) return;
+    users_seen_ = users;
+    on_io([users = std::move(users)](node_impl& m) mutable { m.sec_.users.users = std::move(users); });
+}
+
 net::accept_decision node_impl::check_secure(const net::peer_check& pc) {
     const std::string path = target_path(pc.target);
     const std::string claimed = query_param(pc.target, "node");
@@ -1945,6 +1987,7 @@ std::string node_impl::reload_security() {
     on_db([p](node_impl& n) {
         security_snapshot snap;
         if (std::string e = n.security_->load(snap); !e.empty()) return p->set_value(e);
+        n.users_seen_ = snap.users.users;
         n.on_io([p, snap = std::move(snap)](node_impl& m) mutable {
             m.apply_security(std::move(snap));
             p->set_value("");

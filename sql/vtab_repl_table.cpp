@@ -130,7 +130,11 @@ int create_or_connect(sqlite3* db, void* aux, int argc, const char* const* argv,
     std::string err;
     auto def = parse_table_def(args, err);
     if (!def) { *pz_err = error_string("hdbrepl table '" + name + "': " + err); return SQLITE_ERROR; }
-    if (create && sqlite3_strnicmp(name.c_str(), "hdbrepl_", 8) == 0) {
+    // The one hdbrepl table of hdbrepl's own: the replicated users (engine/security_store.cpp).
+    const bool system_users = sqlite3_stricmp(name.c_str(), "hdbrepl_users") == 0 && def->columns.size() == 3 &&
+                              def->columns[0].name == "username" && def->columns[1].name == "role" &&
+                              def->columns[2].name == "password_hash" && def->pk == 0;
+    if (create && sqlite3_strnicmp(name.c_str(), "hdbrepl_", 8) == 0 && !system_users) {
         *pz_err = error_string("hdbrepl table '" + name + "': names starting with 'hdbrepl_' are reserved for hdbrepl's own tables");
         return SQLITE_ERROR;
     }

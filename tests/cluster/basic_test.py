@@ -337,8 +337,11 @@ def test_cluster_status_shape(c):
     check(s["lastCommitConfirmed"].endswith("GMT"), f"lastCommitConfirmed is an HTTP date: {s['lastCommitConfirmed']!r}")
     check(s["lastSendTime"], f"lastSendTime after sending: {s['lastSendTime']!r}")
     # B received from A: its lastReceived* fields are set.
-    sb = b.connection(A_IP)["database_sockets"][0]
-    check(sb["lastReceivedRemoteTime"] and sb["lastReceivedLocalTime"], f"B's receive times: {sb}")
+    # (the status snapshot is refreshed by state changes and a 250 ms tick, not per message)
+    def b_receive_times():
+        sb = b.connection(A_IP)["database_sockets"][0]
+        return sb["lastReceivedRemoteTime"] and sb["lastReceivedLocalTime"] and sb
+    wait_until(b_receive_times, 2, "B's receive times in its cluster_status")
     # repl_operation's cluster_status is the same document.
     via_op = json.loads(a.scalar("""SELECT repl_operation('{"operation":"cluster_status"}')"""))
     check_eq(via_op["type"], "cluster-status", "repl_operation cluster_status")

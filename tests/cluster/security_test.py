@@ -172,6 +172,43 @@ def test_cross_signed_certificates(c):
         check_eq(files_containing(c.dir, needle), [], f"files holding {needle[:6]}...")
 
 
+def test_users_replicate_with_system(c):
+    a, b = start_secure(c, A_IP), start_secure(c, B_IP)
+    b.op("add_user", {"username": "admin", "password": PASSWORD, "role": "super_user"})
+    a.op("add_node", {"hostname": B_IP, "port": secure_port(c), "verify_tls": False,
+                      "authorization": {"username": "admin", "password": PASSWORD}})
+    wait_connected(a, b)
+    wait_rows(a, "SELECT username, role FROM hdb_user", [["admin", "super_user"]], what="B's user on A")
+    a.op("add_user", {"username": "ops", "password": PASSWORD + "2", "role": "cluster_user"})
+    wait_rows(b, "SELECT username FROM hdb_user ORDER BY 1", [["admin"], ["ops"]], what="A's new user on B")
+    # A user added on A authorizes a certificate exchange on B.
+    cnode = start_secure(c, C_IP)
+    reply = cnode.op("add_node", {"hostname": B_IP, "port": secure_port(c), "verify_tls": False,
+                                  "authorization": {"username": "ops", "password": PASSWORD + "2"}})
+    check_eq(reply, {"message": f"Successfully added '{B_IP}' to cluster"}, "a replicated user authorizes on another node")
+    wait_connected(cnode, b)
+    # drop_user on A reaches B: the user no longer authorizes there.
+    a.op("drop_user", {"username": "ops"})
+    wait_rows(b, "SELECT username FROM hdb_user ORDER BY 1", [["admin"]], what="the drop on B")
+    d = start_secure(c, D_IP)
+    err = add_node_error(d, {"hostname": B_IP, "port": secure_port(c), "verify_tls": False,
+                             "authorization": {"username": "ops", "password": PASSWORD + "2"}})
+    check("unknown user 'ops'" in err, f"a dropped user is refused on B: {err}")
+    # A node that does not replicate `system` keeps its users to itself.
+    e = c.node("127.0.0.6")
+    e.start(config=secure_config(c, e, ["  databases: [main]"]))
+    e.op("add_user", {"username": "local-only", "password": PASSWORD, "role": "cluster_user"})
+    b.op("add_user", {"username": "joiner", "password": PASSWORD, "role": "cluster_user"})
+    e.op("add_node", {"hostname": B_IP, "port": secure_port(c), "verify_tls": False,
+                      "authorization": {"username": "joiner", "password": PASSWORD}})
+    wait_connected(e, b)
+    make_table(e)
+    e.sql("INSERT INTO dog VALUES (1, 'main still replicates')")
+    wait_rows(b, "SELECT name FROM dog", [["main still replicates"]], what="E's data on B")
+    check_eq(b.sql("SELECT count(*) FROM hdb_user WHERE username = 'local-only'"), [[0]], "E's user stays on E")
+    check_eq(e.sql("SELECT count(*) FROM hdb_user WHERE username = 'admin'"), [[0]], "B's users do not reach E")
+
+
 def test_bearer_token(c):
     a, b = start_secure(c, A_IP), start_secure(c, B_IP)
     b.op("add_user", {"username": "joiner", "password": PASSWORD, "role": "cluster_user"})
