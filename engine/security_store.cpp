@@ -1,7 +1,7 @@
 // Certificates and users in the database (see security_store.hpp).
 #include "engine/security_store.hpp"
 
-#include "engine/apply.hpp"
+#include "engine/system_tables.hpp"
 #include "engine/schema.hpp"
 #include "engine/stmt_cache.hpp"
 #include "engine/table_def.hpp"
@@ -55,11 +55,8 @@ int ensure_security_tables(sqlite3* db, const std::string& schema, std::string& 
                   "certificate TEXT NOT NULL, is_authority INTEGER NOT NULL, key_file TEXT, details TEXT, added_at INTEGER) WITHOUT ROWID;",
                   err);
     if (rc != SQLITE_OK) return rc;
-    // Users replicate (with the `system` database): a replicated table of its own. Every node
-    // creates it the same way, so its creation is not a change to replicate: it is recorded
-    // as created at the dawn of time (HLC 1) and not logged.
-    remote_ddl_scope unlogged({1, ""});
-    return exec_sql(db, "CREATE VIRTUAL TABLE IF NOT EXISTS " + s + "hdbrepl_users USING hdbrepl(username TEXT PRIMARY KEY, role TEXT, password_hash TEXT);", err);
+    // Users replicate (with the `system` database): engine/system_tables.hpp.
+    return ensure_system_replicated_tables(db, schema, err);
 }
 
 std::string security_store::table(const char* name) const { return quote_ident(schema_) + "." + quote_ident(name); }

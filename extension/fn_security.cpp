@@ -133,6 +133,7 @@ void fn_add_certificate(sqlite3_context* c, int, sqlite3_value** argv) {
             row.key_file = path;
         }
         row.uses_json = row.is_authority ? "[\"authority\"]" : !row.key_file.empty() ? "[\"replication\"]" : "[\"peer\"]";
+        if (row.is_authority && !check_rc(c, store->set_meta("distrusted:" + d.sha256_fingerprint, ""), fn, "writing hdbrepl_meta")) return;
         if (!check_rc(c, store->put_certificate(row), fn, "writing hdbrepl_certificates")) return;
         std::string note = reload_node(c);
         result_json(c, json::message("Successfully added certificate: " + name + (note.empty() ? "" : " (" + note + ")")));
@@ -149,6 +150,15 @@ void fn_remove_certificate(sqlite3_context* c, int, sqlite3_value** argv) {
         if (!required_string(c, v.as_object(), "name", fn, name)) return;
         std::unique_ptr<engine::security_store> store;
         if (!open_store(c, fn, store)) return;
+        std::vector<engine::certificate_row> rows;
+        if (!check_rc(c, store->load_certificates(rows), fn, "reading hdbrepl_certificates")) return;
+        for (const auto& r : rows) {
+            net::pki::cert_details d;
+            // An authority removed here stays untrusted even when a member of the cluster
+            // announces it (hdbrepl_members.ca): the local decision wins over gossip.
+            if (r.name == name && r.is_authority && net::pki::parse_certificate(r.certificate, d).empty())
+                if (!check_rc(c, store->set_meta("distrusted:" + d.sha256_fingerprint, name), fn, "writing hdbrepl_meta")) return;
+        }
         bool existed = false;
         std::string key_file;
         if (!check_rc(c, store->remove_certificate(name, existed, key_file), fn, "writing hdbrepl_certificates")) return;

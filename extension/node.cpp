@@ -18,6 +18,7 @@
 #include "engine/commit_signal.hpp"
 #include "engine/replication_store.hpp"
 #include "engine/schema.hpp"
+#include "engine/system_tables.hpp"
 #include "engine/table_def.hpp"
 #include "engine/txn_record.hpp"
 #include "engine/wire.hpp"
@@ -155,9 +156,6 @@ sub_rules parse_rules(const std::string& text) {
     }
     return out;
 }
-
-// Tables of the `system` database kept in the file (users; see engine/security_store.hpp).
-bool is_system_table(const std::string& table) { return table == "hdbrepl_users"; }
 
 // Whether `table` may flow in the given direction under `rules` (none: everything flows).
 bool rules_allow(const sub_rules& rules, const std::string& table, bool publishing) {
@@ -322,8 +320,9 @@ private:
         opts.ping_timeout = clock_ms(cfg_.ping_timeout_ms);
         return opts;
     }
+    // Where other nodes reach us: the secure port when we serve it.
     std::string self_url() const {
-        return std::string(cfg_.has_port ? "ws://" : "wss://") + cfg_.hostname + ":" + std::to_string(cfg_.has_port ? cfg_.port : cfg_.secure_port);
+        return std::string(cfg_.serve_secure ? "wss://" : "ws://") + cfg_.hostname + ":" + std::to_string(cfg_.serve_secure ? cfg_.secure_port : cfg_.port);
     }
     void pump(const std::string& name);
     void pump_all();
@@ -361,8 +360,21 @@ private:
     int restore_deferred_indexes(std::string& err);
     std::set<std::string> deferred_checked_;
     void drain_received();
+    // A subscriber wants changes our log no longer (or never) held: it needs a copy instead.
+    bool behind_log_floor(const replication_store::filter& f) const {
+        for (const auto& [origin, floor] : floors_)
+            if (floor > 0 && f.wants(origin, floor)) return true;
+        return false;
+    }
     // Users changed by a replicated record or another process reach the secure port's filter.
     void refresh_users();
+    // Membership (gossip, engine/system_tables.hpp): our own row, and what replicated rows
+    // of others and removals mean for our targets and trust.
+    void update_own_member(bool fresh_version = false);
+    void refresh_membership(bool force_targets);
+    // io thread: the effect of a removal (ours or replicated): stop dialing, refuse, tell it.
+    void forget_node(const std::string& name);
+    void add_member_target(const member_row& m);
     // Puts items[i..] back at the front of the queue and drains again after `delay`.
     void requeue_and_retry(std::vector<received>& items, std::size_t& i, clock_ms delay);
     void apply_batch(std::vector<received>& items, std::size_t& i);
@@ -389,6 +401,8 @@ private:
     std::unique_ptr<replication_store> wstore_, rstore_;
     std::unique_ptr<node_security> security_;
     std::map<std::string, user_row> users_seen_; // the users the io thread knows, to notice replicated changes
+    std::vector<member_row> members_seen_;         // membership as last given to the io thread
+    std::set<std::string> removals_seen_;
     // Whether the `system` database (users) replicates: databases unset, "*", or listing it.
     bool replicate_system_ = true;
     progress_map progress_, floors_;
@@ -492,6 +506,7 @@ bool node_impl::start(std::string& error) {
                 return;
             }
             users_seen_ = sec_.users.users;
+            update_own_member();
         }
         if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
         if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
@@ -567,6 +582,7 @@ bool node_impl::start(std::string& error) {
             self->add_target(host, port, scheme.empty() ? "wss" : scheme, n.start_time_ms);
         }
         self->update_status();
+        self->on_db([](node_impl& n) { n.refresh_membership(true); });
         listening.set_value("");
     });
     if (lfut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) { error = "timed out starting the listener"; return false; }
@@ -918,7 +934,13 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
         p.copying = true;
         p.copy_done = p.copy_total = 0;
     }
-    on_db([name = h.node_name, url = h.node_url](node_impl& n) { n.wstore_->ensure_node(name, url); });
+    on_db([name = h.node_name, url = h.node_url](node_impl& n) {
+        n.wstore_->ensure_node(name, url);
+        // Announce ourselves again with a fresh version: a peer that has our row only from an
+        // initial copy (copies do not enter its log) could not relay it to nodes we do not
+        // reach yet; a new log record can.
+        n.update_own_member(true);
+    });
     // Other peers' subscriptions change: what this peer sends directly, they need not relay.
     resubscribe_all();
     if (h.needs_copy) {
@@ -928,10 +950,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
         auto name = h.node_name;
         on_db([f, name](node_impl& n) {
             std::int64_t start = 0;
-            // A peer behind what our log still holds of an origin needs a copy instead.
-            bool needs_copy = false;
-            for (const auto& [origin, floor] : n.floors_)
-                if (floor > 0 && f.wants(origin, floor)) needs_copy = true;
+            bool needs_copy = n.behind_log_floor(f);
             n.rstore_->find_start(f, start);
             n.on_io([name, start, needs_copy](node_impl& m) {
                 auto* p = m.find_peer(name);
@@ -992,8 +1011,10 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 auto name = p->name;
                 on_db([f, name](node_impl& n) {
                     std::int64_t start = 0;
+                    bool needs_copy = n.behind_log_floor(f);
                     n.rstore_->find_start(f, start);
-                    n.on_io([name, start](node_impl& m) {
+                    n.on_io([name, start, needs_copy](node_impl& m) {
+                        if (needs_copy) return m.start_copy_to(name);
                         if (auto* q = m.find_peer(name)) {
                             q->send_pos = start;
                             ++q->send_generation;
@@ -1440,7 +1461,10 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         deferred_checked_.insert(t.name);
         auto res = skip ? apply_result{} : applier_->apply_copy(t.name, t.definition, rows);
         if (defer && res.rc == SQLITE_OK) defer_indexes(t.name);
-        if (!skip && is_system_table(t.name) && res.rc == SQLITE_OK) refresh_users();
+        if (!skip && is_system_table(t.name) && res.rc == SQLITE_OK) {
+            refresh_users();
+            refresh_membership(false);
+        }
         std::string peer = first.peer;
         auto link_id = first.link_id;
         ++i;
@@ -1481,13 +1505,21 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         std::string peer = first.peer;
         auto link_id = first.link_id;
         ++i;
-        on_io([peer, link_id, rc](node_impl& m) {
+        on_io([peer, link_id, rc, prog](node_impl& m) {
             auto* p = m.find_peer(peer);
             if (p && p->link_id == link_id) p->copying = false;
             if (rc != SQLITE_OK) return;
             m.synced_ = true;
             if (m.copy_link_ == link_id) m.copy_link_ = 0;
             if (auto* li = m.find_link(link_id)) li->copy_source = false;
+            // What the copy brought is not in our log, so we cannot stream it: a peer that
+            // subscribed meanwhile and wants it gets a copy from us instead.
+            for (auto& [name, q] : m.peers_) {
+                if (name == peer || !q.link || !q.subscribed || q.sending_copy) continue;
+                bool wants = false;
+                for (const auto& [o, h] : prog) wants = wants || (h > 0 && q.filter.wants(o, h));
+                if (wants) m.start_copy_to(name);
+            }
             m.resubscribe_all();
             m.pump_all();
             m.update_status();
@@ -1545,9 +1577,9 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                     continue;
                 }
                 logged = logged || res.logged;
-                // A cheap over-approximation: the table's name in the record's bytes.
-                static const std::string users_table = "hdbrepl_users";
-                users_touched = users_touched || std::search(r.record.begin(), r.record.end(), users_table.begin(), users_table.end()) != r.record.end();
+                // A cheap over-approximation: a system table's name prefix in the record's bytes.
+                static const std::string system_prefix = "hdbrepl_";
+                users_touched = users_touched || std::search(r.record.begin(), r.record.end(), system_prefix.begin(), system_prefix.end()) != r.record.end();
                 have = hlc;
                 batch[origin] = hlc;
             }
@@ -1575,7 +1607,9 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         acks.clear();
         log_line(name_, "applying received transactions failed: " + std::string(sqlite3_errmsg(wdb_)));
     } else if (users_touched) {
-        refresh_users(); // before the acks below: a peer that saw its user confirmed can use it here
+        // Before the acks below: a peer that saw its change confirmed can rely on it here.
+        refresh_users();
+        refresh_membership(false);
     }
     if (skew) {
         // Too far ahead of our clock: keep the rest, in order, and retry in a while.
@@ -1774,6 +1808,8 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
     on_db([row, &done](node_impl& n) {
         int rc = n.wstore_->put_node(row);
         if (rc == SQLITE_OK) rc = n.wstore_->set_removed(row.name, false);
+        if (rc == SQLITE_OK) rc = clear_removal(n.wdb_, "main", row.name);
+        n.removals_seen_.erase(row.name);
         done.set_value(rc);
     });
     if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "timed out writing hdb_nodes";
@@ -1838,6 +1874,9 @@ std::string node_impl::remove_node(const std::string& operation_json, std::strin
         bool existed = false;
         int rc = n.wstore_->remove_node(name, existed);
         if (rc == SQLITE_OK) rc = n.wstore_->set_removed(name, true);
+        // Every member learns it (and no stale membership row brings the node back).
+        if (rc == SQLITE_OK) rc = put_removal(n.wdb_, "main", name, n.name_);
+        n.removals_seen_.insert(name);
         done.set_value({rc, existed});
     });
     if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "timed out writing hdb_nodes";
@@ -1847,24 +1886,8 @@ std::string node_impl::remove_node(const std::string& operation_json, std::strin
     auto kfut = known.get_future();
     on_io([name, &known](node_impl& m) {
         bool k = m.peers_.count(name) > 0;
-        for (auto it = m.targets_.begin(); it != m.targets_.end();) {
-            if (it->second.peer_name == name || it->second.host == name) {
-                k = true;
-                if (it->second.retry) it->second.retry->cancel();
-                it = m.targets_.erase(it);
-            } else {
-                ++it;
-            }
-        }
-        m.removed_.insert(name);
-        if (auto* p = m.find_peer(name)) {
-            // Tell the peer, so the flow stops both ways, then close.
-            m.send(*p, w::removed{m.name_});
-            if (p->link) p->link->close("removed from the cluster");
-        }
-        m.peers_.erase(name);
-        m.resubscribe_all();
-        m.update_status();
+        for (const auto& [key, t] : m.targets_) k = k || t.peer_name == name || t.host == name;
+        m.forget_node(name);
         known.set_value(k);
     });
     bool was_known = kfut.wait_for(std::chrono::seconds(5)) == std::future_status::ready && kfut.get();
@@ -1905,6 +1928,88 @@ std::string node_impl::search_nodes_json() {
 } // namespace
 
 // ---- security: the secure port's filter, the certificate exchange, reloads ----------------
+
+void node_impl::update_own_member(bool fresh_version) {
+    member_row me{name_, self_url(), security_ ? security_->presented_ca() : "", cfg_.shard};
+    std::vector<member_row> rows;
+    if (load_members(wdb_, "main", rows) != SQLITE_OK) return;
+    for (const auto& r : rows)
+        if (r == me && !fresh_version) return; // unchanged: no log record
+    if (put_member(wdb_, "main", me) != SQLITE_OK) log_line(name_, std::string("writing this node's membership row: ") + sqlite3_errmsg(wdb_));
+}
+
+void node_impl::refresh_membership(bool force_targets) {
+    std::vector<member_row> members;
+    std::set<std::string> removals;
+    if (load_members(wdb_, "main", members) != SQLITE_OK || load_removals(wdb_, "main", removals) != SQLITE_OK) return;
+    if (!force_targets && members == members_seen_ && removals == removals_seen_) return;
+    bool cas_changed = false;
+    {
+        std::set<std::string> before, after;
+        for (const auto& m : members_seen_) before.insert(m.ca);
+        for (const auto& m : members) after.insert(m.ca);
+        cas_changed = before != after;
+    }
+    std::vector<std::string> new_removals;
+    for (const auto& r : removals)
+        if (!removals_seen_.count(r) || force_targets) new_removals.push_back(r);
+    members_seen_ = members;
+    removals_seen_ = removals;
+    // A removal made elsewhere is ours too: out of hdb_nodes, and kept out across restarts.
+    for (const auto& r : new_removals) {
+        if (r == name_) continue;
+        bool existed = false;
+        wstore_->remove_node(r, existed);
+        wstore_->set_removed(r, true);
+    }
+    security_snapshot snap;
+    bool reload = cas_changed && !force_targets && security_->load(snap).empty();
+    on_io([members = std::move(members), new_removals = std::move(new_removals), reload, snap = std::move(snap)](node_impl& m) mutable {
+        if (reload) m.apply_security(std::move(snap)); // trust the CAs members announce, before dialing them
+        for (const auto& r : new_removals)
+            if (r != m.name_) m.forget_node(r);
+        for (const auto& member : members) m.add_member_target(member);
+        m.update_status();
+    });
+}
+
+void node_impl::add_member_target(const member_row& member) {
+    if (member.name == name_ || removed_.count(member.name)) return;
+    auto pos = member.url.find("://");
+    if (pos == std::string::npos) return;
+    std::string scheme = member.url.substr(0, pos), rest = member.url.substr(pos + 3);
+    auto colon = rest.rfind(':');
+    if (colon == std::string::npos) return;
+    std::string host = rest.substr(0, colon);
+    if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+    int port = std::atoi(rest.c_str() + colon + 1);
+    // A member we already reach (by any target) needs no second route.
+    if (auto* p = find_peer(member.name); p && p->link) return;
+    for (const auto& [key, t] : targets_)
+        if (t.peer_name == member.name || t.host == host) return;
+    if (scheme != "ws" && scheme != "wss") return;
+    add_target(host, port, scheme, -1);
+}
+
+void node_impl::forget_node(const std::string& name) {
+    for (auto it = targets_.begin(); it != targets_.end();) {
+        if (it->second.peer_name == name || it->second.host == name) {
+            if (it->second.retry) it->second.retry->cancel();
+            it = targets_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    removed_.insert(name);
+    if (auto* p = find_peer(name)) {
+        // Tell the peer, so the flow stops both ways, then close.
+        send(*p, w::removed{name_});
+        if (p->link) p->link->close("removed from the cluster");
+    }
+    peers_.erase(name);
+    resubscribe_all();
+    update_status();
+}
 
 void node_impl::refresh_users() {
     std::vector<user_row> rows;
@@ -2036,6 +2141,7 @@ std::string node_impl::exchange_certificates(const std::string& host, int port, 
                             if (std::string e = n.security_->accept_sign_reply(reply, key, host); !e.empty()) return (*result)(e);
                             security_snapshot snap;
                             if (std::string e = n.security_->load(snap); !e.empty()) return (*result)(e);
+                            n.update_own_member(); // the cluster learns the CA of our new certificate
                             log_line(n.name_, "certificate exchange with " + host + " done");
                             n.on_io([result, snap = std::move(snap)](node_impl& m) mutable {
                                 m.apply_security(std::move(snap));

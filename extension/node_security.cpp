@@ -1,11 +1,13 @@
 // A node's identity, trust and the certificate exchange (see node_security.hpp).
 #include "extension/node_security.hpp"
 
+#include "engine/system_tables.hpp"
 #include "extension/json.hpp"
 #include "extension/key_files.hpp"
 #include "net/credentials.hpp"
 #include "net/pki.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -192,6 +194,18 @@ std::string node_security::load(security_snapshot& out) {
             chosen = &r; // rows come oldest first: the newest usable one wins
             net::cred::wipe(chosen_key);
             chosen_key = std::move(key);
+        }
+        // The CAs of the cluster's members (gossip): each member's row names the CA of its certificate.
+        std::vector<engine::member_row> members;
+        engine::load_members(db_, "main", members);
+        for (const auto& m : members) {
+            if (m.ca.empty() || std::find(identity->trusted_ca_pems.begin(), identity->trusted_ca_pems.end(), m.ca) != identity->trusted_ca_pems.end())
+                continue;
+            net::pki::cert_details d;
+            std::string distrusted;
+            if (!net::pki::parse_certificate(m.ca, d).empty() || !d.is_authority) continue;
+            store_.get_meta("distrusted:" + d.sha256_fingerprint, distrusted); // removed here: the local decision wins
+            if (distrusted.empty()) identity->trusted_ca_pems.push_back(m.ca);
         }
         if (chosen) {
             identity->certificate_chain_pem = chosen->certificate;

@@ -8,7 +8,8 @@
 // private key it holds and whose names include its hostname. With none, it generates its own CA ("hdbrepl CA <hostname>") and a node
 // certificate signed by it (EC P-256), keys in "<database>-keys/", so a restarted node keeps
 // them. It trusts every authority in hdbrepl_certificates (plus the system roots with
-// enableRootCAs).
+// enableRootCAs), and the CAs that members of its cluster announce in their membership rows
+// (hdbrepl_members.ca, engine/system_tables.hpp): trust travels with membership.
 //
 // The exchange (docs/security.md). The asking node A dials B's secure port at
 // /hdbrepl/sign?node=A with the one-time Authorization header; B's listener checks it before
@@ -51,6 +52,10 @@ public:
     // Imports the tls: files, makes sure there is a usable identity (generating one when
     // there is none), and builds the snapshot. Returns "" or an error text.
     std::string load(security_snapshot& out);
+
+    // The CA that signed the certificate presented (PEM), "" when it is not held: what the
+    // node's membership row tells the cluster to trust for it.
+    std::string presented_ca() { return issuer_of(current_cert_); }
 
     // Client side: the request to send; `pending_key` receives the key of the CSR (if any).
     std::string make_sign_request(std::string& request_json, std::string& pending_key);

@@ -26,6 +26,7 @@
 */
 #include "sql/vtab_repl_table.hpp"
 
+#include "engine/system_tables.hpp"
 #include "engine/apply.hpp"
 #include "engine/row_store.hpp"
 #include "engine/table_def.hpp"
@@ -47,8 +48,24 @@ struct scan_plan {
     bool eq = false;     // column = ?
     int lo = 0, hi = 0;  // SQLITE_INDEX_CONSTRAINT_GT/GE and LT/LE, or 0
     int order = 0;       // 1: ORDER BY key, -1: ORDER BY key DESC
+    // Declared columns the inner statement reads (bit i: column i; bit 63: every column from
+    // 63 on), from xBestIndex's colUsed plus the key. A query that reads one column of a
+    // wide table does not pay for decoding and copying the others.
+    std::uint64_t cols = ~std::uint64_t{0};
     bool operator==(const scan_plan&) const = default;
 };
+
+constexpr bool reads_column(std::uint64_t mask, std::size_t i) { return (mask >> (i < 63 ? i : 63)) & 1; }
+
+// Result-column position of each declared column in a plan's inner statement, -1 for one it
+// does not read.
+std::vector<int> result_positions(std::size_t n_columns, std::uint64_t mask) {
+    std::vector<int> pos(n_columns, -1);
+    int next = 0;
+    for (std::size_t i = 0; i < n_columns; ++i)
+        if (reads_column(mask, i)) pos[i] = next++;
+    return pos;
+}
 
 struct repl_vtab {
     sqlite3_vtab base; // base class, must be first
@@ -57,6 +74,7 @@ struct repl_vtab {
     std::string schema, name, definition;
     bool replicate = true;
     std::vector<scan_plan> plans;
+    std::vector<std::vector<int>> plan_columns;          // per plan: result_positions()
     std::vector<std::vector<sqlite3_stmt*>> plan_stmts; // idle statements per plan
     std::uint64_t slot_generation = 0;
     std::uint32_t slot = 0;
@@ -75,6 +93,7 @@ struct repl_vtab {
 struct repl_cursor {
     sqlite3_vtab_cursor base; // base class, must be first
     sqlite3_stmt* stmt = nullptr;
+    const int* columns = nullptr; // the plan's result positions, per declared column
     int plan = -1;
     bool eof = true;
 };
@@ -95,7 +114,8 @@ std::string declaration(const table_def& def) {
 std::string plan_sql(const repl_vtab* t, const scan_plan& p) {
     const auto& def = t->def();
     std::string cols;
-    for (std::size_t i = 0; i < def.columns.size(); ++i) cols += (i ? ", " : "") + quote_ident(def.columns[i].name);
+    for (std::size_t i = 0; i < def.columns.size(); ++i)
+        if (reads_column(p.cols, i)) cols += (cols.empty() ? "" : ", ") + quote_ident(def.columns[i].name);
     std::string sql = "SELECT " + cols + " FROM " + t->store->data_table();
     int arg = 0;
     if (p.column >= 0) {
@@ -117,6 +137,7 @@ int plan_id(repl_vtab* t, const scan_plan& p) {
     for (std::size_t i = 0; i < t->plans.size(); ++i)
         if (t->plans[i] == p) return static_cast<int>(i);
     t->plans.push_back(p);
+    t->plan_columns.push_back(result_positions(t->def().columns.size(), p.cols));
     t->plan_stmts.emplace_back();
     return static_cast<int>(t->plans.size() - 1);
 }
@@ -130,11 +151,8 @@ int create_or_connect(sqlite3* db, void* aux, int argc, const char* const* argv,
     std::string err;
     auto def = parse_table_def(args, err);
     if (!def) { *pz_err = error_string("hdbrepl table '" + name + "': " + err); return SQLITE_ERROR; }
-    // The one hdbrepl table of hdbrepl's own: the replicated users (engine/security_store.cpp).
-    const bool system_users = sqlite3_stricmp(name.c_str(), "hdbrepl_users") == 0 && def->columns.size() == 3 &&
-                              def->columns[0].name == "username" && def->columns[1].name == "role" &&
-                              def->columns[2].name == "password_hash" && def->pk == 0;
-    if (create && sqlite3_strnicmp(name.c_str(), "hdbrepl_", 8) == 0 && !system_users) {
+    // hdbrepl's own replicated tables (engine/system_tables.hpp) are the one exception.
+    if (create && sqlite3_strnicmp(name.c_str(), "hdbrepl_", 8) == 0 && !engine::is_system_table_definition(name, def->canonical())) {
         *pz_err = error_string("hdbrepl table '" + name + "': names starting with 'hdbrepl_' are reserved for hdbrepl's own tables");
         return SQLITE_ERROR;
     }
@@ -347,6 +365,10 @@ int xBestIndex(sqlite3_vtab* v, sqlite3_index_info* info) {
             info->aConstraintUsage[i].argvIndex = ++argv_index;
             info->aConstraintUsage[i].omit = 1;
         }
+        // Only the columns the statement uses, and always the key: xColumn falls back to a
+        // lookup by key if SQLite ever asks for another (SQLite before 3.47 could leave a
+        // WITHOUT ROWID table's key out of colUsed when it reads it).
+        best.cols = info->colUsed | (std::uint64_t{1} << (def.pk < 63 ? def.pk : 63));
         info->idxNum = plan_id(t, best);
         // Shown by EXPLAIN QUERY PLAN after "INDEX n:".
         std::string desc = best.column < 0 ? "full scan"
@@ -403,6 +425,7 @@ int xFilter(sqlite3_vtab_cursor* cc, int idx_num, const char*, int argc, sqlite3
         if (idx_num < 0 || static_cast<std::size_t>(idx_num) >= t->plans.size()) return SQLITE_INTERNAL;
         auto& idle = t->plan_stmts[static_cast<std::size_t>(idx_num)];
         c->plan = idx_num;
+        c->columns = t->plan_columns[static_cast<std::size_t>(idx_num)].data();
         if (!idle.empty()) {
             c->stmt = idle.back();
             idle.pop_back();
@@ -419,11 +442,36 @@ int xFilter(sqlite3_vtab_cursor* cc, int idx_num, const char*, int argc, sqlite3
 int xNext(sqlite3_vtab_cursor* cc) { return step(cur(cc)); }
 int xEof(sqlite3_vtab_cursor* cc) { return cur(cc)->eof ? 1 : 0; }
 
+// A column the plan's statement does not read (SQLite asked for a column outside colUsed):
+// read it from the current row by key. Never on the paths SQLite documents; kept so that a
+// colUsed that misses a column costs a lookup, not a wrong NULL.
+[[gnu::noinline]] int column_by_key(repl_cursor* c, sqlite3_context* ctx, int i) {
+    return guarded(c->base.pVtab, [&] {
+        auto* t = vt(c->base.pVtab);
+        const auto& def = t->def();
+        int key_pos = c->columns[def.pk];
+        if (key_pos < 0) return SQLITE_INTERNAL; // every plan reads the key
+        std::string sql = "SELECT " + quote_ident(def.columns[static_cast<std::size_t>(i)].name) + " FROM " + t->store->data_table() +
+                          " WHERE " + quote_ident(def.columns[def.pk].name) + " = ?1";
+        cached_stmt s(t->store->cache(), sql);
+        if (!s) { set_vtab_error(c->base.pVtab, sqlite3_errmsg(t->conn->db())); return s.prepare_rc(); }
+        sqlite3_bind_value(s.get(), 1, sqlite3_column_value(c->stmt, key_pos));
+        int rc = sqlite3_step(s.get());
+        if (rc == SQLITE_ROW) sqlite3_result_value(ctx, sqlite3_column_value(s.get(), 0));
+        else if (rc == SQLITE_DONE) sqlite3_result_null(ctx);
+        else { set_vtab_error(c->base.pVtab, sqlite3_errmsg(t->conn->db())); return rc; }
+        return SQLITE_OK;
+    });
+}
+
 int xColumn(sqlite3_vtab_cursor* cc, sqlite3_context* ctx, int i) {
+    auto* c = cur(cc);
+    int pos = c->columns[i];
+    if (pos < 0) [[unlikely]] return column_by_key(c, ctx, i);
     // One locked call to reach the value, then per-type results: sqlite3_result_value
     // would free and reallocate the result's buffer for every TEXT value, while
     // sqlite3_result_text with a NUL-terminated string reuses it from row to row.
-    sqlite3_value* v = sqlite3_column_value(cur(cc)->stmt, i);
+    sqlite3_value* v = sqlite3_column_value(c->stmt, pos);
     switch (sqlite3_value_type(v)) {
     case SQLITE_INTEGER: sqlite3_result_int64(ctx, sqlite3_value_int64(v)); break;
     case SQLITE_FLOAT: sqlite3_result_double(ctx, sqlite3_value_double(v)); break;

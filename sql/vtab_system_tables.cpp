@@ -31,36 +31,45 @@ namespace {
 struct table_spec {
     const char* name;
     const char* declaration;
-    const char* source_table; // hdbrepl's table behind it; no rows while it does not exist
-    std::string (*select)(bool source_exists);
+    std::string (*select)(sqlite3* db); // the SELECT producing the rows (none while hdbrepl's tables are missing)
 };
 
-std::string nodes_select(bool have_nodes) {
+bool table_exists(sqlite3* db, const char* name);
+
+// This node, the nodes added here (with their subscriptions), then the members the cluster
+// told us about (gossip, hdbrepl_members) that are not removed.
+std::string nodes_select(sqlite3* db) {
     std::string sql =
         "SELECT (SELECT value FROM main.hdbrepl_meta WHERE key='node_name'), (SELECT value FROM main.hdbrepl_meta WHERE key='node_url'), "
         "NULL, 1, (SELECT value FROM main.hdbrepl_meta WHERE key='node_shard'), NULL";
+    const std::string self = "(SELECT value FROM main.hdbrepl_meta WHERE key='node_name')";
+    const bool have_nodes = table_exists(db, "hdbrepl_nodes");
     if (have_nodes)
-        sql += " UNION ALL SELECT name, url, subscriptions, 1, shard, start_time FROM main.hdbrepl_nodes"
-               " WHERE name IS NOT (SELECT value FROM main.hdbrepl_meta WHERE key='node_name')";
+        sql += " UNION ALL SELECT name, url, subscriptions, 1, shard, start_time FROM main.hdbrepl_nodes WHERE name IS NOT " + self;
+    if (table_exists(db, "hdbrepl_members")) {
+        sql += " UNION ALL SELECT name, url, NULL, 1, shard, NULL FROM main.hdbrepl_members WHERE name IS NOT " + self;
+        if (have_nodes) sql += " AND name NOT IN (SELECT name FROM main.hdbrepl_nodes)";
+        if (table_exists(db, "hdbrepl_removals")) sql += " AND name NOT IN (SELECT name FROM main.hdbrepl_removals)";
+    }
     return sql;
 }
 
-std::string certificates_select(bool exists) {
-    if (!exists) return "SELECT NULL, NULL, NULL, NULL, NULL, NULL WHERE 0";
+std::string certificates_select(sqlite3* db) {
+    if (!table_exists(db, "hdbrepl_certificates")) return "SELECT NULL, NULL, NULL, NULL, NULL, NULL WHERE 0";
     return "SELECT name, uses, certificate, is_authority, details, key_file IS NOT NULL FROM main.hdbrepl_certificates ORDER BY added_at, name";
 }
 
-std::string users_select(bool exists) {
-    if (!exists) return "SELECT NULL, NULL WHERE 0";
+std::string users_select(sqlite3* db) {
+    if (!table_exists(db, "hdbrepl_users")) return "SELECT NULL, NULL WHERE 0";
     return "SELECT username, role FROM main.hdbrepl_users ORDER BY username";
 }
 
 const table_spec specs[] = {
     {"hdb_nodes", "CREATE TABLE x(name TEXT, url TEXT, subscriptions TEXT, replicates INTEGER, shard INTEGER, start_time INTEGER)",
-     "hdbrepl_nodes", nodes_select},
+     nodes_select},
     {"hdb_certificate", "CREATE TABLE x(name TEXT, uses TEXT, certificate TEXT, is_authority INTEGER, details TEXT, has_private_key INTEGER)",
-     "hdbrepl_certificates", certificates_select},
-    {"hdb_user", "CREATE TABLE x(username TEXT, role TEXT)", "hdbrepl_users", users_select},
+     certificates_select},
+    {"hdb_user", "CREATE TABLE x(username TEXT, role TEXT)", users_select},
 };
 
 struct system_vtab {
@@ -140,7 +149,7 @@ int xFilter(sqlite3_vtab_cursor* cc, int, const char*, int, sqlite3_value**) {
     c->row = 0;
     c->eof = true;
     if (!engine::system_tables_exist(t->db, "main")) return SQLITE_OK; // no node yet: no rows
-    std::string sql = t->spec->select(table_exists(t->db, t->spec->source_table));
+    std::string sql = t->spec->select(t->db);
     int rc = sqlite3_prepare_v2(t->db, sql.c_str(), -1, &c->stmt, nullptr);
     if (rc != SQLITE_OK) { set_vtab_error(cc->pVtab, sqlite3_errmsg(t->db)); return rc; }
     return step(c);

@@ -398,6 +398,13 @@ def wait_rows(node, q, want, timeout=15, what=None):
     return want
 
 
+def user_log_count(node, origin):
+    """Log records of `origin` about user tables (hdbrepl's own `system` tables left out:
+    membership rows are re-announced as links open, and may arrive by copy)."""
+    return node.scalar("SELECT count(*) FROM hdbrepl_log l JOIN hdbrepl_origins o ON o.id = l.origin WHERE o.name = ? "
+                       "AND repl_record_json(l.body) NOT LIKE '%\"table\":\"hdbrepl\\_%' ESCAPE '\\'", origin)
+
+
 def wait_connected(a, b, timeout=15):
     wait_until(lambda: a.connected_to(b.name), timeout, f"{a.ip} connected to {b.ip}")
 

@@ -18,7 +18,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TestFailure, check, check_eq, run_tests, wait_connected, wait_rows, wait_until  # noqa: E402
+from harness import (TestFailure, check, check_eq, run_tests, user_log_count, wait_connected, wait_rows,  # noqa: E402
+                     wait_until)
 
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
 
@@ -34,7 +35,7 @@ def start_pair(c):
 
 
 def log_count(node, origin):
-    return node.scalar("SELECT count(*) FROM hdbrepl_log l JOIN hdbrepl_origins o ON o.id = l.origin WHERE o.name = ?", origin)
+    return user_log_count(node, origin)
 
 
 def floor_of(node, origin):

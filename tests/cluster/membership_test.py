@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""Gossip membership through the replicated `system` tables (issue 5, items 1 and 2), with
+real node processes:
+
+- join through one seed: four nodes each add only the seed (certificate exchange with a
+  user of the seed); every node then reaches every other, both ways, over verified TLS, and
+  the full mesh forms within 5 seconds of the last add_node;
+- removal propagates: remove_node on one member drops the node everywhere; the removed node
+  stops replicating, and neither its restart nor its own membership row brings it back;
+- a restarted member reconnects to every member, not only to its seed;
+- plain (IP-authenticated) mode: members learned by gossip are dialed and admitted.
+"""
+import json
+import os
+import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import check, check_eq, run_tests, wait_connected, wait_rows, wait_until  # noqa: E402
+from security_test import PASSWORD, make_table, secure_port, start_secure  # noqa: E402
+
+IPS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
+
+
+def connected_names(n):
+    return sorted(c["name"] for c in n.status().get("connections", []) if c["database_sockets"][0].get("connected"))
+
+
+def full_mesh(nodes):
+    for n in nodes:
+        want = sorted(m.ip for m in nodes if m is not n)
+        if connected_names(n) != want:
+            return False
+    return True
+
+
+def join_through_seed(c, count=5):
+    seed = start_secure(c, IPS[0])
+    seed.op("add_user", {"username": "admin", "password": PASSWORD, "role": "cluster_user"})
+    nodes = [seed]
+    for ip in IPS[1:count]:
+        n = start_secure(c, ip)
+        reply = n.op("add_node", {"hostname": seed.ip, "port": secure_port(c), "verify_tls": False,
+                                  "authorization": {"username": "admin", "password": PASSWORD}})
+        check_eq(reply, {"message": f"Successfully added '{seed.ip}' to cluster"}, f"{ip} joins through the seed")
+        nodes.append(n)
+    return nodes
+
+
+def test_join_through_one_seed_full_mesh(c):
+    nodes = join_through_seed(c)
+    t0 = time.monotonic()
+    wait_until(lambda: full_mesh(nodes), 5, "full mesh of 5 nodes within 5 s of the last add_node")
+    print(f"    full mesh {time.monotonic() - t0:.2f}s after the last add_node")
+    for n in nodes:
+        names = sorted(r[0] for r in n.sql("SELECT name FROM hdb_nodes"))
+        check_eq(names, sorted(IPS), f"hdb_nodes on {n.ip}")
+    # Data written on one joiner reaches another joiner directly (not only through the seed).
+    make_table(*nodes)
+    nodes[1].sql("INSERT INTO dog VALUES (1, 'from the second node')")
+    for n in nodes:
+        wait_rows(n, "SELECT name FROM dog", [["from the second node"]], what=f"the row on {n.ip}")
+    # search_by_value sees the members too.
+    found = json.loads(nodes[4].scalar("SELECT repl_operation(?)", json.dumps(
+        {"operation": "search_by_value", "database": "system", "table": "hdb_nodes", "search_attribute": "name", "search_value": "*"})))
+    check_eq(sorted(r["name"] for r in found), sorted(IPS), "search_by_value on the last joiner")
+
+
+def test_removal_propagates_and_sticks(c):
+    nodes = join_through_seed(c, 4)
+    wait_until(lambda: full_mesh(nodes), 10, "full mesh of 4 nodes")
+    make_table(*nodes)
+    a, b, cc, d = nodes
+    check_eq(b.op("remove_node", {"hostname": d.ip}), {"message": f"Successfully removed '{d.ip}' from cluster"}, "remove_node on B")
+    for n in (a, b, cc):
+        wait_until(lambda n=n: d.ip not in connected_names(n), 10, f"{n.ip} drops {d.ip}")
+        wait_until(lambda n=n: d.ip not in [r[0] for r in n.sql("SELECT name FROM hdb_nodes")], 10, f"{d.ip} gone from hdb_nodes on {n.ip}")
+    d.sql("INSERT INTO dog VALUES (9, 'from the removed node')")
+    a.sql("INSERT INTO dog VALUES (1, 'from a member')")
+    for n in (b, cc):
+        wait_rows(n, "SELECT id FROM dog ORDER BY id", [[1]], what=f"members replicate on {n.ip}")
+    time.sleep(1.0)
+    for n in (a, b, cc):
+        check_eq(n.sql("SELECT count(*) FROM dog WHERE id = 9"), [[0]], f"the removed node's write on {n.ip}")
+    check_eq(d.sql("SELECT count(*) FROM dog WHERE id = 1"), [[0]], "members' writes on the removed node")
+    # Its restart (which rewrites its own membership row) does not bring it back.
+    d.restart(d.last_config)
+    time.sleep(2.0)
+    for n in (a, b, cc):
+        check(d.ip not in connected_names(n), f"{n.ip} stays away from the restarted removed node")
+    check_eq(connected_names(d), [], "the removed node replicates with no one")
+
+
+def test_restarted_member_reconnects_to_all(c):
+    nodes = join_through_seed(c, 4)
+    wait_until(lambda: full_mesh(nodes), 10, "full mesh of 4 nodes")
+    last = nodes[3]
+    last.restart(last.last_config)
+    wait_until(lambda: full_mesh(nodes), 10, "full mesh again after a restart")
+
+
+def test_plain_mode_gossip(c):
+    a, b, cc = c.node(IPS[0]), c.node(IPS[1]), c.node(IPS[2])
+    a.start()
+    b.start(routes=[IPS[0]])
+    cc.start(routes=[IPS[0]])
+    a.op("add_node", {"hostname": b.ip})
+    a.op("add_node", {"hostname": cc.ip})
+    # B and C were told of nobody but A: they learn each other from A's membership rows.
+    wait_connected(b, cc, timeout=10)
+    wait_connected(cc, b, timeout=10)
+    for n in (a, b, cc):
+        n.sql("CREATE VIRTUAL TABLE dog USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT)")
+    b.sql("INSERT INTO dog VALUES (1, 'b')")
+    wait_rows(cc, "SELECT name FROM dog", [["b"]])
+
+
+if __name__ == "__main__":
+    run_tests(globals())
