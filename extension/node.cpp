@@ -173,6 +173,7 @@ struct peer {
     std::uint64_t link_id = 0;
     std::string state = "connecting";
     std::string last_error;
+    std::uint64_t down_since = 0; // ms since the link was lost (0: connected or never lost)
     double latency = -1;
     // receiving
     bool copying = false;
@@ -251,6 +252,7 @@ struct target {
     std::string peer_name; // learned from HELLO
     bool verify_tls = true; // add_node verify_tls (false only until a certificate exchange)
     std::string last_error; // of the last dial, for cluster_status before any HELLO
+    std::uint64_t down_since = 0; // ms of the first failed dial in a row (0: none)
     // add_node waits for the first dial of a wss target: refusals become its SQL error.
     std::vector<std::function<void(const std::string&)>> first_result;
 };
@@ -403,6 +405,17 @@ private:
     std::map<std::string, user_row> users_seen_; // the users the io thread knows, to notice replicated changes
     std::vector<member_row> members_seen_;         // membership as last given to the io thread
     std::set<std::string> removals_seen_;
+    // Static shards (issue 5): with `main` listed as sharded, its data flows only between
+    // nodes of the same shard (system tables flow everywhere). A peer's shard is what its
+    // membership row says, else what add_node / a route said. Db thread.
+    bool main_sharded_ = false;
+    std::map<std::string, int> member_shards_, given_shards_;
+    int shard_of(const std::string& peer) const {
+        if (auto it = member_shards_.find(peer); it != member_shards_.end()) return it->second;
+        if (auto it = given_shards_.find(peer); it != given_shards_.end()) return it->second;
+        return -1;
+    }
+    bool shares_data_with(const std::string& peer) const { return !main_sharded_ || shard_of(peer) == cfg_.shard; }
     // Whether the `system` database (users) replicates: databases unset, "*", or listing it.
     bool replicate_system_ = true;
     progress_map progress_, floors_;
@@ -474,7 +487,12 @@ bool node_impl::open_connection(sqlite3** out, std::string& error) {
 bool node_impl::start(std::string& error) {
     name_ = cfg_.hostname;
     replicate_system_ = cfg_.all_databases;
-    for (const auto& d : cfg_.databases) replicate_system_ = replicate_system_ || d.name == "system";
+    for (const auto& d : cfg_.databases) {
+        replicate_system_ = replicate_system_ || d.name == "system";
+        main_sharded_ = main_sharded_ || (d.name == "main" && d.sharded);
+    }
+    for (const auto& r : cfg_.routes)
+        if (r.shard >= 0) given_shards_[r.hostname] = r.shard;
     db_ = std::make_unique<db_thread>();
     // Open the connections and read the persisted state on the database thread.
     std::promise<std::string> opened;
@@ -511,8 +529,10 @@ bool node_impl::start(std::string& error) {
         if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
         if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
         if (rc == SQLITE_OK) rc = wstore_->load_removed(removed_);
-        for (const auto& k : known)
+        for (const auto& k : known) {
             if (!k.subscriptions_json.empty()) rules_[k.name] = parse_rules(k.subscriptions_json);
+            if (k.shard >= 0) given_shards_[k.name] = k.shard;
+        }
         if (rc == SQLITE_OK) {
             synced_ = wstore_->system().get_meta("synced").value_or("") == "1";
             rstore_->last_seq(log_last_seq_);
@@ -723,6 +743,8 @@ void node_impl::dial(const std::string& key) {
                   // One log line per new complaint, not one per retry.
                   if (!link && error != it->second.last_error) log_line(s->name_, "cannot connect to " + key + ": " + error);
                   it->second.last_error = error;
+                  if (!link && it->second.down_since == 0) it->second.down_since = now_ms();
+                  if (link) it->second.down_since = 0;
                   for (auto& waiter : std::exchange(it->second.first_result, {})) waiter(error);
                   if (!link) {
                       if (!it->second.peer_name.empty())
@@ -916,6 +938,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     p.link = li.link;
     p.link_id = li.id;
     p.state = "connected";
+    p.down_since = 0;
     p.last_error.clear();
     p.subscribed = true;
     p.filter = {};
@@ -1118,6 +1141,7 @@ void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason)
     if (!li.peer.empty())
         if (auto* p = find_peer(li.peer); p && p->link_id == link_id) {
             p->link.reset();
+            p->down_since = now_ms();
             p->state = removed_.count(p->name) ? "removed" : "disconnected";
             if (!reason.empty()) p->last_error = reason;
             p->copying = false;
@@ -1160,10 +1184,11 @@ void node_impl::pump(const std::string& name) {
             std::lock_guard lock(n.shared_m_);
             if (auto it = n.rules_.find(name); it != n.rules_.end()) rules = it->second;
         }
-        if (!rules.empty() || !n.replicate_system_) // explicit subscriptions: only the tables we publish to this peer
+        const bool shares = n.shares_data_with(name);
+        if (!rules.empty() || !n.replicate_system_ || !shares) // explicit subscriptions, system, shards
             for (auto& r : recs)
                 r.body = filter_record(r.body.data(), r.body.size(), [&](const std::string& t) {
-                    return is_system_table(t) ? n.replicate_system_ : rules_allow(rules, t, true);
+                    return is_system_table(t) ? n.replicate_system_ : shares && rules_allow(rules, t, true);
                 });
         std::int64_t last = 0;
         n.rstore_->last_seq(last);
@@ -1456,7 +1481,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         // row by row in random order. The CREATE INDEX statements wait in hdbrepl_meta, so a
         // crash mid-copy cannot lose them (restored when the node starts).
         // The `system` tables are copied only where `system` replicates.
-        const bool skip = is_system_table(t.name) && !replicate_system_;
+        const bool skip = is_system_table(t.name) ? !replicate_system_ : !shares_data_with(first.peer);
         bool defer = !skip && !deferred_checked_.count(t.name) && table_empty(t.name);
         deferred_checked_.insert(t.name);
         auto res = skip ? apply_result{} : applier_->apply_copy(t.name, t.definition, rows);
@@ -1564,9 +1589,10 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                     std::lock_guard lock(shared_m_);
                     if (auto it = rules_.find(r.peer); it != rules_.end()) rules = it->second;
                 }
-                if (!rules.empty() || !replicate_system_) // explicit subscriptions: only the tables we subscribe to
+                const bool shares = shares_data_with(r.peer);
+                if (!rules.empty() || !replicate_system_ || !shares) // explicit subscriptions, system, shards
                     r.record = filter_record(r.record.data(), r.record.size(), [&](const std::string& t) {
-                        return is_system_table(t) ? replicate_system_ : rules_allow(rules, t, false);
+                        return is_system_table(t) ? replicate_system_ : shares && rules_allow(rules, t, false);
                     });
                 auto res = r.record.empty() ? apply_result{} : applier_->apply(r.record.data(), r.record.size(), opt);
                 if (res.clock_skew) { skew = true; break; }
@@ -1670,6 +1696,7 @@ void node_impl::update_status() {
         c["replicates"] = true;
         c["state"] = p.copying ? "copying" : p.state;
         c["lastError"] = p.last_error.empty() ? json::value(nullptr) : json::value(p.last_error);
+        if (!p.link && p.down_since) c["unreachableSince"] = http_date(p.down_since);
         std::int64_t pending = std::max<std::int64_t>(0, log_last_seq_ - p.send_pos);
         c["backlog"] = static_cast<std::int64_t>(p.inflight_q.size()) + pending;
         if (p.copying) c["sync"] = json::object{{"rowsDone", p.copy_done}, {"rowsTotal", p.copy_total}};
@@ -1695,6 +1722,7 @@ void node_impl::update_status() {
         c["replicates"] = true;
         c["state"] = t.last_error.empty() ? "connecting" : is_refusal(t.last_error) ? "refused" : "unreachable";
         c["lastError"] = t.last_error.empty() ? json::value(nullptr) : json::value(t.last_error);
+        if (t.down_since) c["unreachableSince"] = http_date(t.down_since);
         c["backlog"] = nullptr;
         json::object sock;
         sock["database"] = "main";
@@ -1806,6 +1834,7 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
         else rules_[row.name] = parse_rules(row.subscriptions_json);
     }
     on_db([row, &done](node_impl& n) {
+        if (row.shard >= 0) n.given_shards_[row.name] = row.shard;
         int rc = n.wstore_->put_node(row);
         if (rc == SQLITE_OK) rc = n.wstore_->set_removed(row.name, false);
         if (rc == SQLITE_OK) rc = clear_removal(n.wdb_, "main", row.name);
@@ -1955,6 +1984,8 @@ void node_impl::refresh_membership(bool force_targets) {
         if (!removals_seen_.count(r) || force_targets) new_removals.push_back(r);
     members_seen_ = members;
     removals_seen_ = removals;
+    member_shards_.clear();
+    for (const auto& m : members) member_shards_[m.name] = m.shard;
     // A removal made elsewhere is ours too: out of hdb_nodes, and kept out across restarts.
     for (const auto& r : new_removals) {
         if (r == name_) continue;

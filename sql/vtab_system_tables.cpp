@@ -41,12 +41,14 @@ bool table_exists(sqlite3* db, const char* name);
 std::string nodes_select(sqlite3* db) {
     std::string sql =
         "SELECT (SELECT value FROM main.hdbrepl_meta WHERE key='node_name'), (SELECT value FROM main.hdbrepl_meta WHERE key='node_url'), "
-        "NULL, 1, (SELECT value FROM main.hdbrepl_meta WHERE key='node_shard'), NULL";
+        "NULL, 1, CAST((SELECT value FROM main.hdbrepl_meta WHERE key='node_shard') AS INTEGER), NULL";
     const std::string self = "(SELECT value FROM main.hdbrepl_meta WHERE key='node_name')";
-    const bool have_nodes = table_exists(db, "hdbrepl_nodes");
+    const bool have_nodes = table_exists(db, "hdbrepl_nodes"), have_members = table_exists(db, "hdbrepl_members");
+    // A node's own membership row knows its shard best; add_node's `shard` is the fallback.
+    const std::string shard = have_members ? "coalesce((SELECT m.shard FROM main.hdbrepl_members m WHERE m.name = n.name), n.shard)" : "n.shard";
     if (have_nodes)
-        sql += " UNION ALL SELECT name, url, subscriptions, 1, shard, start_time FROM main.hdbrepl_nodes WHERE name IS NOT " + self;
-    if (table_exists(db, "hdbrepl_members")) {
+        sql += " UNION ALL SELECT n.name, n.url, n.subscriptions, 1, " + shard + ", n.start_time FROM main.hdbrepl_nodes n WHERE n.name IS NOT " + self;
+    if (have_members) {
         sql += " UNION ALL SELECT name, url, NULL, 1, shard, NULL FROM main.hdbrepl_members WHERE name IS NOT " + self;
         if (have_nodes) sql += " AND name NOT IN (SELECT name FROM main.hdbrepl_nodes)";
         if (table_exists(db, "hdbrepl_removals")) sql += " AND name NOT IN (SELECT name FROM main.hdbrepl_removals)";

@@ -96,6 +96,13 @@ def test_restarted_member_reconnects_to_all(c):
     nodes = join_through_seed(c, 4)
     wait_until(lambda: full_mesh(nodes), 10, "full mesh of 4 nodes")
     last = nodes[3]
+    last.kill()
+    # A member that is down stays known, with its state and since when.
+    def down_entry():
+        e = nodes[0].connection(last.ip)
+        return e if e and e["state"] != "connected" and e.get("unreachableSince", "").endswith("GMT") else None
+    wait_until(down_entry, 10, f"{last.ip} shown down with unreachableSince on {nodes[0].ip}")
+    check(last.ip in [r[0] for r in nodes[0].sql("SELECT name FROM hdb_nodes")], "a member that is down stays in hdb_nodes")
     last.restart(last.last_config)
     wait_until(lambda: full_mesh(nodes), 10, "full mesh again after a restart")
 
@@ -114,6 +121,35 @@ def test_plain_mode_gossip(c):
         n.sql("CREATE VIRTUAL TABLE dog USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT)")
     b.sql("INSERT INTO dog VALUES (1, 'b')")
     wait_rows(cc, "SELECT name FROM dog", [["b"]])
+
+
+def test_shards_isolate_a_sharded_database(c):
+    shards = {IPS[0]: 1, IPS[1]: 1, IPS[2]: 2, IPS[3]: 2}
+    nodes = []
+    for ip, shard in shards.items():
+        n = c.node(ip)
+        extra = {"databases": "[{name: main, sharded: true}, system]", "shard": shard}
+        n.start(routes=[] if ip == IPS[0] else [IPS[0]], extra=extra)
+        nodes.append(n)
+    a, b, cc, d = nodes
+    for n in (b, cc, d):
+        a.op("add_node", {"hostname": n.ip})
+    wait_until(lambda: full_mesh(nodes), 10, "full mesh across shards (membership is not sharded)")
+    for n in nodes:
+        make_table(n)
+    a.sql("INSERT INTO dog VALUES (1, 'shard 1')")
+    cc.sql("INSERT INTO dog VALUES (2, 'shard 2')")
+    wait_rows(b, "SELECT id, name FROM dog", [[1, "shard 1"]], what="shard 1's row on its other member")
+    wait_rows(d, "SELECT id, name FROM dog", [[2, "shard 2"]], what="shard 2's row on its other member")
+    # Users (the system database) cross shards; the sharded data does not.
+    a.op("add_user", {"username": "everywhere", "password": PASSWORD, "role": "cluster_user"})
+    wait_rows(d, "SELECT username FROM hdb_user", [["everywhere"]], what="a user crosses shards")
+    for n in (a, b):
+        check_eq(n.sql("SELECT id FROM dog"), [[1]], f"only shard 1's row on {n.ip}")
+    for n in (cc, d):
+        check_eq(n.sql("SELECT id FROM dog"), [[2]], f"only shard 2's row on {n.ip}")
+    shards_seen = dict(a.sql("SELECT name, shard FROM hdb_nodes"))
+    check_eq(shards_seen, {ip: s for ip, s in shards.items()}, "hdb_nodes shows every member's shard")
 
 
 if __name__ == "__main__":
