@@ -9,7 +9,7 @@ JOBS ?= 2
 BUILD ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test bench demo sanitize tsan clean
+.PHONY: deps build test bench demo sanitize tsan clean scale
 
 deps:
 	@bash scripts/install-deps.sh
@@ -45,3 +45,8 @@ tsan: deps
 
 clean:
 	rm -rf build build-bench build-asan build-tsan
+
+# Scale probe (docs/scaling.md): 3, 6, 12 and 16 node processes on 127.0.0.x joined through
+# one seed; mesh time, RSS/CPU idle and under writes, wire bytes per row, latency. ~5 min.
+scale: build
+	HDBREPL_SO=./$(BUILD)/libhdbrepl /usr/bin/python3 tests/cluster/scale_probe.py --nodes 3,6,12,16

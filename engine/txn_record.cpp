@@ -40,6 +40,10 @@ bytes encode_record(const txn_record& rec) {
 }
 
 bytes filter_record(const std::uint8_t* data, std::size_t size, const std::function<bool(const std::string& table)>& keep) {
+    return filter_changes(data, size, [&](const record_table& t, const change&) { return keep(t.name); });
+}
+
+bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::function<bool(const record_table& table, const change& c)>& keep) {
     std::string err;
     auto rec = decode_record(data, size, err);
     if (!rec) return {};
@@ -48,7 +52,7 @@ bytes filter_record(const std::uint8_t* data, std::size_t size, const std::funct
     out.origin = rec->origin;
     std::vector<std::int64_t> remap(rec->tables.size(), -1);
     for (auto& c : rec->changes) {
-        if (!keep(rec->tables[c.table].name)) continue;
+        if (!keep(rec->tables[c.table], c)) continue;
         if (remap[c.table] < 0) {
             remap[c.table] = static_cast<std::int64_t>(out.tables.size());
             out.tables.push_back(rec->tables[c.table]);

@@ -66,6 +66,8 @@ std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t si
 // The same record with only the changes of tables that `keep` accepts; empty when none
 // is left (explicit subscriptions replicate some tables only).
 bytes filter_record(const std::uint8_t* data, std::size_t size, const std::function<bool(const std::string& table)>& keep);
+// The same, change by change (replicateTo keeps only the rows placed on the receiver).
+bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::function<bool(const record_table& table, const change& c)>& keep);
 
 // Reads only the header (hlc and origin) of an encoded record.
 bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin);

@@ -18,6 +18,7 @@
 #include "engine/commit_signal.hpp"
 #include "engine/replication_store.hpp"
 #include "engine/schema.hpp"
+#include "engine/placement.hpp"
 #include "engine/system_tables.hpp"
 #include "engine/table_def.hpp"
 #include "engine/txn_record.hpp"
@@ -416,6 +417,10 @@ private:
         return -1;
     }
     bool shares_data_with(const std::string& peer) const { return !main_sharded_ || shard_of(peer) == cfg_.shard; }
+    // replicateTo (issue 5): of each record for `peer`, only the rows placed on it (rendezvous
+    // hashing of the key over the membership, engine/placement.hpp). Db thread.
+    void keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
+    std::map<std::string, std::size_t> pk_of_definition_; // canonical definition -> key column
     // Whether the `system` database (users) replicates: databases unset, "*", or listing it.
     bool replicate_system_ = true;
     progress_map progress_, floors_;
@@ -1149,7 +1154,13 @@ void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason)
             if (removed_.count(p->name)) peers_.erase(li.peer);
             resubscribe_all(); // others now relay what this peer sent directly
         }
-    if (!li.target.empty()) schedule_redial(li.target);
+    if (!li.target.empty()) {
+        // A link closed before its HELLO was answered (e.g. a peer speaking another protocol
+        // version): say why in cluster_status, under the target.
+        if (li.peer.empty() && !reason.empty())
+            if (auto it = targets_.find(li.target); it != targets_.end()) it->second.last_error = reason;
+        schedule_redial(li.target);
+    }
     ensure_copy_source();
     update_status();
 }
@@ -1184,6 +1195,7 @@ void node_impl::pump(const std::string& name) {
             std::lock_guard lock(n.shared_m_);
             if (auto it = n.rules_.find(name); it != n.rules_.end()) rules = it->second;
         }
+        if (n.cfg_.replicate_to >= 0) n.keep_placed_rows(recs, name);
         const bool shares = n.shares_data_with(name);
         if (!rules.empty() || !n.replicate_system_ || !shares) // explicit subscriptions, system, shards
             for (auto& r : recs)
@@ -1645,7 +1657,9 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         std::lock_guard lock(shared_m_);
         progress_copy_ = progress_;
     }
-    on_io([acks, failed, logged, skew](node_impl& m) {
+    std::vector<std::string> applied_origins;
+    for (const auto& [o, h] : batch) applied_origins.push_back(o);
+    on_io([acks, failed, logged, skew, applied_origins](node_impl& m) {
         for (const auto& [peer, a] : acks)
             if (auto* p = m.find_peer(peer); p && p->link_id == a.first) m.send(*p, w::ack{a.second});
         for (const auto& [peer, e] : failed)
@@ -1656,7 +1670,15 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
             }
         if (skew)
             for (auto& [n, p] : m.peers_) p.last_error = "waiting: a received transaction is ahead of this node's clock";
-        if (logged) m.pump_all(); // forward what we applied
+        // Forward what we applied, to the peers that take it from us: in a steady full mesh
+        // every peer hears each origin directly (excluded), and a log read for each of them
+        // after each applied batch would find nothing (n(n-1) empty reads per commit).
+        if (logged)
+            for (auto& [name, p] : m.peers_) {
+                bool wants = false;
+                for (const auto& o : applied_origins) wants = wants || (o != name && !p.filter.exclude.count(o));
+                if (wants) m.pump(name);
+            }
         if (!failed.empty() || skew) m.update_status();
     });
 }
@@ -1957,6 +1979,29 @@ std::string node_impl::search_nodes_json() {
 } // namespace
 
 // ---- security: the secure port's filter, the certificate exchange, reloads ----------------
+
+void node_impl::keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer) {
+    std::vector<std::string> members{name_};
+    for (const auto& m : members_seen_)
+        if (!removals_seen_.count(m.name) && m.name != name_) members.push_back(m.name);
+    for (auto& r : recs) {
+        hlc_t hlc = 0;
+        std::string origin;
+        if (r.body.empty() || !peek_record_head(r.body.data(), r.body.size(), hlc, origin)) continue;
+        r.body = filter_changes(r.body.data(), r.body.size(), [&](const record_table& t, const change& c) {
+            if (is_system_table(t.name) || (c.op != change_op::put && c.op != change_op::del) || c.values.empty()) return true;
+            auto it = pk_of_definition_.find(t.definition);
+            if (it == pk_of_definition_.end()) {
+                std::string err;
+                auto def = parse_table_def(std::string_view(t.definition), err);
+                it = pk_of_definition_.emplace(t.definition, def ? def->pk : 0).first;
+            }
+            const value& key = c.op == change_op::del ? c.values[0] : c.values[std::min(it->second, c.values.size() - 1)];
+            auto nodes = place_row(key, origin, members, cfg_.replicate_to);
+            return std::binary_search(nodes.begin(), nodes.end(), peer);
+        });
+    }
+}
 
 void node_impl::update_own_member(bool fresh_version) {
     member_row me{name_, self_url(), security_ ? security_->presented_ca() : "", cfg_.shard};

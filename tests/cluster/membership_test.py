@@ -35,6 +35,13 @@ def full_mesh(nodes):
     return True
 
 
+def make_table_everywhere(nodes):
+    """One CREATE (the definition replicates); waits until every node has the table."""
+    make_table(nodes[0])
+    for n in nodes:
+        wait_until(lambda n=n: n.sql("SELECT count(*) FROM sqlite_schema WHERE name = 'dog'") == [[1]], 10, f"table dog on {n.ip}")
+
+
 def join_through_seed(c, count=5):
     seed = start_secure(c, IPS[0])
     seed.op("add_user", {"username": "admin", "password": PASSWORD, "role": "cluster_user"})
@@ -57,7 +64,7 @@ def test_join_through_one_seed_full_mesh(c):
         names = sorted(r[0] for r in n.sql("SELECT name FROM hdb_nodes"))
         check_eq(names, sorted(IPS), f"hdb_nodes on {n.ip}")
     # Data written on one joiner reaches another joiner directly (not only through the seed).
-    make_table(*nodes)
+    make_table_everywhere(nodes)
     nodes[1].sql("INSERT INTO dog VALUES (1, 'from the second node')")
     for n in nodes:
         wait_rows(n, "SELECT name FROM dog", [["from the second node"]], what=f"the row on {n.ip}")
@@ -70,7 +77,7 @@ def test_join_through_one_seed_full_mesh(c):
 def test_removal_propagates_and_sticks(c):
     nodes = join_through_seed(c, 4)
     wait_until(lambda: full_mesh(nodes), 10, "full mesh of 4 nodes")
-    make_table(*nodes)
+    make_table_everywhere(nodes)
     a, b, cc, d = nodes
     check_eq(b.op("remove_node", {"hostname": d.ip}), {"message": f"Successfully removed '{d.ip}' from cluster"}, "remove_node on B")
     for n in (a, b, cc):
@@ -135,8 +142,8 @@ def test_shards_isolate_a_sharded_database(c):
     for n in (b, cc, d):
         a.op("add_node", {"hostname": n.ip})
     wait_until(lambda: full_mesh(nodes), 10, "full mesh across shards (membership is not sharded)")
-    for n in nodes:
-        make_table(n)
+    make_table_everywhere([a, b])  # the definition replicates within a shard
+    make_table_everywhere([cc, d])
     a.sql("INSERT INTO dog VALUES (1, 'shard 1')")
     cc.sql("INSERT INTO dog VALUES (2, 'shard 2')")
     wait_rows(b, "SELECT id, name FROM dog", [[1, "shard 1"]], what="shard 1's row on its other member")
@@ -150,6 +157,45 @@ def test_shards_isolate_a_sharded_database(c):
         check_eq(n.sql("SELECT id FROM dog"), [[2]], f"only shard 2's row on {n.ip}")
     shards_seen = dict(a.sql("SELECT name, shard FROM hdb_nodes"))
     check_eq(shards_seen, {ip: s for ip, s in shards.items()}, "hdb_nodes shows every member's shard")
+
+
+def test_replicate_to_one_puts_each_row_on_two_nodes(c):
+    nodes = []
+    for ip in IPS[:4]:
+        n = c.node(ip)
+        n.start(routes=[] if ip == IPS[0] else [IPS[0]], extra={"replicateTo": 1})
+        nodes.append(n)
+    for n in nodes[1:]:
+        nodes[0].op("add_node", {"hostname": n.ip})
+    wait_until(lambda: full_mesh(nodes), 10, "full mesh of 4 nodes")
+    make_table_everywhere(nodes)  # table definitions go everywhere, whatever replicateTo says
+    rows = 60
+    for i, writer in enumerate(nodes):  # every node writes, so every node is an origin
+        writer.batch([("BEGIN", [])] + [("INSERT INTO dog VALUES (?, ?)", [i * 1000 + k, f"w{i}"]) for k in range(rows)] + [("COMMIT", [])])
+
+    def holders():
+        count = {}
+        for n in nodes:
+            for (k,) in n.sql("SELECT id FROM dog"):
+                count[k] = count.get(k, 0) + 1
+        return count
+
+    # Each row on its writer and exactly one other node.
+    wait_until(lambda: len(holders()) == 4 * rows and set(holders().values()) == {2}, 15,
+               "every row on exactly 2 nodes")
+    time.sleep(0.5)
+    check_eq(set(holders().values()), {2}, "still exactly 2 holders per row")
+    for i, n in enumerate(nodes):
+        check_eq(n.scalar("SELECT count(*) FROM dog WHERE name = ?", f"w{i}"), rows, f"{n.ip} holds all it wrote")
+        others = n.scalar("SELECT count(*) FROM dog WHERE name != ?", f"w{i}")
+        check(others > 0, f"{n.ip} holds some of the others' rows ({others})")
+    # An update keeps the row on the same two nodes.
+    before = sorted(n.ip for n in nodes if n.sql("SELECT 1 FROM dog WHERE id = 5"))
+    nodes[0].sql("UPDATE dog SET name = 'updated' WHERE id = 5")
+    wait_until(lambda: all(n.sql("SELECT name FROM dog WHERE id = 5") == [["updated"]] for n in nodes if n.ip in before), 10,
+               "the update on the row's holders")
+    after = sorted(n.ip for n in nodes if n.sql("SELECT 1 FROM dog WHERE id = 5"))
+    check_eq(after, before, "the updated row's holders")
 
 
 if __name__ == "__main__":
