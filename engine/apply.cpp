@@ -283,6 +283,25 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
     return res;
 }
 
+apply_result applier::ensure_copied_table(const std::string& table, const std::string& definition) {
+    apply_result res;
+    apply_txn txn(db_, true);
+    if ((res.rc = txn.begin(res.error)) != SQLITE_OK) return res;
+    if ((res.rc = ensure_system_tables(db_, sys_.schema(), res.error)) != SQLITE_OK) return res;
+    resolved r;
+    std::string err;
+    // Created as of HLC 1: any later change of the table, or a drop of it, still applies.
+    if (int rc = resolve_table(table, definition, 1, "", r, err); rc != SQLITE_OK) {
+        res.rc = rc;
+        res.error = "copy of '" + table + "': " + err;
+        sys_.forget_origins();
+        stores_.clear();
+        return res;
+    }
+    res.rc = txn.commit(res.error);
+    return res;
+}
+
 apply_result applier::apply_copy(const std::string& table, const std::string& definition, const std::vector<copied_row>& rows) {
     apply_result res;
     apply_txn txn(db_, true);

@@ -82,6 +82,9 @@ public:
     // never deletes or overwrites newer local rows. Runs in the caller's transaction, or in
     // its own when none is open. Raises the clock floor to the newest version copied.
     apply_result apply_copy(const std::string& table, const std::string& definition, const std::vector<copied_row>& rows);
+    // A table an initial copy announced but sent no rows for (it is empty at the source):
+    // created here too, since the copy's progress says its CREATE is in.
+    apply_result ensure_copied_table(const std::string& table, const std::string& definition);
     system_store& system() { return sys_; }
     // After the caller rolled back a transaction this applier wrote in.
     void forget_caches() {

@@ -1101,6 +1101,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 r.what = received::copy_end;
                 r.peer = p->name;
                 r.end = std::move(x);
+                r.tables = p->copy_tables;
                 r.link_id = li.id;
                 enqueue(std::move(r));
             } else if constexpr (std::is_same_v<T, w::copy_ack>) {
@@ -1523,6 +1524,16 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         for (const auto& o : first.end.progress) prog[o.origin] = o.hlc;
         std::string err;
         int rc = exec_sql(wdb_, "BEGIN IMMEDIATE", err);
+        // Tables that are empty at the source came without rows: create them, or the progress
+        // raised below would claim their CREATE while they are missing here.
+        for (const auto& t : first.tables) {
+            if (rc != SQLITE_OK) break;
+            const bool skip = is_system_table(t.name) ? !replicate_system_ : !shares_data_with(first.peer);
+            if (skip) continue;
+            auto res = applier_->ensure_copied_table(t.name, t.definition);
+            rc = res.rc;
+            if (rc != SQLITE_OK) err = res.error;
+        }
         // What the copy brought is in our data but not in our log: those are the floors.
         if (rc == SQLITE_OK) rc = wstore_->raise_progress(prog, &prog);
         if (rc == SQLITE_OK) rc = restore_deferred_indexes(err);

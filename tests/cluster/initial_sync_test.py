@@ -106,6 +106,25 @@ def test_initial_copy_of_100k_rows_while_writing(c):
     check_eq(b.sql("SELECT count(*) FROM big WHERE grp = 5"), a.sql("SELECT count(*) FROM big WHERE grp = 5"), "grp = 5 on B vs A")
 
 
+def test_empty_tables_come_with_the_copy(c):
+    # A table with no rows at the source has nothing to stream in chunks, but the copy's
+    # progress covers its CREATE: the receiver must create it too, and later rows must apply.
+    a = c.node(A_IP)
+    a.sql("CREATE VIRTUAL TABLE empty_one USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT)")
+    a.sql("CREATE VIRTUAL TABLE emptied USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT)")
+    a.sql("INSERT INTO emptied VALUES (1, 'gone')")
+    a.sql("DELETE FROM emptied")
+    a.start(routes=[B_IP])
+    b = c.node(B_IP)
+    b.start(routes=[A_IP])
+    wait_connected(b, a)
+    for t in ("empty_one", "emptied"):
+        wait_until(lambda t=t: b.sql("SELECT count(*) FROM sqlite_schema WHERE name = ?", t) == [[1]], 10, f"table {t} on B after the copy")
+    a.sql("INSERT INTO empty_one VALUES (1, 'later')")
+    wait_rows(b, "SELECT v FROM empty_one", [["later"]], what="a later row in the table that was empty")
+    check_eq(b.sql("SELECT count(*) FROM emptied"), [[0]], "the deleted row stays deleted on B")
+
+
 def test_copy_when_both_nodes_start_together(c):
     # Both databases fresh, routes to each other, started at the same moment: each asks
     # the other for a copy and both dial. The copy of A's rows must complete.
