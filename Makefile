@@ -5,11 +5,12 @@
 #   make demo    build and run the demo tour
 #   make sanitize  the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan    the threaded C++ tests under ThreadSanitizer
+#   make fuzz    the libFuzzer targets (clang), FUZZ_SECONDS each (docs/reliability.md)
 JOBS ?= 2
 BUILD ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test bench demo sanitize tsan clean scale
+.PHONY: deps build test bench demo sanitize tsan fuzz clean scale
 
 deps:
 	@bash scripts/install-deps.sh
@@ -43,8 +44,20 @@ tsan: deps
 	cmake --build build-tsan -j $(JOBS) --target net_tests unit_tests
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L "net|unit" --timeout 900
 
+# libFuzzer + ASan + UBSan over the decoders and parsers (tests/fuzz): each target runs
+# FUZZ_SECONDS on a working copy of its seed corpus in build-fuzz, FUZZ_JOBS at a time; a
+# crash, leak, hang (10 s per input) or invariant violation fails the target.
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 2
+fuzz:
+	@bash scripts/install-deps.sh clang libclang-rt-dev
+	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DHDBREPL_FUZZ=ON \
+		-DHDBREPL_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) bash scripts/run-fuzz.sh build-fuzz
+
 clean:
-	rm -rf build build-bench build-asan build-tsan
+	rm -rf build build-bench build-asan build-tsan build-fuzz
 
 # Scale probe (docs/scaling.md): 3, 6, 12 and 16 node processes on 127.0.0.x joined through
 # one seed; mesh time, RSS/CPU idle and under writes, wire bytes per row, latency. ~5 min.

@@ -61,8 +61,11 @@ bool tokenize(std::string_view s, std::vector<token>& out, std::string& err) {
         }
         std::size_t start = i;
         while (i < s.size() && !std::isspace(static_cast<unsigned char>(s[i])) && s[i] != '(' && s[i] != '"' &&
-               s[i] != '\'' && s[i] != '`' && s[i] != '[')
+               s[i] != '\'' && s[i] != '`' && s[i] != '[') {
+            // A ')' outside a group: SQLite never passes one, a definition from a peer might.
+            if (s[i] == ')') { err = "unbalanced parentheses"; return false; }
             ++i;
+        }
         out.push_back({std::string(s.substr(start, i - start)), false});
     }
     return true;
@@ -118,6 +121,12 @@ bool parse_column(std::string_view arg, table_def& def, std::string& err) {
     std::size_t i = 1;
     std::string type;
     while (i < toks.size() && (toks[i].quoted || !is_constraint_word(upper(toks[i].text)))) {
+        // canonical() writes the type unquoted, so a quoted part would come back as
+        // something else on the peer that re-parses it (`x "PRIMARY"`, `x [a`).
+        if (toks[i].quoted) {
+            err = "column '" + col.name + "': a quoted type name is not supported (write the type without quotes)";
+            return false;
+        }
         if (!type.empty() && toks[i].text[0] != '(') type += ' ';
         type += toks[i].text;
         ++i;

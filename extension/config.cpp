@@ -3,6 +3,7 @@
 // the key path and the line, and so that nothing the user wrote is silently ignored.
 #include "extension/config.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <arpa/inet.h>
@@ -19,6 +20,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string_view>
 #include <tuple>
 
@@ -391,8 +393,9 @@ private:
         if (!source_.empty()) s += (s.empty() ? "in " : " of ") + quote(source_);
         return s;
     }
-    std::string at(const std::string& path, const YAML::Node& n) const {
-        const std::string w = where(n.Mark());
+    std::string at(const std::string& path, const YAML::Node& n) const { return at(path, n.Mark()); }
+    std::string at(const std::string& path, const YAML::Mark& m) const {
+        const std::string w = where(m);
         return w.empty() ? path : path + " (" + w + ")";
     }
     [[noreturn]] void fail_at(const std::string& path, const YAML::Node& n, const std::string& what) const {
@@ -783,10 +786,52 @@ void loader::load_tuning(const entries& repl, node_config& cfg) const {
     }
 }
 
+// Counts the documents of a YAML stream without building them, stopping at the second.
+// YAML::LoadAll cannot be used: yaml-cpp 0.7 never consumes a ',' at the top level of a
+// document (",a" or "'a' ,b"), so LoadAll adds empty documents until memory runs out.
+class document_counter : public YAML::EventHandler {
+public:
+    int documents = 0;
+    YAML::Mark second;      // where the second document starts ('---' or its first token)
+    YAML::Mark second_root; // its root node, the line an error names
+    void OnDocumentStart(const YAML::Mark& m) override {
+        if (++documents == 2) second = second_root = m;
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+    void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+    void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t, const std::string&) override { node(m); }
+    void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(m);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(m);
+    }
+    void OnMapEnd() override {}
+
+private:
+    bool root_seen_ = false;
+    void node(const YAML::Mark& m) {
+        if (documents == 2 && !root_seen_) second_root = m;
+        if (documents == 2) root_seen_ = true;
+    }
+};
+
 node_config loader::load(const std::string& text) {
-    std::vector<YAML::Node> docs;
+    YAML::Node root_doc;
+    std::optional<YAML::Mark> second_document;
     try {
-        docs = YAML::LoadAll(text);
+        std::istringstream in(text);
+        YAML::Parser parser(in);
+        document_counter counter;
+        while (counter.documents < 2 && parser.HandleNextDocument(counter)) {}
+        if (counter.documents >= 2 && counter.second.pos >= 0 &&
+            static_cast<std::size_t>(counter.second.pos) < text.size() && text[counter.second.pos] == ',')
+            throw load_failure{"config (" + where(counter.second) +
+                               "): not valid YAML or JSON: a ',' outside a [list] or {mapping}"};
+        root_doc = YAML::Load(text);
+        if (counter.documents >= 2) second_document = counter.second_root;
     } catch (const YAML::ParserException& e) {
         std::string w;
         if (!e.mark.is_null())
@@ -796,13 +841,14 @@ node_config loader::load(const std::string& text) {
                            ": not valid YAML or JSON: " + e.msg};
     }
     const std::string need = "it needs a 'replication:' section with at least 'hostname'";
-    if (docs.empty() || docs[0].IsNull()) {
+    if (root_doc.IsNull()) {
         const std::string w = where(YAML::Mark::null_mark());
         throw load_failure{"config" + (w.empty() ? std::string() : " (" + w + ")") + ": is empty; " + need};
     }
-    if (docs.size() > 1)
-        fail_at("config", docs[1], "holds more than one YAML document ('---'); put replication and tls in one");
-    const YAML::Node root = docs[0];
+    if (second_document)
+        throw load_failure{at("config", *second_document) +
+                           ": holds more than one YAML document ('---'); put replication and tls in one"};
+    const YAML::Node root = root_doc;
     if (!root.IsMap()) fail_at("config", root, "must be a mapping with a 'replication:' section, not " + describe(root));
 
     // Other top-level keys are ignored so the loader can read a whole harperdb-config.yaml

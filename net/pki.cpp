@@ -607,6 +607,10 @@ std::vector<std::string> split_pem_certificates(const std::string& pem_bundle) {
     error_mark mark;
     std::vector<std::string> out;
     for (auto& c : read_certs(pem_bundle)) {
+        // "Parses" as parse_certificate means it: OpenSSL also reads certificates whose
+        // extensions are malformed, which parse_certificate then refuses.
+        cert_details details;
+        if (!fill_details(c.get(), details).empty()) break;
         result r = write_pem(c.get(), PEM_write_bio_X509, "the certificate");
         if (!r.ok()) break;
         out.push_back(std::move(r.value));

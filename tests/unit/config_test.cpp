@@ -473,6 +473,10 @@ TEST_CASE("config: errors in the document's structure", "[unit][config]") {
     expect_error("- replication\n- tls\n", "config", 1, "must be a mapping with a 'replication:' section");
     expect_error("replication:\n  hostname: a\n---\nreplication:\n  hostname: b\n", "config", 4,
                  "more than one YAML document");
+    // Found by fuzzing: yaml-cpp 0.7's LoadAll loops, allocating, on a top-level ','.
+    expect_error(",a\n", "config", 1, "a ',' outside a [list] or {mapping}");
+    expect_error("'a' ,b\n", "config", 1, "a ',' outside a [list] or {mapping}");
+    expect_error("replication:\n  hostname: a\n,\n", "config", 3, "not valid YAML");
 }
 
 TEST_CASE("config: errors in scalar values", "[unit][config]") {

@@ -135,6 +135,19 @@ TEST_CASE("table_def: every declaration error", "[unit][table_def]") {
         parse_err(args{"\"abc PRIMARY KEY"}, {"unterminated"});
         parse_err(args{"a DECIMAL(10,2 PRIMARY KEY"}, {"parenthes"});
     }
+    // Found by fuzzing (tests/fuzz/corpus/record/regress_def_*): definitions whose canonical
+    // form parsed to a different table on the receiving node.
+    SECTION("quoted type names") {
+        parse_err(args{"a PRIMARY KEY", "b \"PRIMARY\""}, {"'b'", "quoted type"});
+        parse_err(args{"a PRIMARY KEY", "b [[]"}, {"quoted type"});
+        parse_err(args{"a 'INTEGER' PRIMARY KEY"}, {"quoted type"});
+    }
+    SECTION("a ')' outside parentheses") {
+        std::string err;
+        CHECK_FALSE(parse_table_def(std::string_view("V PRIMARY KEY,r) ,"), err).has_value());
+        CHECK(err.find("parenthes") != std::string::npos);
+        parse_err(args{"a PRIMARY KEY", "b INT)"}, {"parenthes"});
+    }
 }
 
 TEST_CASE("table_def: quoted identifiers with spaces and quotes", "[unit][table_def]") {
