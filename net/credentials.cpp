@@ -9,6 +9,7 @@
 // header with two "alg" members is refused rather than read one way here and another way
 // elsewhere. OpenSSL's per-thread error queue is left as it was found (mark / pop).
 #include "net/credentials.hpp"
+#include "net/openssl_util.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -24,13 +25,7 @@
 namespace hdbrepl::net::cred {
 namespace {
 
-class error_mark {
-public:
-    error_mark() { ERR_set_mark(); }
-    ~error_mark() { ERR_pop_to_mark(); }
-    error_mark(const error_mark&) = delete;
-    error_mark& operator=(const error_mark&) = delete;
-};
+using ossl::error_mark;
 
 // Wipes a string when the scope ends (for intermediate copies of secrets).
 class wipe_on_exit {

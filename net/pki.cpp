@@ -9,6 +9,7 @@
 // PEM is read from memory BIOs with a passphrase callback that refuses, so an encrypted key
 // is an error instead of a prompt on the terminal.
 #include "net/pki.hpp"
+#include "net/openssl_util.hpp"
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
@@ -65,14 +66,7 @@ using store_ctx_ptr = owned<X509_STORE_CTX, X509_STORE_CTX_free>;
 using ossl_chars = owned<char, free_ossl_mem>;
 using ossl_bytes = owned<unsigned char, free_ossl_mem>;
 
-// Sets a mark on this thread's error queue; pops back to it (dropping our errors) on exit.
-class error_mark {
-public:
-    error_mark() { ERR_set_mark(); }
-    ~error_mark() { ERR_pop_to_mark(); }
-    error_mark(const error_mark&) = delete;
-    error_mark& operator=(const error_mark&) = delete;
-};
+using ossl::error_mark;
 
 // "what: <OpenSSL's reason>" for the last queued error, or just "what".
 std::string ossl_error(const std::string& what) {
@@ -463,18 +457,7 @@ bool matches_name(X509* cert, const std::string& name) {
     return X509_check_host(cert, name.data(), name.size(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) == 1;
 }
 
-bool is_unknown_ca(int err) {
-    switch (err) {
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_CERT_UNTRUSTED:
-    case X509_V_ERR_CERT_REJECTED: return true;
-    default: return false;
-    }
-}
+using ossl::is_unknown_ca;
 
 } // namespace
 

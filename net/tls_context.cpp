@@ -7,6 +7,7 @@
 // OpenSSL's default verification fails the handshake, and SSL_get_verify_result() says why.
 #include "net/runtime_state.hpp"
 #include "net/tls_context.hpp"
+#include "net/openssl_util.hpp"
 
 #include <boost/asio/ssl/context.hpp>
 
@@ -48,23 +49,10 @@ extern "C" int record_first_error(int ok, X509_STORE_CTX* store) {
 // No passphrase prompts on a terminal: an encrypted key simply fails to load.
 extern "C" int no_password(char*, int, int, void*) { return 0; }
 
-bool untrusted(long code) {
-    switch (code) {
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_CERT_UNTRUSTED:
-        return true;
-    default:
-        return false;
-    }
-}
 
 std::string verify_text(long code) {
     std::string s = X509_verify_cert_error_string(code);
-    return untrusted(code) ? "unknown CA: " + s : s;
+    return ossl::is_unknown_ca(code) ? "unknown CA: " + s : s;
 }
 
 bool is_ip_literal(const std::string& s) {
@@ -242,7 +230,7 @@ std::string server_verify_failure(ssl_st* s, const std::string& expected_name) {
     long code = SSL_get_verify_result(s);
     if (code == X509_V_OK) return {};
     std::string why = X509_verify_cert_error_string(code);
-    if (untrusted(code)) return "TLS: server certificate not trusted (unknown CA): " + why;
+    if (ossl::is_unknown_ca(code)) return "TLS: server certificate not trusted (unknown CA): " + why;
     switch (code) {
     case X509_V_ERR_CERT_HAS_EXPIRED:
         return "TLS: server certificate has expired";
