@@ -553,3 +553,26 @@ TEST_CASE("tls: interop with openssl s_client (TLS 1.3, client certificate, WebS
               " -key " + key + " -CAfile " + ca + " < /dev/null");
     CHECK(out.find("HTTP/1.1 101") == std::string::npos);
 }
+
+TEST_CASE("tls: use_system_roots (enableRootCAs) trusts the system root store, and only then", "[net]") {
+    const auto& k = certs();
+    // OpenSSL's default verify paths honour SSL_CERT_FILE / SSL_CERT_DIR: point them at a
+    // store holding CA 2 only (this test case runs in a process of its own).
+    temp_dir d;
+    const std::string roots = d.write("roots.pem", k.ca2.cert_pem);
+    setenv("SSL_CERT_FILE", roots.c_str(), 1);
+    setenv("SSL_CERT_DIR", d.path.c_str(), 1);
+    tls_server server(identity(k.b_other_ca, {k.ca2.cert_pem})); // a server certificate from CA 2
+    REQUIRE(server.l);
+    auto plain_trust = std::make_shared<tls_identity>(*identity(k.c, {k.ca1.cert_pem}));
+    auto r = dial_tls_and_wait(*server.rt, "127.0.0.2", server.port(), "127.0.0.3", plain_trust);
+    CHECK_FALSE(r.link);
+    CHECK(r.error.rfind("TLS: server certificate not trusted (unknown CA)", 0) == 0);
+    auto with_roots = std::make_shared<tls_identity>(*plain_trust);
+    with_roots->use_system_roots = true;
+    auto ok = dial_tls_and_wait(*server.rt, "127.0.0.2", server.port(), "127.0.0.3", with_roots);
+    CHECK(ok.error == "");
+    CHECK(ok.link);
+    unsetenv("SSL_CERT_FILE");
+    unsetenv("SSL_CERT_DIR");
+}
