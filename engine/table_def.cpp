@@ -95,7 +95,17 @@ bool parse_option(std::string_view arg, table_def& def, std::string& err) {
         else { err = "option replicate= takes true or false, not '" + std::string(val) + "'"; return false; }
         return true;
     }
-    err = "unknown option '" + std::string(key) + "' (the only option is replicate=true|false)";
+    if (iequals(key, "residency")) {
+        // The raw text after '=' (outer quotes would change the expression's meaning).
+        std::string_view raw = arg.substr(eq + 1);
+        while (!raw.empty() && std::isspace(static_cast<unsigned char>(raw.front()))) raw.remove_prefix(1);
+        while (!raw.empty() && std::isspace(static_cast<unsigned char>(raw.back()))) raw.remove_suffix(1);
+        if (raw.empty()) { err = "option residency= needs an SQL expression over the row's columns"; return false; }
+        if (raw.find(';') != std::string_view::npos) { err = "option residency= takes one expression (no ';')"; return false; }
+        def.residency = std::string(raw);
+        return true;
+    }
+    err = "unknown option '" + std::string(key) + "' (options: replicate=true|false, residency=<expression>)";
     return false;
 }
 
@@ -252,6 +262,7 @@ std::string table_def::canonical() const {
         else if (c.not_null) r += " NOT NULL";
         if (c.indexed) r += " INDEXED";
     }
+    if (!residency.empty()) r += ", residency=" + residency;
     return r;
 }
 

@@ -25,6 +25,10 @@ struct table_def {
     std::vector<column_def> columns;
     std::size_t pk = 0;      // index of the primary-key column
     bool replicate = true;   // replicate=false keeps the table local
+    // residency=<SQL expression over the row's columns>: where each row lives, a shard number
+    // or a JSON array of node names (engine/placement.hpp parse_residency); "" = everywhere.
+    // Part of the canonical form, so every node places rows alike.
+    std::string residency;
     // The column list in canonical form; this is what other nodes receive and re-parse.
     std::string canonical() const;
     // The primary key is stored as a rowid alias (exactly "INTEGER", as in SQLite).

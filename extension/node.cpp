@@ -421,6 +421,15 @@ private:
     // hashing of the key over the membership, engine/placement.hpp). Db thread.
     void keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
     std::map<std::string, std::size_t> pk_of_definition_; // canonical definition -> key column
+    // residency=<expr> tables (issue 5): of each record for `peer`, only the rows whose
+    // expression places them on it (a shard number or a JSON array of node names). Db thread.
+    void keep_resident_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
+    struct residency_eval {
+        sqlite3_stmt* stmt = nullptr; // SELECT (expr) FROM (SELECT ?1 AS col1, ...), on rdb_
+        std::string error;            // the expression does not prepare: rows go everywhere
+        ~residency_eval() { sqlite3_finalize(stmt); }
+    };
+    std::map<std::string, std::unique_ptr<residency_eval>> residency_of_definition_;
     // Whether the `system` database (users) replicates: databases unset, "*", or listing it.
     bool replicate_system_ = true;
     progress_map progress_, floors_;
@@ -685,6 +694,7 @@ void node_impl::stop() {
             applier_.reset();
             wstore_.reset();
             rstore_.reset();
+            residency_of_definition_.clear(); // their statements live on rdb_
             if (wdb_) sqlite3_close_v2(wdb_);
             if (rdb_) sqlite3_close_v2(rdb_);
             wdb_ = rdb_ = nullptr;
@@ -1196,6 +1206,7 @@ void node_impl::pump(const std::string& name) {
             std::lock_guard lock(n.shared_m_);
             if (auto it = n.rules_.find(name); it != n.rules_.end()) rules = it->second;
         }
+        n.keep_resident_rows(recs, name);
         if (n.cfg_.replicate_to >= 0) n.keep_placed_rows(recs, name);
         const bool shares = n.shares_data_with(name);
         if (!rules.empty() || !n.replicate_system_ || !shares) // explicit subscriptions, system, shards
@@ -1991,6 +2002,52 @@ std::string node_impl::search_nodes_json() {
 
 // ---- security: the secure port's filter, the certificate exchange, reloads ----------------
 
+void node_impl::keep_resident_rows(std::vector<replication_store::log_record>& recs, const std::string& peer) {
+    static const std::string marker = "residency=";
+    for (auto& r : recs) {
+        // Most records carry no residency table: a byte search spares decoding them.
+        if (r.body.empty() || std::search(r.body.begin(), r.body.end(), marker.begin(), marker.end()) == r.body.end()) continue;
+        r.body = filter_changes(r.body.data(), r.body.size(), [&](const record_table& t, const change& c) {
+            if (c.op != change_op::put || t.definition.find(marker) == std::string::npos) return true;
+            auto& ev = residency_of_definition_[t.definition];
+            if (!ev) {
+                ev = std::make_unique<residency_eval>();
+                std::string err;
+                auto def = parse_table_def(std::string_view(t.definition), err);
+                if (!def || def->residency.empty()) {
+                    ev->error = def ? "no residency" : err;
+                } else {
+                    std::string cols;
+                    for (std::size_t i = 0; i < def->columns.size(); ++i)
+                        cols += (i ? ", ?" : "?") + std::to_string(i + 1) + " AS " + quote_ident(def->columns[i].name);
+                    std::string sql = "SELECT (" + def->residency + ") FROM (SELECT " + cols + ")";
+                    if (sqlite3_prepare_v2(rdb_, sql.c_str(), -1, &ev->stmt, nullptr) != SQLITE_OK) {
+                        ev->error = sqlite3_errmsg(rdb_);
+                        log_line(name_, "table " + t.name + ": residency expression does not prepare (" + ev->error + "); its rows go to every node");
+                    }
+                }
+            }
+            if (!ev->stmt) return true;
+            for (std::size_t i = 0; i < c.values.size(); ++i) bind_arg(ev->stmt, static_cast<int>(i + 1), c.values[i]);
+            bool keep = true;
+            if (sqlite3_step(ev->stmt) == SQLITE_ROW) {
+                int type = sqlite3_column_type(ev->stmt, 0);
+                if (type != SQLITE_NULL) {
+                    const auto* text = sqlite3_column_text(ev->stmt, 0);
+                    auto where = parse_residency(text ? reinterpret_cast<const char*>(text) : "", type == SQLITE_INTEGER,
+                                                 sqlite3_column_int64(ev->stmt, 0));
+                    if (auto* shard = std::get_if<residency_shard>(&where)) keep = shard_of(peer) == *shard;
+                    else if (auto* nodes = std::get_if<residency_nodes>(&where)) keep = std::find(nodes->begin(), nodes->end(), peer) != nodes->end();
+                    // an error (not a shard, not a list): the row goes everywhere
+                }
+            }
+            sqlite3_reset(ev->stmt);
+            sqlite3_clear_bindings(ev->stmt);
+            return keep;
+        });
+    }
+}
+
 void node_impl::keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer) {
     std::vector<std::string> members{name_};
     for (const auto& m : members_seen_)
@@ -2001,6 +2058,7 @@ void node_impl::keep_placed_rows(std::vector<replication_store::log_record>& rec
         if (r.body.empty() || !peek_record_head(r.body.data(), r.body.size(), hlc, origin)) continue;
         r.body = filter_changes(r.body.data(), r.body.size(), [&](const record_table& t, const change& c) {
             if (is_system_table(t.name) || (c.op != change_op::put && c.op != change_op::del) || c.values.empty()) return true;
+            if (t.definition.find("residency=") != std::string::npos) return true; // residency decides for those
             auto it = pk_of_definition_.find(t.definition);
             if (it == pk_of_definition_.end()) {
                 std::string err;

@@ -151,6 +151,20 @@ int create_or_connect(sqlite3* db, void* aux, int argc, const char* const* argv,
     std::string err;
     auto def = parse_table_def(args, err);
     if (!def) { *pz_err = error_string("hdbrepl table '" + name + "': " + err); return SQLITE_ERROR; }
+    if (create && !def->residency.empty()) {
+        // Check the expression now, against the declared columns, rather than when rows leave.
+        std::string cols;
+        for (std::size_t i = 0; i < def->columns.size(); ++i) cols += (i ? ", NULL AS " : "NULL AS ") + quote_ident(def->columns[i].name);
+        std::string sql = "SELECT (" + def->residency + ") FROM (SELECT " + cols + ")";
+        sqlite3_stmt* probe = nullptr;
+        int prc = sqlite3_prepare_v2(db, sql.c_str(), -1, &probe, nullptr);
+        std::string why = prc == SQLITE_OK ? "" : sqlite3_errmsg(db);
+        sqlite3_finalize(probe);
+        if (prc != SQLITE_OK) {
+            *pz_err = error_string("hdbrepl table '" + name + "': residency= is not an expression over its columns: " + why);
+            return SQLITE_ERROR;
+        }
+    }
     // hdbrepl's own replicated tables (engine/system_tables.hpp) are the one exception.
     if (create && sqlite3_strnicmp(name.c_str(), "hdbrepl_", 8) == 0 && !engine::is_system_table_definition(name, def->canonical())) {
         *pz_err = error_string("hdbrepl table '" + name + "': names starting with 'hdbrepl_' are reserved for hdbrepl's own tables");

@@ -198,5 +198,35 @@ def test_replicate_to_one_puts_each_row_on_two_nodes(c):
     check_eq(after, before, "the updated row's holders")
 
 
+def test_residency_expression_places_rows(c):
+    nodes = []
+    for ip, extra in ((IPS[0], {}), (IPS[1], {"shard": 5}), (IPS[2], {})):
+        n = c.node(ip)
+        n.start(routes=[] if ip == IPS[0] else [IPS[0]], extra=extra)
+        nodes.append(n)
+    a, b, cc = nodes
+    for n in (b, cc):
+        a.op("add_node", {"hostname": n.ip})
+    wait_until(lambda: full_mesh(nodes), 10, "full mesh of 3 nodes")
+    err = a.sql_error("CREATE VIRTUAL TABLE bad USING hdbrepl(id INTEGER PRIMARY KEY, residency=no_such_column + 1)")
+    check("residency= is not an expression over its columns" in err, f"a bad residency expression: {err}")
+    # Even ids live on B, odd ids on C (and on the writer); table s lives in shard 5 (B).
+    a.sql(f"""CREATE VIRTUAL TABLE r USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT,
+              residency=iif(id % 2 = 0, '["{b.ip}"]', '["{cc.ip}"]'))""")
+    a.sql("CREATE VIRTUAL TABLE s USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT, residency=5)")
+    for n in nodes:
+        for t in ("r", "s"):
+            wait_until(lambda n=n, t=t: n.sql("SELECT count(*) FROM sqlite_schema WHERE name = ?", t) == [[1]], 10, f"table {t} on {n.ip}")
+    a.batch([("BEGIN", [])] + [("INSERT INTO r VALUES (?, 'x')", [i]) for i in range(1, 11)] +
+            [("INSERT INTO s VALUES (?, 'y')", [i]) for i in range(1, 4)] + [("COMMIT", [])])
+    wait_rows(b, "SELECT id FROM r ORDER BY id", [[2], [4], [6], [8], [10]], what="even ids on B")
+    wait_rows(cc, "SELECT id FROM r ORDER BY id", [[1], [3], [5], [7], [9]], what="odd ids on C")
+    wait_rows(b, "SELECT count(*) FROM s", [[3]], what="shard 5's rows on B")
+    time.sleep(0.5)
+    check_eq(cc.sql("SELECT count(*) FROM s"), [[0]], "no shard 5 rows on C")
+    check_eq(a.sql("SELECT count(*) FROM r"), [[10]], "the writer keeps every row it wrote")
+    check_eq(b.sql("SELECT count(*) FROM r"), [[5]], "B holds only its rows")
+
+
 if __name__ == "__main__":
     run_tests(globals())

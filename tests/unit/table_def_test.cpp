@@ -97,6 +97,20 @@ TEST_CASE("table_def: options", "[unit][table_def]") {
     parse_err(args{"id PRIMARY KEY", "x=1"}, {"unknown option"});
 }
 
+TEST_CASE("table_def: residency= keeps its expression verbatim, in the canonical form too", "[unit][table_def]") {
+    auto d = parse_ok(args{"id INTEGER PRIMARY KEY", "region TEXT", "residency=iif(region = 'eu', '[\"a\",\"b\"]', 2)"});
+    CHECK(d.residency == "iif(region = 'eu', '[\"a\",\"b\"]', 2)");
+    CHECK(d.columns.size() == 2);
+    std::string canon = d.canonical();
+    CHECK(canon == "\"id\" INTEGER PRIMARY KEY, \"region\" TEXT, residency=iif(region = 'eu', '[\"a\",\"b\"]', 2)");
+    auto back = parse_ok(std::string_view(canon));
+    CHECK(back.residency == d.residency);
+    CHECK(back.canonical() == canon);
+    CHECK(parse_ok(args{"id PRIMARY KEY"}).residency.empty());
+    parse_err(args{"id PRIMARY KEY", "residency= "}, {"residency", "expression"});
+    parse_err(args{"id PRIMARY KEY", "residency=1; DROP TABLE x"}, {"residency", "one expression"});
+}
+
 TEST_CASE("table_def: every declaration error", "[unit][table_def]") {
     SECTION("no primary key") { parse_err(args{"a TEXT", "b INT"}, {"PRIMARY KEY", "none"}); }
     SECTION("two primary keys") { parse_err(args{"a TEXT PRIMARY KEY", "b INT PRIMARY KEY"}, {"PRIMARY KEY", "2"}); }
