@@ -1,6 +1,8 @@
 // Replication state, log reading and snapshots (see replication_store.hpp).
 #include "engine/replication_store.hpp"
 
+#include <algorithm>
+
 #include "engine/row_store.hpp"
 #include "engine/table_def.hpp"
 
@@ -236,6 +238,18 @@ int snapshot_reader::begin(std::string& err) {
         }
     }
     sqlite3_finalize(s);
+    // Our own changes: every one committed is in the snapshot, also those whose log rows were
+    // pruned, so the copy covers our origin up to the clock's high-water mark (a later write
+    // of ours takes a greater HLC). Without this a receiver whose copy came from us would look
+    // behind another peer's log floor for our origin and be copied a second time.
+    {
+        hlc_t high = 0;
+        const std::string me = sys_.node_name();
+        if (!me.empty() && sys_.read_clock(high) == SQLITE_OK && high > 0) {
+            auto& h = progress_[me];
+            h = std::max(h, high);
+        }
+    }
     sql = "SELECT coalesce(max(seq), 0) FROM " + sys_.table("hdbrepl_log");
     if ((rc = sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr)) != SQLITE_OK) { sqlite3_finalize(s); return fail(rc); }
     if (sqlite3_step(s) == SQLITE_ROW) log_seq_ = sqlite3_column_int64(s, 0);

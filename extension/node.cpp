@@ -447,6 +447,7 @@ private:
     std::uint64_t next_link_id_ = 1;
     bool synced_ = false;
     std::uint64_t copy_link_ = 0; // link we copy from, 0 = none
+    std::string copy_peer_;       // the peer whose copy was cut, to ask again first
     std::shared_ptr<net::timer> poll_timer_, retry_apply_timer_, prune_timer_;
     std::int64_t log_last_seq_ = 0;
 
@@ -938,6 +939,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
             auto old_link = old->second.link;
             if (old->second.copy_source && copy_link_ == old->second.id) {
                 copy_link_ = 0; // ensure_copy_source() asks on the kept link
+                copy_peer_ = h.node_name;
                 existing->copying = false;
             }
             links_.erase(old);
@@ -1006,17 +1008,21 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
 
 void node_impl::ensure_copy_source() {
     if (synced_ || copy_link_ != 0) return;
-    for (auto& [id, li] : links_) {
-        if (li.peer.empty() || !li.link) continue;
-        auto* p = find_peer(li.peer);
-        if (!p || p->link_id != id) continue;
-        copy_link_ = id;
-        li.copy_source = true;
-        p->copying = true;
-        p->copy_done = p->copy_total = 0;
-        send_link(li.link, w::copy_request{});
-        return;
-    }
+    // The peer whose copy was cut (e.g. its link replaced as a duplicate) first: a copy is
+    // taken from one peer only, and starting over elsewhere would copy twice.
+    for (int pass = 0; pass < 2; ++pass)
+        for (auto& [id, li] : links_) {
+            if (li.peer.empty() || !li.link || (pass == 0 && li.peer != copy_peer_)) continue;
+            auto* p = find_peer(li.peer);
+            if (!p || p->link_id != id) continue;
+            copy_link_ = id;
+            copy_peer_.clear();
+            li.copy_source = true;
+            p->copying = true;
+            p->copy_done = p->copy_total = 0;
+            send_link(li.link, w::copy_request{});
+            return;
+        }
 }
 
 void node_impl::resubscribe_all() {
@@ -1151,7 +1157,10 @@ void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason)
     if (it == links_.end()) return;
     link_info li = std::move(it->second);
     links_.erase(it);
-    if (li.copy_source && copy_link_ == link_id) copy_link_ = 0; // another link asks for the copy
+    if (li.copy_source && copy_link_ == link_id) {
+        copy_link_ = 0; // another link asks for the copy (the same peer's, if it has one)
+        copy_peer_ = li.peer;
+    }
     if (li.copy_source && !li.peer.empty())
         if (auto* p = find_peer(li.peer)) p->copying = false;
     if (!li.peer.empty())
