@@ -210,6 +210,7 @@ struct link_info {
     bool copy_source = false; // we asked this link for an initial copy
     std::string peer;         // set after HELLO
     bool sign = false;        // an inbound certificate exchange (/hdbrepl/sign), not replication
+    bool sign_requested = false; // its one request arrived (more are ignored)
     std::string claimed_name; // ?node= of an inbound request
 };
 
@@ -884,7 +885,12 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
 void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& data) {
     auto* li = find_link(link_id);
     if (!li) return;
-    if (li->sign) return on_sign_request(*li, std::move(data));
+    if (li->sign) {
+        // Never a peer (so no subscribe or copy traffic reaches it): one request, one answer.
+        if (li->sign_requested) return;
+        li->sign_requested = true;
+        return on_sign_request(*li, std::move(data));
+    }
     std::string err;
     auto m = w::decode(data.data(), data.size(), err);
     if (!m) {
@@ -2210,8 +2216,6 @@ net::accept_decision node_impl::check_secure(const net::peer_check& pc) {
 
 void node_impl::on_sign_request(link_info& li, std::vector<std::uint8_t>&& data) {
     // One request per exchange; the answer closes the link.
-    li.sign = false;
-    li.peer = "(certificate exchange)"; // anything more on this link is refused by handle()
     std::string request(data.begin(), data.end());
     on_db([request = std::move(request), claimed = li.claimed_name, id = li.id](node_impl& n) {
         bool changed = false;
