@@ -266,6 +266,13 @@ std::string table_def::canonical() const {
     return r;
 }
 
+std::string residency_query(const table_def& def) {
+    std::string cols;
+    for (std::size_t i = 0; i < def.columns.size(); ++i)
+        cols += (i ? ", ?" : "?") + std::to_string(i + 1) + " AS " + quote_ident(def.columns[i].name);
+    return "SELECT (" + def.residency + ") FROM (SELECT " + cols + ")";
+}
+
 bool table_def::integer_key() const { return upper(columns[pk].decl_type) == "INTEGER"; }
 
 int table_def::find_column(std::string_view name) const {

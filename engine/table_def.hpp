@@ -36,6 +36,10 @@ struct table_def {
     int find_column(std::string_view name) const; // -1 when absent (case-insensitive)
 };
 
+// The query that evaluates `def.residency` for one row: the row's columns are bound as
+// ?1..?n in declared order. Prepared at CREATE (to check the expression) and by senders.
+std::string residency_query(const table_def& def);
+
 // SQLite's rules for the affinity of a declared type (https://sqlite.org/datatype3.html 3.1).
 affinity affinity_of(std::string_view decl_type);
 

@@ -31,11 +31,6 @@ std::string text_arg(sqlite3_value* v) {
     return t ? std::string(reinterpret_cast<const char*>(t), static_cast<std::size_t>(sqlite3_value_bytes(v))) : std::string();
 }
 
-void result_json(sqlite3_context* c, const std::string& json) {
-    sqlite3_result_text(c, json.c_str(), static_cast<int>(json.size()), SQLITE_TRANSIENT);
-    sqlite3_result_subtype(c, 'J'); // JSON subtype, as SQLite's json functions use
-}
-
 // The running node of the caller's database, or an error result.
 std::shared_ptr<node> node_or_error(sqlite3_context* c, const char* fn) {
     auto* x = ctx_of(c);

@@ -35,11 +35,6 @@ namespace {
 
 sql::connection_state& state_of(sqlite3_context* c) { return *ctx_of(c)->state; }
 
-void result_json(sqlite3_context* c, const std::string& json) {
-    sqlite3_result_text(c, json.c_str(), static_cast<int>(json.size()), SQLITE_TRANSIENT);
-    sqlite3_result_subtype(c, 'J');
-}
-
 std::int64_t now_s() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }

@@ -232,6 +232,24 @@ std::string query_param(const std::string& target, const std::string& key) {
 
 std::string target_path(const std::string& target) { return target.substr(0, target.find('?')); }
 
+// A node url as hdb_nodes and membership rows store it: "ws://host:port", "wss://[v6]:port".
+// scheme is "" and port 0 when absent.
+struct node_url {
+    std::string scheme, host;
+    int port = 0;
+};
+node_url split_node_url(const std::string& url) {
+    node_url u;
+    auto pos = url.find("://");
+    std::string rest = pos == std::string::npos ? url : url.substr(pos + 3);
+    if (pos != std::string::npos) u.scheme = url.substr(0, pos);
+    auto colon = rest.rfind(':');
+    u.host = rest.substr(0, colon);
+    if (!u.host.empty() && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
+    if (colon != std::string::npos) u.port = std::atoi(rest.c_str() + colon + 1);
+    return u;
+}
+
 std::string join_names(const std::vector<std::string>& names) {
     std::string out;
     for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
@@ -607,15 +625,8 @@ bool node_impl::start(std::string& error) {
         }
         for (const auto& r : self->cfg_.routes) self->add_target(r.hostname, r.port, r.scheme, r.start_time_ms);
         for (const auto& n : known) {
-            // url is "ws://host:port" or "wss://host:port"
-            auto pos = n.url.find("://");
-            std::string rest = pos == std::string::npos ? n.url : n.url.substr(pos + 3);
-            std::string scheme = pos == std::string::npos ? "" : n.url.substr(0, pos);
-            auto colon = rest.rfind(':');
-            std::string host = rest.substr(0, colon);
-            if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
-            int port = colon == std::string::npos ? 0 : std::atoi(rest.c_str() + colon + 1);
-            self->add_target(host, port, scheme.empty() ? "wss" : scheme, n.start_time_ms);
+            auto u = split_node_url(n.url);
+            self->add_target(u.host, u.port, u.scheme.empty() ? "wss" : u.scheme, n.start_time_ms);
         }
         self->update_status();
         self->on_db([](node_impl& n) { n.refresh_membership(true); });
@@ -2032,11 +2043,7 @@ void node_impl::keep_resident_rows(std::vector<replication_store::log_record>& r
                 if (!def || def->residency.empty()) {
                     ev->error = def ? "no residency" : err;
                 } else {
-                    std::string cols;
-                    for (std::size_t i = 0; i < def->columns.size(); ++i)
-                        cols += (i ? ", ?" : "?") + std::to_string(i + 1) + " AS " + quote_ident(def->columns[i].name);
-                    std::string sql = "SELECT (" + def->residency + ") FROM (SELECT " + cols + ")";
-                    if (sqlite3_prepare_v2(rdb_, sql.c_str(), -1, &ev->stmt, nullptr) != SQLITE_OK) {
+                    if (sqlite3_prepare_v2(rdb_, residency_query(*def).c_str(), -1, &ev->stmt, nullptr) != SQLITE_OK) {
                         ev->error = sqlite3_errmsg(rdb_);
                         log_line(name_, "table " + t.name + ": residency expression does not prepare (" + ev->error + "); its rows go to every node");
                     }
@@ -2135,14 +2142,8 @@ void node_impl::refresh_membership(bool force_targets) {
 
 void node_impl::add_member_target(const member_row& member) {
     if (member.name == name_ || removed_.count(member.name)) return;
-    auto pos = member.url.find("://");
-    if (pos == std::string::npos) return;
-    std::string scheme = member.url.substr(0, pos), rest = member.url.substr(pos + 3);
-    auto colon = rest.rfind(':');
-    if (colon == std::string::npos) return;
-    std::string host = rest.substr(0, colon);
-    if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
-    int port = std::atoi(rest.c_str() + colon + 1);
+    auto [scheme, host, port] = split_node_url(member.url);
+    if (scheme.empty() || port == 0) return;
     // A member we already reach (by any target) needs no second route.
     if (auto* p = find_peer(member.name); p && p->link) return;
     for (const auto& [key, t] : targets_)

@@ -152,12 +152,10 @@ int create_or_connect(sqlite3* db, void* aux, int argc, const char* const* argv,
     auto def = parse_table_def(args, err);
     if (!def) { *pz_err = error_string("hdbrepl table '" + name + "': " + err); return SQLITE_ERROR; }
     if (create && !def->residency.empty()) {
-        // Check the expression now, against the declared columns, rather than when rows leave.
-        std::string cols;
-        for (std::size_t i = 0; i < def->columns.size(); ++i) cols += (i ? ", NULL AS " : "NULL AS ") + quote_ident(def->columns[i].name);
-        std::string sql = "SELECT (" + def->residency + ") FROM (SELECT " + cols + ")";
+        // Check the expression now, against the declared columns, rather than when rows leave
+        // (the same query the sender evaluates; unbound parameters are NULL).
         sqlite3_stmt* probe = nullptr;
-        int prc = sqlite3_prepare_v2(db, sql.c_str(), -1, &probe, nullptr);
+        int prc = sqlite3_prepare_v2(db, residency_query(*def).c_str(), -1, &probe, nullptr);
         std::string why = prc == SQLITE_OK ? "" : sqlite3_errmsg(db);
         sqlite3_finalize(probe);
         if (prc != SQLITE_OK) {
