@@ -5,9 +5,13 @@
 
 namespace hdbrepl::engine {
 
-void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables) {
+namespace {
+bool known_format(std::uint8_t f) { return f == record_format || f == record_format_trimmed; }
+} // namespace
+
+void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables, bool trimmed) {
     w.put_u8(record_magic);
-    w.put_u8(record_format);
+    w.put_u8(trimmed ? record_format_trimmed : record_format);
     w.put_u64le(hlc);
     w.put_str(origin);
     w.put_varint(tables.size());
@@ -20,7 +24,7 @@ void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, cons
 bytes encode_record(const txn_record& rec) {
     bytes out;
     byte_writer w(out);
-    encode_record_head(w, rec.hlc, rec.origin, rec.tables);
+    encode_record_head(w, rec.hlc, rec.origin, rec.tables, rec.trimmed);
     w.put_varint(rec.changes.size());
     for (const auto& c : rec.changes) {
         w.put_varint(c.table);
@@ -50,9 +54,13 @@ bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::func
     txn_record out;
     out.hlc = rec->hlc;
     out.origin = rec->origin;
+    out.trimmed = rec->trimmed;
     std::vector<std::int64_t> remap(rec->tables.size(), -1);
     for (auto& c : rec->changes) {
-        if (!keep(rec->tables[c.table], c)) continue;
+        if (!keep(rec->tables[c.table], c)) {
+            out.trimmed = true;
+            continue;
+        }
         if (remap[c.table] < 0) {
             remap[c.table] = static_cast<std::int64_t>(out.tables.size());
             out.tables.push_back(rec->tables[c.table]);
@@ -64,9 +72,13 @@ bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::func
     return encode_record(out);
 }
 
+bool record_is_trimmed(const std::uint8_t* data, std::size_t size) {
+    return size >= 2 && data[0] == record_magic && data[1] == record_format_trimmed;
+}
+
 bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin) {
     byte_reader r(data, size);
-    if (r.get_u8() != record_magic || r.get_u8() != record_format) return false;
+    if (r.get_u8() != record_magic || !known_format(r.get_u8())) return false;
     hlc = r.get_u64le();
     origin.assign(r.get_str(max_name_len));
     return r.ok();
@@ -81,8 +93,9 @@ std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t si
     if (r.get_u8() != record_magic) return fail("bad magic");
     auto fmt = r.get_u8();
     if (!r.ok()) return fail("truncated header");
-    if (fmt != record_format) return fail("unsupported format " + std::to_string(fmt));
+    if (!known_format(fmt)) return fail("unsupported format " + std::to_string(fmt));
     txn_record rec;
+    rec.trimmed = fmt == record_format_trimmed;
     rec.hlc = r.get_u64le();
     rec.origin.assign(r.get_str(max_name_len));
     if (!r.ok()) return fail("truncated header");

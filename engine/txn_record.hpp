@@ -2,7 +2,7 @@
 // are stored in the log, sent to peers and applied there. Pure: no SQLite types.
 //
 // Format (version 1), all integers LEB128 varints unless marked:
-//   u8  'H', u8 format (=1)
+//   u8  'H', u8 format (1 = whole, 2 = trimmed: see txn_record::trimmed)
 //   u64le hlc                 the transaction's timestamp (every row it writes carries it)
 //   str origin                the node that committed it
 //   ntables, then per table:  str name, str definition (canonical column list, table_def.hpp)
@@ -45,10 +45,16 @@ struct txn_record {
     std::string origin;
     std::vector<record_table> tables;
     std::vector<change> changes;
+    // Some changes of the transaction were withheld on the way here (a subscription, shard,
+    // replicateTo or residency filter). Complete for the receiver it was sent to, but not a
+    // copy anyone else may take as the whole transaction: a node never relays a trimmed
+    // record of another origin (docs/protocol.md, "Relaying").
+    bool trimmed = false;
 };
 
 inline constexpr std::uint8_t record_magic = 'H';
 inline constexpr std::uint8_t record_format = 1;
+inline constexpr std::uint8_t record_format_trimmed = 2;
 
 // Limits that a decoder enforces on input from elsewhere.
 inline constexpr std::size_t max_name_len = 1024;
@@ -57,19 +63,22 @@ inline constexpr std::size_t max_columns = 1000;
 
 bytes encode_record(const txn_record& rec);
 // Writes the part before the changes; the change count follows (see pending_txn).
-void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables);
+void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables, bool trimmed = false);
 
 // Decodes and validates a record. On failure returns nullopt with `error` saying what and
 // where (byte offset).
 std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t size, std::string& error);
 
 // The same record with only the changes of tables that `keep` accepts; empty when none
-// is left (explicit subscriptions replicate some tables only).
+// is left (explicit subscriptions replicate some tables only). A record that lost any
+// change comes out trimmed.
 bytes filter_record(const std::uint8_t* data, std::size_t size, const std::function<bool(const std::string& table)>& keep);
 // The same, change by change (replicateTo keeps only the rows placed on the receiver).
 bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::function<bool(const record_table& table, const change& c)>& keep);
 
 // Reads only the header (hlc and origin) of an encoded record.
 bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin);
+// Whether an encoded record is marked trimmed (false for anything malformed).
+bool record_is_trimmed(const std::uint8_t* data, std::size_t size);
 
 } // namespace hdbrepl::engine

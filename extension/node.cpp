@@ -34,6 +34,7 @@
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <set>
 
 namespace hdbrepl::ext {
 namespace {
@@ -1232,6 +1233,16 @@ void node_impl::pump(const std::string& name) {
             std::lock_guard lock(n.shared_m_);
             if (auto it = n.rules_.find(name); it != n.rules_.end()) rules = it->second;
         }
+        // A trimmed record of another origin is not the whole transaction (filters upstream
+        // withheld rows the peer may need): it and everything after it from that origin wait
+        // for the peer to hear the origin itself. Skipping one and relaying later ones would
+        // carry the peer's progress for that origin past rows it never got.
+        std::set<std::string> held;
+        for (auto& r : recs)
+            if (r.origin != n.name_ && (held.count(r.origin) || record_is_trimmed(r.body.data(), r.body.size()))) {
+                held.insert(r.origin);
+                r.body.clear();
+            }
         n.keep_resident_rows(recs, name);
         if (n.cfg_.replicate_to >= 0) n.keep_placed_rows(recs, name);
         const bool shares = n.shares_data_with(name);
@@ -1242,7 +1253,7 @@ void node_impl::pump(const std::string& name) {
                 });
         std::int64_t last = 0;
         n.rstore_->last_seq(last);
-        n.on_io([name, recs = std::move(recs), scanned, rc, last, gen](node_impl& m) mutable {
+        n.on_io([name, recs = std::move(recs), scanned, rc, last, gen, held = std::move(held)](node_impl& m) mutable {
             m.log_last_seq_ = std::max(m.log_last_seq_, last);
             auto* p = m.find_peer(name);
             if (!p) return;
@@ -1250,6 +1261,8 @@ void node_impl::pump(const std::string& name) {
             if (rc != SQLITE_OK || !p->link) return;
             // The subscription changed while this read ran: it read for the old one.
             if (gen != p->send_generation) return m.pump(name);
+            // Until the next subscribe, which restarts from the peer's own progress.
+            for (const auto& o : held) p->filter.exclude.insert(o);
             for (auto& r : recs) {
                 if (r.body.empty()) continue; // nothing of it is published to this peer
                 p->inflight_q.push_back({r.seq, r.body.size(), r.origin, r.hlc});

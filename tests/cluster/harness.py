@@ -90,10 +90,10 @@ def check_eq(got, want, what):
         raise TestFailure(f"{what}: expected {want!r}, got {got!r}")
 
 
-def wait_until(fn, timeout, what, interval=0.05):
+def wait_until(fn, timeout, what, interval=0.05, describe=None):
     """Polls fn() until it returns something truthy; returns that value. Bounded by
     `timeout` seconds and by a number of attempts; fails with the last value (or the last
-    exception fn raised)."""
+    exception fn raised), and with describe()'s view of the state when given."""
     deadline = time.monotonic() + timeout
     max_tries = int(timeout / interval) + 10
     last = None
@@ -107,7 +107,13 @@ def wait_until(fn, timeout, what, interval=0.05):
         if time.monotonic() >= deadline:
             break
         time.sleep(interval)
-    raise TestFailure(f"timed out after {timeout:.1f}s waiting for {what}; last value: {last!r:.2000}")
+    seen = ""
+    if describe is not None:
+        try:
+            seen = f"; state: {describe()!r:.2000}"
+        except Exception as e:
+            seen = f"; state: <{type(e).__name__}: {e}>"
+    raise TestFailure(f"timed out after {timeout:.1f}s waiting for {what}; last value: {last!r:.2000}{seen}")
 
 
 def addr_free(ip, port):

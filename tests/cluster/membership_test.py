@@ -181,8 +181,14 @@ def test_replicate_to_one_puts_each_row_on_two_nodes(c):
         return count
 
     # Each row on its writer and exactly one other node.
-    wait_until(lambda: len(holders()) == 4 * rows and set(holders().values()) == {2}, 15,
-               "every row on exactly 2 nodes")
+    def spread():
+        h = holders()
+        per_count = {}
+        for k, n in h.items():
+            per_count[n] = per_count.get(n, 0) + 1
+        return {"rows": len(h), "rows by holder count": per_count}
+    wait_until(lambda: (lambda s: s if s == {"rows": 4 * rows, "rows by holder count": {2: 4 * rows}} else False)(spread()), 15,
+               "every row on exactly 2 nodes", describe=spread)
     time.sleep(0.5)
     check_eq(set(holders().values()), {2}, "still exactly 2 holders per row")
     for i, n in enumerate(nodes):
@@ -226,6 +232,41 @@ def test_residency_expression_places_rows(c):
     check_eq(cc.sql("SELECT count(*) FROM s"), [[0]], "no shard 5 rows on C")
     check_eq(a.sql("SELECT count(*) FROM r"), [[10]], "the writer keeps every row it wrote")
     check_eq(b.sql("SELECT count(*) FROM r"), [[5]], "B holds only its rows")
+
+
+def test_trimmed_records_are_not_relayed(c):
+    """B holds only its part of A's transaction; C, back while A is down, hears A through B.
+    B must not relay that part as if it were A's whole transaction: C's progress for A would
+    pass the rows placed on C, and A, back, would never send them."""
+    nodes = []
+    for ip in IPS[:3]:
+        n = c.node(ip)
+        n.start(routes=[] if ip == IPS[0] else [IPS[0]])
+        nodes.append(n)
+    a, b, cc = nodes
+    for n in (b, cc):
+        a.op("add_node", {"hostname": n.ip})
+    wait_until(lambda: full_mesh(nodes), 10, "full mesh of 3 nodes")
+    a.sql(f"""CREATE VIRTUAL TABLE r USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT,
+              residency=iif(id % 2 = 0, '["{b.ip}"]', '["{cc.ip}"]'))""")
+    for n in nodes:
+        wait_until(lambda n=n: n.sql("SELECT count(*) FROM sqlite_schema WHERE name = 'r'") == [[1]], 10, f"table r on {n.ip}")
+    cc.kill()
+    a.batch([("BEGIN", [])] + [("INSERT INTO r VALUES (?, 'x')", [i]) for i in range(1, 11)] + [("COMMIT", [])])
+    # A later transaction of A that is whole for everyone (a user: system data).
+    a.op("add_user", {"username": "after", "password": PASSWORD, "role": "cluster_user"})
+    wait_rows(b, "SELECT id FROM r ORDER BY id", [[2], [4], [6], [8], [10]], what="even ids on B")
+    wait_rows(b, "SELECT username FROM hdb_user", [["after"]], what="A's user on B")
+    a.kill()
+    cc.restart(cc.last_config)
+    wait_until(lambda: cc.connected_to(b.ip), 10, f"{cc.ip} linked to {b.ip} while {a.ip} is down")
+    time.sleep(1.0)  # time for B to relay, were it going to
+    check_eq(cc.sql("SELECT count(*) FROM r"), [[0]], "nothing of r on C before A is back")
+    check_eq(cc.sql("SELECT username FROM hdb_user"), [], "A's later user waits for A too (relaying it would skip the rows)")
+    a.restart(a.last_config)
+    wait_rows(cc, "SELECT id FROM r ORDER BY id", [[1], [3], [5], [7], [9]], what="odd ids on C once A is back")
+    wait_rows(cc, "SELECT username FROM hdb_user", [["after"]], what="A's user on C")
+    check_eq(b.sql("SELECT count(*) FROM r"), [[5]], "B still holds only its rows")
 
 
 if __name__ == "__main__":

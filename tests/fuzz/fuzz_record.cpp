@@ -61,7 +61,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto again = decode_record(once.data(), once.size(), err2);
     FUZZ_CHECK(again.has_value());
     FUZZ_CHECK(encode_record(*again) == once);
-    FUZZ_CHECK(again->hlc == rec->hlc && again->origin == rec->origin);
+    FUZZ_CHECK(again->hlc == rec->hlc && again->origin == rec->origin && again->trimmed == rec->trimmed);
+    FUZZ_CHECK(record_is_trimmed(data, size) == rec->trimmed);
     FUZZ_CHECK(again->tables.size() == rec->tables.size() && again->changes.size() == rec->changes.size());
     for (std::size_t i = 0; i < rec->changes.size(); ++i)
         FUZZ_CHECK(again->changes[i].values == rec->changes[i].values);
@@ -89,6 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else {
         auto f = decode_record(some.data(), some.size(), err2);
         FUZZ_CHECK(f.has_value() && f->changes.size() == kept_expected);
+        FUZZ_CHECK(f->trimmed == (rec->trimmed || kept_expected < rec->changes.size()));
         for (const auto& t : f->tables) FUZZ_CHECK(odd(t.name));
     }
 

@@ -41,6 +41,7 @@ txn_record sample_record() {
 void check_equal(const txn_record& a, const txn_record& b) {
     CHECK(a.hlc == b.hlc);
     CHECK(a.origin == b.origin);
+    CHECK(a.trimmed == b.trimmed);
     REQUIRE(a.tables.size() == b.tables.size());
     for (std::size_t i = 0; i < a.tables.size(); ++i) {
         CHECK(a.tables[i].name == b.tables[i].name);
@@ -227,8 +228,8 @@ TEST_CASE("txn_record: invalid records are rejected", "[unit][txn_record]") {
     }
     SECTION("bad format") {
         bytes b = good;
-        b[1] = 2;
-        expect_fail(b, "format 2");
+        b[1] = 9;
+        expect_fail(b, "format 9");
         hlc_t h;
         std::string o;
         CHECK_FALSE(peek_record_head(b.data(), b.size(), h, o));
@@ -311,4 +312,42 @@ TEST_CASE("txn_record: invalid records are rejected", "[unit][txn_record]") {
         CHECK(h == 100);
         CHECK(o == "n1");
     }
+}
+
+TEST_CASE("txn_record: a record that loses changes to a filter is marked trimmed, and the mark travels", "[unit][txn_record]") {
+    txn_record r;
+    r.hlc = 7;
+    r.origin = "n1";
+    r.tables = {{"a", "id INTEGER"}, {"b", "id INTEGER"}};
+    r.changes = {{0, change_op::put, {value::of_int(1)}}, {1, change_op::put, {value::of_int(2)}}};
+    const bytes whole = encode_record(r);
+    CHECK_FALSE(record_is_trimmed(whole.data(), whole.size()));
+
+    // Keeping everything is not trimming.
+    bytes all = filter_changes(whole.data(), whole.size(), [](const record_table&, const change&) { return true; });
+    CHECK_FALSE(record_is_trimmed(all.data(), all.size()));
+
+    bytes some = filter_record(whole.data(), whole.size(), [](const std::string& t) { return t == "a"; });
+    REQUIRE(record_is_trimmed(some.data(), some.size()));
+    std::string err;
+    auto dec = decode_record(some.data(), some.size(), err);
+    REQUIRE(dec.has_value());
+    CHECK(dec->trimmed);
+    CHECK(dec->changes.size() == 1);
+    hlc_t h = 0;
+    std::string o;
+    CHECK(peek_record_head(some.data(), some.size(), h, o));
+    CHECK(h == 7);
+
+    // Once trimmed, always trimmed: a later filter that keeps everything keeps the mark.
+    bytes again = filter_changes(some.data(), some.size(), [](const record_table&, const change&) { return true; });
+    CHECK(record_is_trimmed(again.data(), again.size()));
+    CHECK(encode_record(*dec) == some);
+
+    // Any other format byte is refused.
+    bytes bad = whole;
+    bad[1] = 3;
+    CHECK_FALSE(decode_record(bad.data(), bad.size(), err).has_value());
+    CHECK(err.find("unsupported format 3") != std::string::npos);
+    CHECK_FALSE(record_is_trimmed(bad.data(), bad.size()));
 }
