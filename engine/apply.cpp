@@ -272,6 +272,8 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
         changed = true;
     }
 
+    if (changed && rec->trimmed)
+        if (int rc = sys_.mark_partial_origin(rec->origin); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
     if (changed) {
         hlc_t clock = 0;
         if (int rc = sys_.read_clock(clock); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));

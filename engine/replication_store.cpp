@@ -250,6 +250,14 @@ int snapshot_reader::begin(std::string& err) {
             h = std::max(h, high);
         }
     }
+    // Origins we hold only part of (trimmed records, docs/protocol.md "Relaying"): the copy
+    // claims none of them, so the receiver still asks their origins for everything.
+    {
+        std::set<std::string> partial;
+        if ((rc = sys_.load_partial_origins(partial)) != SQLITE_OK) return fail(rc);
+        for (const auto& o : partial)
+            if (o != sys_.node_name()) progress_.erase(o);
+    }
     sql = "SELECT coalesce(max(seq), 0) FROM " + sys_.table("hdbrepl_log");
     if ((rc = sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr)) != SQLITE_OK) { sqlite3_finalize(s); return fail(rc); }
     if (sqlite3_step(s) == SQLITE_ROW) log_seq_ = sqlite3_column_int64(s, 0);

@@ -75,6 +75,25 @@ int system_store::raise_clock_floor(hlc_t t) {
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+int system_store::mark_partial_origin(const std::string& origin) {
+    cached_stmt s(cache_, "INSERT OR IGNORE INTO " + table("hdbrepl_meta") + " VALUES('partial:' || ?1, 1)");
+    if (!s) return s.prepare_rc();
+    sqlite3_bind_text(s.get(), 1, origin.data(), static_cast<int>(origin.size()), SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s.get());
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int system_store::load_partial_origins(std::set<std::string>& out) {
+    cached_stmt s(cache_, "SELECT substr(key, 9) FROM " + table("hdbrepl_meta") + " WHERE key GLOB 'partial:*'");
+    if (!s) return s.prepare_rc();
+    int rc;
+    while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+        const unsigned char* t = sqlite3_column_text(s.get(), 0);
+        out.insert(t ? reinterpret_cast<const char*>(t) : "");
+    }
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 std::optional<std::string> system_store::get_meta(const std::string& key) {
     cached_stmt s(cache_, "SELECT value FROM " + table("hdbrepl_meta") + " WHERE key=?1");
     if (!s) return std::nullopt;

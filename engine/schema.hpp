@@ -17,6 +17,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -51,6 +52,10 @@ public:
 
     std::optional<std::string> get_meta(const std::string& key);
     int set_meta(const std::string& key, const std::string& value);
+    // Origins of which this database applied a trimmed record (txn_record::trimmed): it
+    // holds only part of their data, so its copies vouch for none of them.
+    int mark_partial_origin(const std::string& origin);
+    int load_partial_origins(std::set<std::string>& out);
     // This database's node name (generated at creation, set by repl_start later).
     std::string node_name();
 

@@ -384,9 +384,19 @@ private:
     std::set<std::string> deferred_checked_;
     void drain_received();
     // A subscriber wants changes our log no longer (or never) held: it needs a copy instead.
+    // Origins we hold only part of cannot be helped by a copy from us (it claims none of
+    // them): the subscriber waits for those origins themselves instead.
     bool behind_log_floor(const replication_store::filter& f) const {
-        for (const auto& [origin, floor] : floors_)
-            if (floor > 0 && f.wants(origin, floor)) return true;
+        std::set<std::string> partial;
+        bool partial_loaded = false;
+        for (const auto& [origin, floor] : floors_) {
+            if (floor <= 0 || !f.wants(origin, floor)) continue;
+            if (!partial_loaded) {
+                wstore_->system().load_partial_origins(partial);
+                partial_loaded = true;
+            }
+            if (!partial.count(origin)) return true;
+        }
         return false;
     }
     // Users changed by a replicated record or another process reach the secure port's filter.

@@ -269,5 +269,29 @@ def test_trimmed_records_are_not_relayed(c):
     check_eq(b.sql("SELECT count(*) FROM r"), [[5]], "B still holds only its rows")
 
 
+def test_copy_from_a_partial_holder_claims_none_of_it(c):
+    """C joins while A is down and is copied from B, which holds only its part of A's rows.
+    The copy must not claim A's progress, or A, back, would never send C its rows."""
+    a, b = c.node(IPS[0]), c.node(IPS[1])
+    a.start()
+    b.start(routes=[IPS[0]])
+    a.op("add_node", {"hostname": b.ip})
+    wait_until(lambda: full_mesh([a, b]), 10, "A and B linked")
+    cc_ip = IPS[2]
+    a.sql(f"""CREATE VIRTUAL TABLE r USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT,
+              residency=iif(id % 2 = 0, '["{b.ip}"]', '["{cc_ip}"]'))""")
+    wait_until(lambda: b.sql("SELECT count(*) FROM sqlite_schema WHERE name = 'r'") == [[1]], 10, "table r on B")
+    a.batch([("BEGIN", [])] + [("INSERT INTO r VALUES (?, 'x')", [i]) for i in range(1, 11)] + [("COMMIT", [])])
+    wait_rows(b, "SELECT id FROM r ORDER BY id", [[2], [4], [6], [8], [10]], what="even ids on B")
+    a.kill()
+    b.op("add_node", {"hostname": cc_ip})  # the plain port admits routes and known nodes
+    cc = c.node(cc_ip)
+    cc.start(routes=[b.ip])
+    wait_until(lambda: cc.sql("SELECT count(*) FROM sqlite_schema WHERE name = 'r'") == [[1]], 10, "table r copied to C")
+    check_eq(cc.sql("SELECT count(*) FROM r WHERE id % 2 = 1"), [[0]], "the copy from B has none of A's rows placed on C (B never had them)")
+    a.restart(a.last_config)
+    wait_rows(cc, "SELECT id FROM r WHERE id % 2 = 1 ORDER BY id", [[1], [3], [5], [7], [9]], what="odd ids on C once A is back")
+
+
 if __name__ == "__main__":
     run_tests(globals())
