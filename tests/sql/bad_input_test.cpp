@@ -160,7 +160,7 @@ TEST_CASE("repl_apply refuses non-records and corrupt records, changing nothing"
         expect_error(db, "SELECT repl_apply(x'')", {"repl_apply(): malformed change record"});
         expect_error(db, "SELECT repl_apply(x'00')", {"malformed change record: bad magic"});
         expect_error(db, "SELECT repl_apply(x'48')", {"malformed change record"});
-        expect_error(db, "SELECT repl_apply(x'4802')", {"malformed change record", "format"});
+        expect_error(db, "SELECT repl_apply(x'4809')", {"malformed change record", "format"});
         expect_error(db, "SELECT repl_apply(x'" + hex(good.substr(0, good.size() - 1)) + "')", {"malformed change record"});
         expect_error(db, "SELECT repl_apply(x'" + hex(good + std::string(1, '\0')) + "')", {"malformed change record", "trailing"});
         expect_error(db, "SELECT repl_apply(x'" + hex(good.substr(0, 20)) + "')", {"malformed change record"});
