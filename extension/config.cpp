@@ -324,7 +324,7 @@ const std::vector<std::string_view> replication_keys = {
     "hostname",       "routes",         "databases",          "shard",          "replicateTo",
     "securePort",     "port",           "bind",               "enableRootCAs",  "certificate",
     "certificateAuthority", "privateKey", "pingInterval",     "pingTimeout",    "logRetention",
-    "tombstoneRetention", "maxClockSkew", "maxFrameBytes",    "maxBytesInFlight",
+    "tombstoneRetention", "maxClockSkew", "maxFrameBytes",    "maxBytesInFlight", "maxDatabaseSize",
     "reconnectMinDelay", "reconnectMaxDelay"};
 const std::vector<std::string_view> tls_keys = {"certificate", "certificateAuthority", "privateKey"};
 const std::vector<std::string_view> route_keys = {"hostname", "port", "startTime", "shard"};
@@ -777,6 +777,7 @@ void loader::load_tuning(const entries& repl, node_config& cfg) const {
     if (auto f = find("maxClockSkew")) cfg.max_clock_skew_ms = get_duration(*f, 1, day_ms);
     if (auto f = find("maxFrameBytes")) cfg.max_frame_bytes = get_bytes(*f, 64 * kib, gib);
     if (auto f = find("maxBytesInFlight")) cfg.max_bytes_in_flight = get_bytes(*f, 64 * kib, 16 * gib);
+    if (auto f = find("maxDatabaseSize")) cfg.max_database_size = get_bytes(*f, 64 * kib, std::int64_t{1} << 50);
     if (auto f = find("reconnectMinDelay")) cfg.reconnect_min_ms = static_cast<int>(get_duration(*f, 1, hour_ms));
     cfg.reconnect_max_ms = std::max(cfg.reconnect_max_ms, cfg.reconnect_min_ms);
     if (auto f = find("reconnectMaxDelay")) {
@@ -1035,6 +1036,7 @@ std::string node_config::canonical() const {
     s += ",\"maxClockSkew\":" + std::to_string(max_clock_skew_ms);
     s += ",\"maxFrameBytes\":" + std::to_string(max_frame_bytes);
     s += ",\"maxBytesInFlight\":" + std::to_string(max_bytes_in_flight);
+    s += ",\"maxDatabaseSize\":" + std::to_string(max_database_size);
     s += ",\"reconnectMinDelay\":" + std::to_string(reconnect_min_ms);
     s += ",\"reconnectMaxDelay\":" + std::to_string(reconnect_max_ms);
     return s + "}";

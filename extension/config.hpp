@@ -59,6 +59,9 @@ struct node_config {
     std::int64_t max_clock_skew_ms = 60000;
     std::int64_t max_frame_bytes = 16 * 1024 * 1024;
     std::int64_t max_bytes_in_flight = 8 * 1024 * 1024;
+    // The most the node's own connections let the database file grow to (0: no limit): a
+    // quota. Reaching it is handled like a full disk: intake pauses until space returns.
+    std::int64_t max_database_size = 0;
     int reconnect_min_ms = 100, reconnect_max_ms = 10000;
 
     // A stable JSON text of every field, with routes and databases sorted (their order

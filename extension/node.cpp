@@ -50,6 +50,12 @@ void log_line(const std::string& node, const std::string& text) {
     std::fprintf(stderr, "hdbrepl[%s]: %s\n", node.c_str(), text.c_str());
 }
 
+// Errors of this node's storage rather than of the data: wait and retry, never refuse.
+bool is_resource_error(int rc) {
+    const int primary = rc & 0xff;
+    return primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_NOMEM;
+}
+
 std::string http_date(std::uint64_t ms) {
     if (ms == 0) return {};
     std::time_t t = static_cast<std::time_t>(ms / 1000);
@@ -196,6 +202,9 @@ struct peer {
     std::shared_ptr<copy_state> sending_copy;
     std::uint64_t copy_chunks_sent = 0, copy_chunks_acked = 0;
     bool copy_reading = false, copy_done_reading = false;
+    // A copy sent because the peer fell behind the retained log (cluster_status shows it).
+    bool full_resync = false;
+    std::uint64_t full_resyncs = 0, last_full_resync = 0;
     // times (ms) and versions for cluster_status
     std::uint64_t last_commit_confirmed = 0, last_received_local = 0, last_send = 0;
     hlc_t last_received_remote = 0;
@@ -349,7 +358,8 @@ private:
     }
     void pump(const std::string& name);
     void pump_all();
-    void start_copy_to(const std::string& name);
+    // `behind_log`: the peer needs what our log no longer holds (a full resync).
+    void start_copy_to(const std::string& name, bool behind_log = false);
     void copy_pump(const std::string& name);
     void dial(const std::string& key);
     void schedule_redial(const std::string& key);
@@ -410,6 +420,13 @@ private:
     void add_member_target(const member_row& m);
     // Puts items[i..] back at the front of the queue and drains again after `delay`.
     void requeue_and_retry(std::vector<received>& items, std::size_t& i, clock_ms delay);
+    // Intake paused by a full disk or quota (db thread writes; the status reads a copy).
+    std::string intake_paused_;
+    std::int64_t intake_retry_ms_ = 0;
+    void pause_intake(const std::string& why, std::vector<received>& items, std::size_t& i);
+    void intake_ok();
+    void set_intake_paused(const std::string& why);
+    std::string intake_status_; // io thread
     void apply_batch(std::vector<received>& items, std::size_t& i);
     bool open_connection(sqlite3** out, std::string& error);
 
@@ -526,6 +543,16 @@ bool node_impl::open_connection(sqlite3** out, std::string& error) {
     // secure_delete=FAST: pruning the log need not zero every freed page (Debian builds
     // SQLite with SECURE_DELETE on, which made each prune rewrite megabytes).
     sqlite3_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=FAST;", nullptr, nullptr, nullptr);
+    if (cfg_.max_database_size > 0) {
+        // A quota on what the node writes: past it SQLite says SQLITE_FULL, as a full disk does.
+        sqlite3_stmt* s = nullptr;
+        std::int64_t page = 4096;
+        if (sqlite3_prepare_v2(*out, "PRAGMA page_size", -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+            page = std::max<std::int64_t>(512, sqlite3_column_int64(s, 0));
+        sqlite3_finalize(s);
+        const std::string pragma = "PRAGMA max_page_count = " + std::to_string(std::max<std::int64_t>(1, cfg_.max_database_size / page));
+        sqlite3_exec(*out, pragma.c_str(), nullptr, nullptr, nullptr);
+    }
     return true;
 }
 
@@ -1023,7 +1050,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
             n.on_io([name, start, needs_copy](node_impl& m) {
                 auto* p = m.find_peer(name);
                 if (!p) return;
-                if (needs_copy) return m.start_copy_to(name);
+                if (needs_copy) return m.start_copy_to(name, true);
                 p->send_pos = start;
                 ++p->send_generation;
                 m.pump(name);
@@ -1086,7 +1113,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                     bool needs_copy = n.behind_log_floor(f);
                     n.rstore_->find_start(f, start);
                     n.on_io([name, start, needs_copy](node_impl& m) {
-                        if (needs_copy) return m.start_copy_to(name);
+                        if (needs_copy) return m.start_copy_to(name, true);
                         if (auto* q = m.find_peer(name)) {
                             q->send_pos = start;
                             ++q->send_generation;
@@ -1287,9 +1314,16 @@ void node_impl::pump(const std::string& name) {
     });
 }
 
-void node_impl::start_copy_to(const std::string& name) {
+void node_impl::start_copy_to(const std::string& name, bool behind_log) {
     auto* p = find_peer(name);
     if (!p || !p->link) return;
+    p->full_resync = behind_log;
+    if (behind_log) {
+        ++p->full_resyncs;
+        p->last_full_resync = now_ms();
+        log_line(name_, name + " needs changes our log no longer holds: sending it a full copy (a merge: it deletes nothing)");
+        update_status();
+    }
     auto cs = std::make_shared<copy_state>();
     p->sending_copy = cs;
     p->copy_chunks_sent = p->copy_chunks_acked = 0;
@@ -1363,6 +1397,7 @@ void node_impl::copy_pump(const std::string& name) {
             }
             // The snapshot is complete: stream from its log position with its progress.
             p->copy_done_reading = true;
+            p->full_resync = false;
             m.send(*p, end);
             for (const auto& o : end.progress) {
                 auto& h = p->filter.progress[o.origin];
@@ -1529,6 +1564,28 @@ void node_impl::requeue_and_retry(std::vector<received>& items, std::size_t& i, 
     });
 }
 
+void node_impl::pause_intake(const std::string& why, std::vector<received>& items, std::size_t& i) {
+    intake_retry_ms_ = std::min<std::int64_t>(intake_retry_ms_ ? intake_retry_ms_ * 2 : 250, 4000);
+    if (intake_paused_.empty()) log_line(name_, "intake paused: " + why + " (retrying; nothing is lost)");
+    set_intake_paused(why);
+    requeue_and_retry(items, i, clock_ms(intake_retry_ms_));
+}
+
+void node_impl::intake_ok() {
+    if (intake_paused_.empty()) return;
+    log_line(name_, "intake resumed");
+    intake_retry_ms_ = 0;
+    set_intake_paused("");
+}
+
+void node_impl::set_intake_paused(const std::string& why) {
+    intake_paused_ = why;
+    on_io([why](node_impl& m) {
+        m.intake_status_ = why;
+        m.update_status();
+    });
+}
+
 void node_impl::drain_received() {
     std::vector<received> items;
     {
@@ -1558,6 +1615,15 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         bool defer = !skip && !deferred_checked_.count(t.name) && table_empty(t.name);
         deferred_checked_.insert(t.name);
         auto res = skip ? apply_result{} : applier_->apply_copy(t.name, t.definition, rows);
+        if (res.rc != SQLITE_OK && is_resource_error(res.rc)) {
+            // As for streamed records (below): the chunk waits, nothing is refused.
+            for (std::size_t k = 0; k < rows.size(); ++k) {
+                r.rows[k].origin = std::move(rows[k].origin);
+                r.rows[k].values = std::move(rows[k].values);
+            }
+            return pause_intake(res.error, items, i);
+        }
+        if (res.rc == SQLITE_OK) intake_ok();
         if (defer && res.rc == SQLITE_OK) defer_indexes(t.name);
         if (!skip && is_system_table(t.name) && res.rc == SQLITE_OK) {
             refresh_users();
@@ -1626,7 +1692,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                 if (name == peer || !q.link || !q.subscribed || q.sending_copy) continue;
                 bool wants = false;
                 for (const auto& [o, h] : prog) wants = wants || (h > 0 && q.filter.wants(o, h));
-                if (wants) m.start_copy_to(name);
+                if (wants) m.start_copy_to(name, true);
             }
             m.resubscribe_all();
             m.pump_all();
@@ -1651,6 +1717,14 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     // touches); if a record fails, undo the batch and replay it with savepoints, so only
     // the failing record is left out.
     const std::size_t batch_start = i;
+    std::string resource_error;
+    auto undo_batch = [&] {
+        exec_sql(wdb_, "ROLLBACK", err);
+        applier_->forget_caches();
+        progress_.clear();
+        floors_.clear();
+        wstore_->load_progress(progress_, floors_);
+    };
     for (int pass = 0;; ++pass) {
         opt.savepoint = pass > 0;
         bool replay = false;
@@ -1679,6 +1753,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                     });
                 auto res = r.record.empty() ? apply_result{} : applier_->apply(r.record.data(), r.record.size(), opt);
                 if (res.clock_skew) { skew = true; break; }
+                if (res.rc != SQLITE_OK && is_resource_error(res.rc)) { resource_error = res.error; break; }
                 if (res.rc != SQLITE_OK) {
                     if (!opt.savepoint) { replay = true; break; }
                     failed[r.peer] = res.error;
@@ -1696,26 +1771,28 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
             ++i;
             ++count;
         }
-        if (!replay) break;
-        exec_sql(wdb_, "ROLLBACK", err);
-        applier_->forget_caches();
-        progress_.clear();
-        floors_.clear();
-        wstore_->load_progress(progress_, floors_);
+        if (!replay || !resource_error.empty()) break;
+        undo_batch();
         i = batch_start;
         if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return requeue_and_retry(items, i, clock_ms(100));
     }
-    int rc = batch.empty() ? SQLITE_OK : wstore_->raise_progress(batch);
-    if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
-    if (rc != SQLITE_OK) {
-        exec_sql(wdb_, "ROLLBACK", err);
-        applier_->forget_caches();
-        progress_.clear();
-        floors_.clear();
-        wstore_->load_progress(progress_, floors_);
-        acks.clear();
-        log_line(name_, "applying received transactions failed: " + std::string(sqlite3_errmsg(wdb_)));
-    } else if (users_touched) {
+    int rc = SQLITE_OK;
+    if (resource_error.empty()) {
+        rc = batch.empty() ? SQLITE_OK : wstore_->raise_progress(batch);
+        if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+        if (rc != SQLITE_OK) resource_error = sqlite3_errmsg(wdb_);
+    }
+    if (!resource_error.empty()) {
+        // The disk is full (or failing), not the record bad: nothing is refused or acked.
+        // Every record waits, in order, and the batch is tried again after a pause that
+        // grows to a few seconds (no event says that space came back). Senders stop when
+        // their flow-control windows fill, so a paused node costs them bounded memory.
+        undo_batch();
+        i = batch_start;
+        return pause_intake(resource_error, items, i);
+    }
+    intake_ok();
+    if (users_touched) {
         // Before the acks below: a peer that saw its change confirmed can rely on it here.
         refresh_users();
         refresh_membership(false);
@@ -1787,12 +1864,15 @@ void node_impl::update_status() {
         c["url"] = p.url;
         c["subscriptions"] = nullptr;
         c["replicates"] = true;
-        c["state"] = p.copying ? "copying" : p.state;
+        c["state"] = p.copying ? "copying" : p.full_resync && p.sending_copy ? "full-resync" : p.state;
         c["lastError"] = p.last_error.empty() ? json::value(nullptr) : json::value(p.last_error);
         if (!p.link && p.down_since) c["unreachableSince"] = http_date(p.down_since);
         std::int64_t pending = std::max<std::int64_t>(0, log_last_seq_ - p.send_pos);
         c["backlog"] = static_cast<std::int64_t>(p.inflight_q.size()) + pending;
         if (p.copying) c["sync"] = json::object{{"rowsDone", p.copy_done}, {"rowsTotal", p.copy_total}};
+        // Full copies sent to this peer because it fell behind our retained log.
+        c["fullResyncs"] = p.full_resyncs;
+        c["lastFullResync"] = p.last_full_resync ? json::value(http_date(p.last_full_resync)) : json::value(nullptr);
         json::object sock;
         sock["database"] = "main";
         sock["connected"] = static_cast<bool>(p.link);
@@ -1827,6 +1907,9 @@ void node_impl::update_status() {
     top["connections"] = std::move(conns);
     top["is_enabled"] = true;
     top["connected"] = any;
+    // Receiving stopped because this node cannot write (disk full, maxDatabaseSize): null
+    // while all is well.
+    top["intakePaused"] = intake_status_.empty() ? json::value(nullptr) : json::value(intake_status_);
     std::string s = json::serialize(top);
     std::lock_guard lock(shared_m_);
     status_json_ = std::move(s);

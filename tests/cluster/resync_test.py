@@ -219,5 +219,34 @@ def test_confirm(c):
         check("repl_confirm" in a.sql_error(bad), f"{bad} names the function")
 
 
+def test_peer_behind_the_retained_log_gets_a_full_resync(c):
+    """A short logRetention prunes A's log while B is down; B back needs records A no
+    longer has: A says so (log line, cluster_status) and sends a full copy, which merges:
+    B's own rows, written while it was cut off, survive."""
+    extra = {"logRetention": "1s"}
+    a, b = c.node(A_IP), c.node(B_IP)
+    a.start(routes=[B_IP], extra=extra)
+    b.start(routes=[A_IP], extra=extra)
+    wait_connected(a, b)
+    a.sql("CREATE VIRTUAL TABLE dog USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT)")
+    wait_until(lambda: b.sql("SELECT count(*) FROM sqlite_schema WHERE name = 'dog'") == [[1]], 10, "table dog on B")
+    b.kill()
+    for t in range(5):
+        a.batch([("BEGIN", [])] + [("INSERT INTO dog VALUES (?, 'a')", [t * 100 + k]) for k in range(100)] + [("COMMIT", [])])
+    # Pruning runs every 5 s; wait until A's log keeps only its newest record.
+    wait_until(lambda: log_count(a, A_IP) <= 1 and floor_of(a, A_IP) > 0, 20, "A's log pruned past what B has")
+    check_eq(a.connection(B_IP)["fullResyncs"], 0, "no full resync yet")
+    b.restart()
+    b.sql("INSERT INTO dog VALUES (-1, 'b, while cut off')")  # before B is back on the network
+    b.start(b.last_config)
+    wait_rows(b, "SELECT count(*) FROM dog WHERE name = 'a'", [[500]], timeout=20, what="every row of A on B after the full resync")
+    entry = wait_until(lambda: (lambda e: e if e and e.get("fullResyncs", 0) >= 1 else None)(a.connection(B_IP)), 10,
+                       "A's cluster_status to count a full resync for B")
+    check(entry.get("lastFullResync", "").endswith("GMT"), f"when it happened: {entry.get('lastFullResync')!r}")
+    check(any("needs changes our log no longer holds" in line for line in a.log_lines()), "A logs why it sends a full copy")
+    check_eq(b.sql("SELECT name FROM dog WHERE id = -1"), [["b, while cut off"]], "B's own row survives the full resync")
+    wait_rows(a, "SELECT name FROM dog WHERE id = -1", [["b, while cut off"]], what="B's own row reaches A")
+
+
 if __name__ == "__main__":
     run_tests(globals())
