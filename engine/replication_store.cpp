@@ -124,6 +124,25 @@ int replication_store::set_removed(const std::string& name, bool removed) {
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+int replication_store::load_copy_resume(copy_resume_state& out, bool& found) {
+    out = {};
+    found = false;
+    auto text = sys_.get_meta("copy_resume");
+    if (!text) return SQLITE_OK;
+    found = decode_copy_resume(*text, out);
+    if (!found) out = {};
+    return SQLITE_OK;
+}
+
+int replication_store::save_copy_resume(const copy_resume_state& s) { return sys_.set_meta("copy_resume", encode_copy_resume(s)); }
+
+int replication_store::clear_copy_resume() {
+    cached_stmt s(sys_.cache(), "DELETE FROM " + sys_.table("hdbrepl_meta") + " WHERE key='copy_resume'");
+    if (!s) return s.prepare_rc();
+    int rc = sqlite3_step(s.get());
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 int replication_store::load_removed(std::set<std::string>& out) {
     cached_stmt s(sys_.cache(), "SELECT substr(key, 9) FROM " + sys_.table("hdbrepl_meta") + " WHERE key GLOB 'removed:*'");
     if (!s) return s.prepare_rc();
@@ -269,9 +288,24 @@ int snapshot_reader::begin(std::string& err) {
     return SQLITE_OK;
 }
 
+void snapshot_reader::resume_after(const std::string& table, int phase, const value& key) {
+    resume_pending_ = true;
+    resume_table_ = table;
+    resume_phase_ = phase;
+    resume_key_ = key;
+}
+
 bool snapshot_reader::next_chunk(std::size_t max_rows, std::uint32_t& table_index, std::vector<snapshot_row>& rows, int& rc) {
     rows.clear();
     rc = SQLITE_OK;
+    if (resume_pending_) {
+        resume_pending_ = false;
+        while (current_ < tables_.size() && tables_[current_].name < resume_table_) ++current_;
+        if (current_ < tables_.size() && tables_[current_].name == resume_table_) {
+            phase_ = resume_phase_;
+            after_key_ = true;
+        }
+    }
     while (current_ < tables_.size()) {
         const auto& t = tables_[current_];
         if (!stmt_) {
@@ -283,9 +317,17 @@ bool snapshot_reader::next_chunk(std::size_t max_rows, std::uint32_t& table_inde
                 for (const auto& c : def->columns) cols += quote_ident(c.name) + ", ";
             else
                 cols = quote_ident(def->columns[def->pk].name) + ", ";
+            // Key order (each shadow table is keyed by the primary key, so no sort), which is
+            // what makes a cut copy resumable after the last key it delivered.
+            const std::string key = quote_ident(def->columns[def->pk].name);
             std::string sql = "SELECT " + cols + version_column + ", " + origin_column + " FROM " + quote_ident(sys_.schema()) + "." +
-                              quote_ident(t.name + (phase_ == 0 ? "_data" : "_tomb"));
+                              quote_ident(t.name + (phase_ == 0 ? "_data" : "_tomb")) + (after_key_ ? " WHERE " + key + " > ?1" : "") +
+                              " ORDER BY " + key;
             if ((rc = sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt_, nullptr)) != SQLITE_OK) return false;
+            if (after_key_) {
+                bind_arg(stmt_, 1, resume_key_);
+                after_key_ = false;
+            }
         }
         int ncols = sqlite3_column_count(stmt_) - 2;
         while (rows.size() < max_rows) {

@@ -23,13 +23,14 @@
 #include <vector>
 
 #include "engine/bytes.hpp"
+#include "engine/copy_resume.hpp"
 #include "engine/hlc.hpp"
 #include "engine/schema.hpp"
 #include "engine/value.hpp"
 
 namespace hdbrepl::engine {
 
-using progress_map = std::map<std::string, hlc_t>;
+// progress_map (origin -> hlc) comes from engine/copy_resume.hpp.
 
 int ensure_replication_tables(sqlite3* db, const std::string& schema, std::string& err);
 
@@ -55,6 +56,12 @@ public:
     int ensure_node(const std::string& name, const std::string& url);
     // Nodes removed with remove_node stay out, also across restarts, until added again.
     int set_removed(const std::string& name, bool removed);
+    // An interrupted initial copy's resume point (engine/copy_resume.hpp), in hdbrepl_meta.
+    // load: `found` is false (and `out` empty) when there is none or it cannot be read (the
+    // copy then starts over, which loses nothing).
+    int load_copy_resume(copy_resume_state& out, bool& found);
+    int save_copy_resume(const copy_resume_state& s);
+    int clear_copy_resume();
     int load_removed(std::set<std::string>& out);
 
     // What a subscriber asked for: per origin, records newer than the threshold.
@@ -108,7 +115,11 @@ public:
     std::uint64_t total_rows() const { return total_rows_; }
     const progress_map& progress() const { return progress_; } // what the snapshot contains
     std::int64_t log_seq() const { return log_seq_; }
-    // Up to `max_rows` rows of the current table; false when every table is done.
+    // Continue an interrupted copy (wire::copy_resume): skip every table whose name sorts
+    // before `table`, and in `table` the rows of phases before `phase` and of `phase` up to
+    // and including `key`. Call after begin(), before the first next_chunk().
+    void resume_after(const std::string& table, int phase, const value& key);
+    // Up to `max_rows` rows of the current table, in key order; false when every table is done.
     bool next_chunk(std::size_t max_rows, std::uint32_t& table_index, std::vector<snapshot_row>& rows, int& rc);
     void end();
 
@@ -122,6 +133,10 @@ private:
     std::size_t current_ = 0;
     int phase_ = 0; // 0: live rows, 1: tombstones
     sqlite3_stmt* stmt_ = nullptr;
+    bool resume_pending_ = false, after_key_ = false;
+    std::string resume_table_;
+    int resume_phase_ = 0;
+    value resume_key_;
     bool open_ = false;
     std::map<std::int64_t, std::string> origin_names_;
 };

@@ -19,6 +19,12 @@ void put_progress(byte_writer& w, const std::vector<origin_progress>& p) {
     }
 }
 
+void put_resume(byte_writer& w, const copy_resume& r) {
+    w.put_str(r.table);
+    w.put_u8(r.phase);
+    encode_value(w, r.key);
+}
+
 void put_subscription(byte_writer& w, const subscription& s) {
     w.put_u64le(s.start_after);
     put_progress(w, s.progress);
@@ -58,6 +64,14 @@ struct reader {
         }
         return r.ok() || fail("truncated progress list");
     }
+    bool resume(copy_resume& out) {
+        out.table = str("resume table", max_name_len, false);
+        out.phase = r.get_u8();
+        if (!r.ok()) return fail("truncated copy resume point");
+        if (out.phase > 1) return fail("bad copy resume phase");
+        if (!decode_value(r, out.key)) return fail("bad copy resume key");
+        return true;
+    }
     bool sub(subscription& s) {
         s.start_after = r.get_u64le();
         if (!progress(s.progress)) return false;
@@ -88,8 +102,9 @@ bytes encode(const message& m) {
                 w.put_str(x.node_url);
                 w.put_str(x.database);
                 w.put_str(x.db_id);
-                w.put_u8(x.needs_copy ? 1 : 0);
+                w.put_u8(static_cast<std::uint8_t>((x.needs_copy ? 1 : 0) | (x.resume ? 2 : 0)));
                 put_subscription(w, x.sub);
+                if (x.resume) put_resume(w, *x.resume);
             } else if constexpr (std::is_same_v<T, subscribe>) {
                 put_subscription(w, x.sub);
             } else if constexpr (std::is_same_v<T, txn>) {
@@ -99,6 +114,7 @@ bytes encode(const message& m) {
                 w.put_varint(x.seq);
             } else if constexpr (std::is_same_v<T, copy_start>) {
                 w.put_varint(x.total_rows);
+                put_progress(w, x.progress);
             } else if constexpr (std::is_same_v<T, copy_table>) {
                 w.put_str(x.name);
                 w.put_str(x.definition);
@@ -126,7 +142,10 @@ bytes encode(const message& m) {
             } else if constexpr (std::is_same_v<T, removed>) {
                 w.put_str(x.by);
             } else if constexpr (std::is_same_v<T, copy_request>) {
-                // no body
+                if (x.resume) { // none: an empty body (a copy from the start)
+                    w.put_u8(1);
+                    put_resume(w, *x.resume);
+                }
             }
         },
         m);
@@ -151,9 +170,14 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
         h.database = rd.str("database", max_name_len, false);
         h.db_id = rd.str("database id");
         auto flags = rd.r.get_u8();
-        if (flags > 1) { rd.fail("unknown flags"); break; }
-        h.needs_copy = flags == 1;
+        if (flags > 3) { rd.fail("unknown flags"); break; }
+        h.needs_copy = (flags & 1) != 0;
         if (!rd.sub(h.sub)) break;
+        if (flags & 2) {
+            if (!h.needs_copy) { rd.fail("copy resume point without needs_copy"); break; }
+            h.resume.emplace();
+            if (!rd.resume(*h.resume)) break;
+        }
         result = std::move(h);
         have = true;
         break;
@@ -187,7 +211,8 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
     case msg::copy_start: {
         copy_start c;
         c.total_rows = rd.r.get_varint();
-        if (rd.r.ok()) { result = c; have = true; }
+        if (!rd.r.ok()) break;
+        if (rd.progress(c.progress)) { result = std::move(c); have = true; }
         break;
     }
     case msg::copy_table: {
@@ -246,10 +271,17 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
         if (rd.r.ok()) { result = std::move(x); have = true; }
         break;
     }
-    case msg::copy_request:
-        result = copy_request{};
+    case msg::copy_request: {
+        copy_request c;
+        if (!rd.r.at_end()) {
+            if (rd.r.get_u8() != 1) { rd.fail("bad copy request flags"); break; }
+            c.resume.emplace();
+            if (!rd.resume(*c.resume)) break;
+        }
+        result = std::move(c);
         have = true;
         break;
+    }
     default:
         error = "unknown message type " + std::to_string(data[0]);
         return std::nullopt;

@@ -35,11 +35,21 @@ struct subscription {
     std::vector<std::string> exclude;
 };
 
+// Where an interrupted initial copy stopped: every table whose name sorts before `table`
+// is in, and of `table` every row of `phase` (0 live rows, 1 tombstones; live rows come
+// first) up to and including `key`. A copy that resumes sends only what follows.
+struct copy_resume {
+    std::string table;
+    std::uint8_t phase = 0;
+    value key;
+};
+
 struct hello {
     std::uint16_t version = protocol_version;
     std::string node_name, node_url, database, db_id;
     bool needs_copy = false;
     subscription sub;
+    std::optional<copy_resume> resume; // with needs_copy: continue an interrupted copy
 };
 
 struct subscribe {
@@ -55,6 +65,10 @@ struct ack { std::uint64_t seq = 0; };
 
 struct copy_start {
     std::uint64_t total_rows = 0;
+    // What the snapshot holds, per origin (as in copy_end): a receiver whose copy is cut
+    // keeps the lowest of these, so the stream after a resumed copy also brings what changed
+    // in the rows it got before the cut.
+    std::vector<origin_progress> progress;
 };
 
 struct copy_table {
@@ -86,7 +100,9 @@ struct error_msg { std::string text; };
 struct removed { std::string by; };
 
 // "Send me an initial copy": from a never-synced node whose first copy link went away.
-struct copy_request {};
+struct copy_request {
+    std::optional<copy_resume> resume;
+};
 
 using message = std::variant<hello, subscribe, txn, ack, copy_start, copy_table, copy_rows, copy_end, copy_ack, error_msg, removed, copy_request>;
 

@@ -16,6 +16,7 @@
 
 #include "engine/apply.hpp"
 #include "engine/commit_signal.hpp"
+#include "engine/copy_resume.hpp"
 #include "engine/replication_store.hpp"
 #include "engine/schema.hpp"
 #include "engine/placement.hpp"
@@ -127,12 +128,12 @@ struct inflight {
 
 // An item received from a peer, waiting for the database thread.
 struct received {
-    enum kind { txn, copy_rows, copy_end } what = txn;
+    enum kind { txn, copy_begin, copy_rows, copy_end } what = txn;
     std::string peer;
     std::uint64_t seq = 0;
     bytes record;
     w::copy_rows rows;
-    w::copy_end end;
+    w::copy_end end; // copy_begin: its progress is the copy_start's
     std::vector<w::copy_table> tables;
     std::uint64_t link_id = 0;
 };
@@ -290,6 +291,8 @@ struct target {
 struct copy_state {
     sqlite3* db = nullptr;
     std::unique_ptr<snapshot_reader> reader;
+    std::uint64_t rows_sent = 0;
+    bool resumed = false;
     ~copy_state() {
         reader.reset();
         if (db) sqlite3_close_v2(db);
@@ -359,7 +362,7 @@ private:
     void pump(const std::string& name);
     void pump_all();
     // `behind_log`: the peer needs what our log no longer holds (a full resync).
-    void start_copy_to(const std::string& name, bool behind_log = false);
+    void start_copy_to(const std::string& name, bool behind_log = false, const std::optional<w::copy_resume>& resume = std::nullopt);
     void copy_pump(const std::string& name);
     void dial(const std::string& key);
     void schedule_redial(const std::string& key);
@@ -494,6 +497,12 @@ private:
     std::uint64_t next_link_id_ = 1;
     bool synced_ = false;
     std::uint64_t copy_link_ = 0; // link we copy from, 0 = none
+    // An interrupted initial copy (engine/copy_resume.hpp): the db thread's state, and what
+    // the io thread asks the next copy source to continue after.
+    copy_resume_state resume_;
+    std::optional<w::copy_resume> resume_point_; // io thread
+    std::uint64_t resume_rows_ = 0;              // io thread: rows already here
+    void publish_resume_point();                 // db thread -> io thread
     std::string copy_peer_;       // the peer whose copy was cut, to ask again first
     std::shared_ptr<net::timer> poll_timer_, retry_apply_timer_, prune_timer_;
     std::int64_t log_last_seq_ = 0;
@@ -608,6 +617,14 @@ bool node_impl::start(std::string& error) {
         if (rc == SQLITE_OK) {
             synced_ = wstore_->system().get_meta("synced").value_or("") == "1";
             rstore_->last_seq(log_last_seq_);
+            bool found = false;
+            if (!synced_) rc = wstore_->load_copy_resume(resume_, found);
+            if (found && resume_.has_point) {
+                resume_point_ = w::copy_resume{resume_.table, resume_.phase, resume_.key};
+                resume_rows_ = resume_.rows_done;
+                log_line(name_, "an initial copy was cut after " + std::to_string(resume_.rows_done) + " rows (table " + resume_.table +
+                                    "): it resumes there");
+            }
         }
         if (rc != SQLITE_OK && err.empty()) err = sqlite3_errmsg(wdb_);
         opened.set_value(rc == SQLITE_OK ? "" : "preparing the database: " + err);
@@ -922,6 +939,7 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
     if (has_start_time) synced_ = true; // start_time: skip the copy, stream from that time
     if (!synced_ && copy_link_ == 0) {
         h.needs_copy = true;
+        h.resume = resume_point_;
         li.copy_source = true;
         copy_link_ = id;
     }
@@ -1039,7 +1057,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     // Other peers' subscriptions change: what this peer sends directly, they need not relay.
     resubscribe_all();
     if (h.needs_copy) {
-        start_copy_to(h.node_name);
+        start_copy_to(h.node_name, false, h.resume);
     } else {
         auto f = p.filter;
         auto name = h.node_name;
@@ -1075,7 +1093,7 @@ void node_impl::ensure_copy_source() {
             li.copy_source = true;
             p->copying = true;
             p->copy_done = p->copy_total = 0;
-            send_link(li.link, w::copy_request{});
+            send_link(li.link, w::copy_request{resume_point_});
             return;
         }
 }
@@ -1149,9 +1167,15 @@ void node_impl::handle(link_info& li, w::message&& m) {
             } else if constexpr (std::is_same_v<T, w::copy_start>) {
                 p->copying = true;
                 p->copy_total = x.total_rows;
-                p->copy_done = 0;
+                p->copy_done = li.copy_source ? resume_rows_ : 0;
                 p->copy_chunks = 0; // acks count this copy's chunks
                 p->copy_tables.clear();
+                received r;
+                r.what = received::copy_begin;
+                r.peer = p->name;
+                r.end.progress = std::move(x.progress);
+                r.link_id = li.id;
+                enqueue(std::move(r));
             } else if constexpr (std::is_same_v<T, w::copy_table>) {
                 p->copy_tables.push_back(std::move(x));
             } else if constexpr (std::is_same_v<T, w::copy_rows>) {
@@ -1182,7 +1206,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 p->last_error = x.text;
                 log_line(name_, "peer " + p->name + " reports: " + x.text);
             } else if constexpr (std::is_same_v<T, w::copy_request>) {
-                if (!p->sending_copy) start_copy_to(p->name);
+                if (!p->sending_copy) start_copy_to(p->name, false, x.resume);
             } else if constexpr (std::is_same_v<T, w::removed>) {
                 log_line(name_, "removed from the cluster by " + x.by);
                 removed_.insert(x.by);
@@ -1314,7 +1338,7 @@ void node_impl::pump(const std::string& name) {
     });
 }
 
-void node_impl::start_copy_to(const std::string& name, bool behind_log) {
+void node_impl::start_copy_to(const std::string& name, bool behind_log, const std::optional<w::copy_resume>& resume) {
     auto* p = find_peer(name);
     if (!p || !p->link) return;
     p->full_resync = behind_log;
@@ -1328,7 +1352,10 @@ void node_impl::start_copy_to(const std::string& name, bool behind_log) {
     p->sending_copy = cs;
     p->copy_chunks_sent = p->copy_chunks_acked = 0;
     p->copy_reading = p->copy_done_reading = false;
-    on_db([name, cs](node_impl& n) {
+    if (resume)
+        log_line(name_, "resuming a copy for " + name + " after table " + resume->table + (resume->phase ? " (tombstones)" : "") +
+                            " key " + resume->key.to_string());
+    on_db([name, cs, resume](node_impl& n) {
         std::string err;
         bool ok = n.open_connection(&cs->db, err);
         if (ok) {
@@ -1336,12 +1363,17 @@ void node_impl::start_copy_to(const std::string& name, bool behind_log) {
             ok = cs->reader->begin(err) == SQLITE_OK;
         }
         std::vector<w::copy_table> tables;
-        std::uint64_t total = 0;
+        w::copy_start start;
         if (ok) {
             for (const auto& t : cs->reader->tables()) tables.push_back({t.name, t.definition});
-            total = cs->reader->total_rows();
+            start.total_rows = cs->reader->total_rows();
+            for (const auto& [o, h] : cs->reader->progress()) start.progress.push_back({o, h});
+            if (resume) {
+                cs->reader->resume_after(resume->table, resume->phase, resume->key);
+                cs->resumed = true;
+            }
         }
-        n.on_io([name, cs, ok, err, tables, total](node_impl& m) {
+        n.on_io([name, cs, ok, err, tables, start = std::move(start)](node_impl& m) {
             auto* p = m.find_peer(name);
             if (!p || p->sending_copy != cs) return;
             if (!ok) {
@@ -1350,7 +1382,7 @@ void node_impl::start_copy_to(const std::string& name, bool behind_log) {
                 if (p->link) p->link->close("copy failed");
                 return;
             }
-            m.send(*p, w::copy_start{total});
+            m.send(*p, start);
             for (const auto& t : tables) m.send(*p, t);
             m.copy_pump(name);
         });
@@ -1391,6 +1423,7 @@ void node_impl::copy_pump(const std::string& name) {
                 return;
             }
             if (more) {
+                cs->rows_sent += chunk.rows.size();
                 m.send(*p, chunk);
                 ++p->copy_chunks_sent;
                 return m.copy_pump(name);
@@ -1399,11 +1432,19 @@ void node_impl::copy_pump(const std::string& name) {
             p->copy_done_reading = true;
             p->full_resync = false;
             m.send(*p, end);
-            for (const auto& o : end.progress) {
-                auto& h = p->filter.progress[o.origin];
-                h = std::max(h, o.hlc);
+            log_line(m.name_, std::string(cs->resumed ? "resumed copy" : "copy") + " for " + name + " sent: " + std::to_string(cs->rows_sent) + " rows");
+            if (cs->resumed) {
+                // The receiver streams from below this snapshot (what changed in the rows it
+                // got before the cut): nothing goes until its subscribe says from where.
+                p->filter = {};
+                p->filter.start_after = ~hlc_t{0};
+            } else {
+                for (const auto& o : end.progress) {
+                    auto& h = p->filter.progress[o.origin];
+                    h = std::max(h, o.hlc);
+                }
+                p->filter.start_after = std::min<hlc_t>(p->filter.start_after, 0);
             }
-            p->filter.start_after = std::min<hlc_t>(p->filter.start_after, 0);
             p->send_pos = static_cast<std::int64_t>(end.seq);
             ++p->send_generation;
             p->sending_copy.reset();
@@ -1564,6 +1605,15 @@ void node_impl::requeue_and_retry(std::vector<received>& items, std::size_t& i, 
     });
 }
 
+void node_impl::publish_resume_point() {
+    std::optional<w::copy_resume> point;
+    if (resume_.has_point) point = w::copy_resume{resume_.table, resume_.phase, resume_.key};
+    on_io([point, rows = resume_.rows_done](node_impl& m) {
+        m.resume_point_ = point;
+        m.resume_rows_ = rows;
+    });
+}
+
 void node_impl::pause_intake(const std::string& why, std::vector<received>& items, std::size_t& i) {
     intake_retry_ms_ = std::min<std::int64_t>(intake_retry_ms_ ? intake_retry_ms_ * 2 : 250, 4000);
     if (intake_paused_.empty()) log_line(name_, "intake paused: " + why + " (retrying; nothing is lost)");
@@ -1600,6 +1650,18 @@ void node_impl::drain_received() {
 
 void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     auto& first = items[i];
+    if (first.what == received::copy_begin) {
+        ++i;
+        if (synced_) return; // only initial copies resume (a full resync is merged anew)
+        progress_map next;
+        for (const auto& o : first.end.progress) next[o.origin] = o.hlc;
+        if (resume_.has_base) lower_copy_base(resume_.base, next);
+        else resume_.base = std::move(next);
+        resume_.has_base = true;
+        if (int rc = wstore_->save_copy_resume(resume_); rc != SQLITE_OK)
+            log_line(name_, std::string("saving the copy's resume point: ") + sqlite3_errstr(rc));
+        return;
+    }
     if (first.what == received::copy_rows) {
         auto& r = first.rows;
         const auto& t = first.tables[r.table];
@@ -1625,6 +1687,25 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         }
         if (res.rc == SQLITE_OK) intake_ok();
         if (defer && res.rc == SQLITE_OK) defer_indexes(t.name);
+        if (res.rc == SQLITE_OK && !synced_ && !rows.empty()) {
+            // The resume point follows the rows in (a crash before this write only re-copies
+            // one chunk, merged by version). The rows' values were moved into `rows`.
+            const auto& last = rows.back();
+            auto it = pk_of_definition_.find(t.definition);
+            if (it == pk_of_definition_.end()) {
+                std::string derr;
+                auto def = parse_table_def(std::string_view(t.definition), derr);
+                it = pk_of_definition_.emplace(t.definition, def ? def->pk : 0).first;
+            }
+            resume_.has_point = true;
+            resume_.table = t.name;
+            resume_.phase = last.deleted ? 1 : 0;
+            resume_.key = last.deleted ? last.values[0] : last.values[std::min(it->second, last.values.size() - 1)];
+            resume_.rows_done += rows.size();
+            if (int rc = wstore_->save_copy_resume(resume_); rc != SQLITE_OK)
+                log_line(name_, std::string("saving the copy's resume point: ") + sqlite3_errstr(rc));
+            publish_resume_point();
+        }
         if (!skip && is_system_table(t.name) && res.rc == SQLITE_OK) {
             refresh_users();
             refresh_membership(false);
@@ -1648,6 +1729,9 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     if (first.what == received::copy_end) {
         progress_map prog;
         for (const auto& o : first.end.progress) prog[o.origin] = o.hlc;
+        // A copy that was cut and resumed claims no more than its earliest snapshot held.
+        const bool was_resumed = resume_.has_point;
+        if (!synced_ && resume_.has_base) lower_copy_base(prog, resume_.base);
         std::string err;
         int rc = exec_sql(wdb_, "BEGIN IMMEDIATE", err);
         // Tables that are empty at the source came without rows: create them, or the progress
@@ -1664,7 +1748,13 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         if (rc == SQLITE_OK) rc = wstore_->raise_progress(prog, &prog);
         if (rc == SQLITE_OK) rc = restore_deferred_indexes(err);
         if (rc == SQLITE_OK) rc = wstore_->system().set_meta("synced", "1");
+        if (rc == SQLITE_OK) rc = wstore_->clear_copy_resume();
         if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+        if (rc == SQLITE_OK) {
+            if (was_resumed) log_line(name_, "the resumed initial copy is complete (" + std::to_string(resume_.rows_done) + " rows in all)");
+            resume_ = {};
+            publish_resume_point();
+        }
         else exec_sql(wdb_, "ROLLBACK", err);
         deferred_checked_.clear();
         if (rc == SQLITE_OK)

@@ -261,5 +261,44 @@ def test_start_time_skips_old_rows(c):
     wait_rows(a, "SELECT v FROM ev WHERE id = 500", [["from c"]])
 
 
+def test_cut_copy_resumes_where_it_stopped(c):
+    """B's initial copy stops half way (B's quota fills: intake pauses), B is killed -9 there,
+    and A keeps writing, also to rows B already has. B restarted (no quota) continues after
+    the last key it holds instead of starting over, and ends with exactly A's rows, the
+    changes made to already-copied rows included."""
+    n = 40_000
+    a = c.node(A_IP)
+    a.sql("CREATE VIRTUAL TABLE big USING hdbrepl(id INTEGER PRIMARY KEY, pad TEXT)")
+    a.sql("CREATE VIRTUAL TABLE small USING hdbrepl(id TEXT PRIMARY KEY, v INTEGER)")  # sorts after 'big'
+    a.sql("WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x + 1 < ?) "
+          "INSERT INTO big SELECT x, printf('%.100c', 'p') FROM s", n)
+    a.sql("INSERT INTO small VALUES ('k1', 1), ('k2', 2)")
+    a.sql("DELETE FROM big WHERE id % 1000 = 999")  # tombstones are copied after the live rows
+    a.start(routes=[B_IP])
+    b = c.node(B_IP)
+    b.start(routes=[A_IP], extra={"maxDatabaseSize": 2 * 1024 * 1024})
+    wait_until(lambda: b.status().get("intakePaused"), 30, "B's copy to stop at its quota")
+    have = b.scalar("SELECT count(*) FROM big")
+    check(0 < have < n, f"B holds part of the copy when it is cut ({have} rows)")
+    b.kill()
+    # Meanwhile A changes rows B already has, and rows it has not got yet.
+    a.sql("UPDATE big SET pad = 'changed' WHERE id IN (0, 1, ?)", n - 2)
+    a.sql("DELETE FROM big WHERE id = 2")
+    b.restart(b.config(routes=[A_IP]))
+    check(any("it resumes there" in line for line in b.log_lines()), "B says its copy resumes")
+    q = "SELECT count(*), sum(id), sum(length(pad)), sum(pad = 'changed') FROM big"
+    wait_rows(b, q, a.sql(q), timeout=30, what="B ends with exactly A's rows")
+    wait_rows(b, "SELECT id, v FROM small ORDER BY id", [["k1", 1], ["k2", 2]], what="the table after the cut point")
+    check_eq(table_digest(b, "big"), table_digest(a, "big"), "every row of big, hashed")
+    sent = [line for line in a.log_lines() if "resumed copy for " + B_IP + " sent:" in line]
+    check(sent, f"A logs the resumed copy: {a.log_tail()}")
+    resent = int(sent[-1].split("sent: ")[1].split()[0])
+    check(resent < n - have + 1000, f"the resumed copy sent only what B lacked ({resent} rows; B had {have} of {n})")
+    check(any("resumed initial copy is complete" in line for line in b.log_lines()), "B says the resumed copy completed")
+    # And it streams afterwards.
+    a.sql("INSERT INTO big VALUES (-5, 'after')")
+    wait_rows(b, "SELECT pad FROM big WHERE id = -5", [["after"]], what="a write after the resumed copy")
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     write("wire", "txn", wire::encode(wire::txn{17, encode_record(sample_record())}));
     write("wire", "txn_ddl", wire::encode(wire::txn{18, encode_record(ddl_record())}));
     write("wire", "ack", wire::encode(wire::ack{300}));
-    write("wire", "copy_start", wire::encode(wire::copy_start{12}));
+    write("wire", "copy_start", wire::encode(wire::copy_start{12, sub.progress}));
     write("wire", "copy_table", wire::encode(wire::copy_table{"dog", "\"id\" INTEGER PRIMARY KEY, \"name\" TEXT"}));
     wire::copy_rows rows;
     rows.table = 0;
@@ -106,6 +106,9 @@ int main(int argc, char** argv) {
     write("wire", "error", wire::encode(wire::error_msg{"table 'dog' differs"}));
     write("wire", "removed", wire::encode(wire::removed{"127.0.0.3"}));
     write("wire", "copy_request", wire::encode(wire::copy_request{}));
+    write("wire", "copy_request_resume", wire::encode(wire::copy_request{wire::copy_resume{"dog", 1, value::of_int(41)}}));
+    h.resume = wire::copy_resume{"dog", 0, value::of_text("k")};
+    write("wire", "hello_resume", wire::encode(h));
 
     // fuzz_credentials: headers and tokens.
     const std::string jwt = net::cred::sign_jwt("fuzz-secret", R"({"sub":"admin","exp":1764151200})");
