@@ -37,12 +37,17 @@ sanitize: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) --timeout 900
 
-# ThreadSanitizer over the threaded C++ tests (the transport's io thread, the runtime).
-# The node processes of the cluster tier run in python3, which cannot host TSan.
+# ThreadSanitizer over the threaded C++ tests (the transport's io thread, the runtime), then
+# the cluster tests TSAN_CLUSTER with every node a TSan-built node_host (tests/cluster/
+# node_host.cpp) loading the TSan-built library: a report in any node fails its test
+# (tests/CMakeLists.txt sets HDBREPL_NODE_HOST and TSAN_OPTIONS; docs/reliability.md).
+TSAN_BUILD ?= build-tsan
+TSAN_CLUSTER ?= basic|resync|topology|initial_sync|membership|security|hostile
 tsan: deps
-	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE=thread >/dev/null
-	cmake --build build-tsan -j $(JOBS) --target net_tests unit_tests
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L "net|unit" --timeout 900
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE=thread >/dev/null
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target net_tests unit_tests node_host hdbrepl
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L "net|unit" --timeout 900
+	cd $(TSAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L cluster -R 'cluster\.($(TSAN_CLUSTER))_test$$' --timeout 900
 
 # libFuzzer + ASan + UBSan over the decoders and parsers (tests/fuzz): each target runs
 # FUZZ_SECONDS on a working copy of its seed corpus in build-fuzz, FUZZ_JOBS at a time; a
@@ -63,3 +68,15 @@ clean:
 # one seed; mesh time, RSS/CPU idle and under writes, wire bytes per row, latency. ~5 min.
 scale: build
 	HDBREPL_SO=./$(BUILD)/libhdbrepl /usr/bin/python3 tests/cluster/scale_probe.py --nodes 3,6,12,16
+
+# Chaos run (docs/reliability.md, "Chaos runs"): node processes on 127.0.0.x behind a
+# fault-injecting proxy, writers on every node, kill -9 / graceful restarts / cut, black-holed
+# and slow links / skewed clocks from a seeded schedule, then a checker (lost writes,
+# divergence, half-applied transactions, last-writer-wins). Bounded by CHAOS_SECONDS;
+# CHAOS_SEED=<n> replays a schedule. Report: $(BUILD)/chaos-report.json.
+CHAOS_SECONDS ?= 120
+.PHONY: chaos
+chaos: deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target hdbrepl
+	CHAOS_SECONDS=$(CHAOS_SECONDS) bash scripts/run-chaos.sh $(BUILD)

@@ -33,6 +33,32 @@ value column_value(sqlite3_stmt* s, int i) {
     }
 }
 
+value sql_value(sqlite3_value* v) {
+    switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER: return value::of_int(sqlite3_value_int64(v));
+    case SQLITE_FLOAT: return value::of_real(sqlite3_value_double(v));
+    case SQLITE_TEXT: {
+        auto* t = reinterpret_cast<const char*>(sqlite3_value_text(v));
+        return value::of_text(std::string(t ? t : "", static_cast<std::size_t>(sqlite3_value_bytes(v))));
+    }
+    case SQLITE_BLOB: {
+        auto* b = static_cast<const char*>(sqlite3_value_blob(v));
+        return value::of_blob(std::string(b ? b : "", static_cast<std::size_t>(sqlite3_value_bytes(v))));
+    }
+    default: return value::null();
+    }
+}
+
+void result_value(sqlite3_context* ctx, const value& v) {
+    switch (v.type) {
+    case value_type::integer: sqlite3_result_int64(ctx, v.i); break;
+    case value_type::real: sqlite3_result_double(ctx, v.r); break;
+    case value_type::text: sqlite3_result_text(ctx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT); break;
+    case value_type::blob: sqlite3_result_blob(ctx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT); break;
+    case value_type::null: sqlite3_result_null(ctx); break;
+    }
+}
+
 namespace {
 std::string qualified(const std::string& schema, const std::string& name) { return quote_ident(schema) + "." + quote_ident(name); }
 

@@ -28,6 +28,9 @@ inline int bind_arg(sqlite3_stmt* s, int i, sqlite3_value* v) { return sqlite3_b
 int bind_arg(sqlite3_stmt* s, int i, const value& v);
 // Reads a result column into a value.
 value column_value(sqlite3_stmt* s, int i);
+// The same for a function or xFilter argument, and the way back for a result.
+value sql_value(sqlite3_value* v);
+void result_value(sqlite3_context* ctx, const value& v);
 
 // A statement prepared on first use and kept for the life of its owner. Used for the
 // single-step statements of the write path, which are never held across calls, so one

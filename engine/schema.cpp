@@ -1,11 +1,21 @@
 // System tables of an hdbrepl database (see schema.hpp).
 #include "engine/schema.hpp"
 
+#include <atomic>
+
 #include "engine/table_def.hpp"
 
 #include <random>
 
 namespace hdbrepl::engine {
+
+namespace {
+// Bumped whenever any connection of the process renames its node (repl_start): every other
+// connection's cached name is stale then (a user connection that wrote before repl_start
+// kept the generated name as the origin of its later writes).
+std::atomic<std::uint64_t> node_name_generation{0};
+} // namespace
+
 
 namespace {
 std::string qualified(const std::string& schema, const char* name) {
@@ -109,12 +119,19 @@ int system_store::set_meta(const std::string& key, const std::string& value) {
     sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
     sqlite3_bind_text(s.get(), 2, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
     int rc = sqlite3_step(s.get());
-    if (key == "node_name") node_name_.reset();
+    if (key == "node_name") {
+        node_name_.reset();
+        node_name_generation.fetch_add(1, std::memory_order_acq_rel);
+    }
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 std::string system_store::node_name() {
-    if (!node_name_) node_name_ = get_meta("node_name").value_or("");
+    const auto gen = node_name_generation.load(std::memory_order_acquire);
+    if (!node_name_ || node_name_seen_ != gen) {
+        node_name_ = get_meta("node_name").value_or("");
+        node_name_seen_ = gen;
+    }
     return *node_name_;
 }
 

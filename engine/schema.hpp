@@ -84,6 +84,7 @@ private:
     std::unordered_map<std::string, std::int64_t> origin_ids_;
     std::unordered_map<std::int64_t, std::string> origin_names_;
     std::optional<std::string> node_name_;
+    std::uint64_t node_name_seen_ = 0; // the process-wide rename generation it was read at
 };
 
 } // namespace hdbrepl::engine

@@ -9,7 +9,8 @@ namespace hdbrepl::engine::wire {
 
 namespace {
 
-const char* const message_names[] = {"hello", "subscribe", "txn", "ack", "copy_start", "copy_table", "copy_rows", "copy_end", "copy_ack", "error", "removed", "copy_request"};
+const char* const message_names[] = {"hello",    "subscribe", "txn",   "ack",     "copy_start",   "copy_table",  "copy_rows",
+                                     "copy_end", "copy_ack",  "error", "removed", "copy_request", "read_request", "read_reply"};
 
 void put_progress(byte_writer& w, const std::vector<origin_progress>& p) {
     w.put_varint(p.size());
@@ -141,6 +142,18 @@ bytes encode(const message& m) {
                 w.put_str(x.text);
             } else if constexpr (std::is_same_v<T, removed>) {
                 w.put_str(x.by);
+            } else if constexpr (std::is_same_v<T, read_request>) {
+                w.put_varint(x.id);
+                w.put_str(x.table);
+                w.put_str(x.key_column);
+                encode_value(w, x.key);
+            } else if constexpr (std::is_same_v<T, read_reply>) {
+                w.put_varint(x.id);
+                w.put_u8(static_cast<std::uint8_t>(x.status));
+                if (x.status == read_status::found) {
+                    w.put_varint(x.row.size());
+                    for (const auto& v : x.row) encode_value(w, v);
+                }
             } else if constexpr (std::is_same_v<T, copy_request>) {
                 if (x.resume) { // none: an empty body (a copy from the start)
                     w.put_u8(1);
@@ -279,6 +292,38 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
             if (!rd.resume(*c.resume)) break;
         }
         result = std::move(c);
+        have = true;
+        break;
+    }
+    case msg::read_request: {
+        read_request q;
+        q.id = rd.r.get_varint();
+        q.table = rd.str("table name", max_name_len, false);
+        q.key_column = rd.str("key column", max_name_len, false);
+        if (!rd.r.ok()) break;
+        if (!decode_value(rd.r, q.key)) { rd.fail("bad key"); break; }
+        result = std::move(q);
+        have = true;
+        break;
+    }
+    case msg::read_reply: {
+        read_reply a;
+        a.id = rd.r.get_varint();
+        auto status = rd.r.get_u8();
+        if (!rd.r.ok()) break;
+        if (status > 2) { rd.fail("bad read status"); break; }
+        a.status = static_cast<read_status>(status);
+        if (a.status == read_status::found) {
+            auto n = rd.count("column", max_columns);
+            if (!rd.r.ok()) break;
+            if (n == 0) { rd.fail("row without columns"); break; }
+            a.row.resize(static_cast<std::size_t>(n));
+            bool ok = true;
+            for (auto& v : a.row)
+                if (!decode_value(rd.r, v)) { ok = false; break; }
+            if (!ok) { rd.fail("bad row value"); break; }
+        }
+        result = std::move(a);
         have = true;
         break;
     }

@@ -19,7 +19,7 @@ inline constexpr char hello_magic[4] = {'H', 'D', 'B', 'R'};
 
 enum class msg : std::uint8_t {
     hello = 1, subscribe = 2, txn = 3, ack = 4, copy_start = 5, copy_table = 6, copy_rows = 7, copy_end = 8,
-    copy_ack = 9, error = 10, removed = 11, copy_request = 12,
+    copy_ack = 9, error = 10, removed = 11, copy_request = 12, read_request = 13, read_reply = 14,
 };
 
 struct origin_progress {
@@ -104,7 +104,24 @@ struct copy_request {
     std::optional<copy_resume> resume;
 };
 
-using message = std::variant<hello, subscribe, txn, ack, copy_start, copy_table, copy_rows, copy_end, copy_ack, error_msg, removed, copy_request>;
+// A forwarded read (docs/cluster.md, "Forwarded reads"): "send me the row of `table` whose
+// `key_column` equals `key`". Answered from the receiver's own data, never forwarded again.
+struct read_request {
+    std::uint64_t id = 0;
+    std::string table, key_column;
+    value key;
+};
+
+enum class read_status : std::uint8_t { absent = 0, found = 1, cannot = 2 };
+
+struct read_reply {
+    std::uint64_t id = 0;
+    read_status status = read_status::absent;
+    std::vector<value> row; // found: every column, in declared order
+};
+
+using message = std::variant<hello, subscribe, txn, ack, copy_start, copy_table, copy_rows, copy_end, copy_ack, error_msg, removed, copy_request,
+                             read_request, read_reply>;
 
 // Limits a decoder enforces (beyond the transport's message size limit).
 inline constexpr std::size_t max_origins = 100'000;

@@ -324,7 +324,7 @@ const std::vector<std::string_view> replication_keys = {
     "hostname",       "routes",         "databases",          "shard",          "replicateTo",
     "securePort",     "port",           "bind",               "enableRootCAs",  "certificate",
     "certificateAuthority", "privateKey", "pingInterval",     "pingTimeout",    "logRetention",
-    "tombstoneRetention", "maxClockSkew", "maxFrameBytes",    "maxBytesInFlight", "maxDatabaseSize",
+    "tombstoneRetention", "maxClockSkew", "maxFrameBytes",    "maxBytesInFlight", "maxDatabaseSize", "readTimeout",
     "reconnectMinDelay", "reconnectMaxDelay"};
 const std::vector<std::string_view> tls_keys = {"certificate", "certificateAuthority", "privateKey"};
 const std::vector<std::string_view> route_keys = {"hostname", "port", "startTime", "shard"};
@@ -775,6 +775,7 @@ void loader::load_tuning(const entries& repl, node_config& cfg) const {
                          "late stale update resurrect the row");
     }
     if (auto f = find("maxClockSkew")) cfg.max_clock_skew_ms = get_duration(*f, 1, day_ms);
+    if (auto f = find("readTimeout")) cfg.read_timeout_ms = get_duration(*f, 10, 10 * minute_ms);
     if (auto f = find("maxFrameBytes")) cfg.max_frame_bytes = get_bytes(*f, 64 * kib, gib);
     if (auto f = find("maxBytesInFlight")) cfg.max_bytes_in_flight = get_bytes(*f, 64 * kib, 16 * gib);
     if (auto f = find("maxDatabaseSize")) cfg.max_database_size = get_bytes(*f, 64 * kib, std::int64_t{1} << 50);
@@ -1034,6 +1035,7 @@ std::string node_config::canonical() const {
     s += ",\"logRetention\":" + std::to_string(log_retention_ms);
     s += ",\"tombstoneRetention\":" + std::to_string(tombstone_retention_ms);
     s += ",\"maxClockSkew\":" + std::to_string(max_clock_skew_ms);
+    s += ",\"readTimeout\":" + std::to_string(read_timeout_ms);
     s += ",\"maxFrameBytes\":" + std::to_string(max_frame_bytes);
     s += ",\"maxBytesInFlight\":" + std::to_string(max_bytes_in_flight);
     s += ",\"maxDatabaseSize\":" + std::to_string(max_database_size);

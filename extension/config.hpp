@@ -62,6 +62,8 @@ struct node_config {
     // The most the node's own connections let the database file grow to (0: no limit): a
     // quota. Reaching it is handled like a full disk: intake pauses until space returns.
     std::int64_t max_database_size = 0;
+    // How long a forwarded read (a key lookup this node cannot answer) waits for the others.
+    std::int64_t read_timeout_ms = 3000;
     int reconnect_min_ms = 100, reconnect_max_ms = 10000;
 
     // A stable JSON text of every field, with routes and databases sorted (their order

@@ -33,6 +33,7 @@ class tracked_state : public hdbrepl::sql::connection_state {
 public:
     tracked_state(sqlite3* db, bool internal) : connection_state(db), internal_(internal) {
         if (!internal_) hdbrepl::ext::user_connection_opened(main_path());
+        forward_reads = !internal_;
     }
     ~tracked_state() override {
         forget_connection(db());
@@ -45,7 +46,12 @@ private:
 };
 
 int register_all(sqlite3* db, char** pz_err, const sqlite3_api_routines* api, bool internal) {
-    SQLITE_EXTENSION_INIT2(api);
+    // Every connection of the process passes the same table: only the first load writes the
+    // global, so registering the node's own connections on its threads never writes a pointer
+    // other threads are reading (a data race under ThreadSanitizer).
+    if (sqlite3_api != api) {
+        SQLITE_EXTENSION_INIT2(api);
+    }
     {
         std::lock_guard lock(registered_mutex);
         if (registered.count(db)) return SQLITE_OK;

@@ -6,6 +6,8 @@
 **   repl_add_node(json) / repl_set_node(json) / repl_update_node(json) / repl_remove_node(json)
 **   repl_cluster_status()       -> HarperDB's cluster_status JSON
 **   repl_confirm(n, timeout_ms) -> how many nodes confirmed this connection's last commit
+**   repl_forward_reads(0|1)     -> the previous setting: key lookups that find nothing here
+**                                  ask the nodes that may hold the row (default 1)
 **   repl_operation(json)        -> any of the above by its "operation" key, plus
 **                                  search_by_value on system.hdb_nodes
 **
@@ -227,6 +229,26 @@ void fn_operation(sqlite3_context* c, int, sqlite3_value** argv) {
     });
 }
 
+// repl_forward_reads(on): whether this connection's key lookups that find nothing here ask
+// the other nodes (read_forward.hpp); returns the previous setting.
+void fn_forward_reads(sqlite3_context* c, int, sqlite3_value** argv) {
+    sql::guarded_fn(c, [&] {
+        if (sqlite3_value_type(argv[0]) != SQLITE_INTEGER || (sqlite3_value_int64(argv[0]) != 0 && sqlite3_value_int64(argv[0]) != 1))
+            return sql::result_error(c, "repl_forward_reads(): the argument must be 1 (forward) or 0 (local reads only)");
+        auto* state = ctx_of(c)->state;
+        sqlite3_result_int(c, state->forward_reads ? 1 : 0);
+        state->forward_reads = sqlite3_value_int64(argv[0]) == 1;
+    });
+}
+
+// The forwarded-read hook: the node of the table's file answers, if one runs.
+sql::forwarded_read forward_through_node(const std::string& path, const std::string& table, const std::string& definition,
+                                         const std::string& key_column, const engine::value& key) {
+    auto n = find_node(path);
+    if (!n) return {};
+    return n->forward_read(table, definition, key_column, key);
+}
+
 struct entry {
     const char* name;
     int n_arg;
@@ -243,6 +265,7 @@ constexpr entry functions[] = {
     {"repl_remove_node", 1, direct, fn_remove_node},
     {"repl_cluster_status", 0, SQLITE_UTF8, fn_cluster_status},
     {"repl_confirm", 2, direct, fn_confirm},
+    {"repl_forward_reads", 1, SQLITE_UTF8, fn_forward_reads},
     {"repl_operation", 1, direct, fn_operation},
 };
 
@@ -251,6 +274,7 @@ void free_context(void* p) { delete static_cast<fn_context*>(p); }
 } // namespace
 
 int register_cluster_functions(sqlite3* db, sql::connection_state* state, const sqlite3_api_routines* api) {
+    sql::set_read_forwarder(&forward_through_node);
     auto* x = new fn_context{state, api};
     // Shares x; freed with repl_operation below, the last function of this connection's set.
     if (int rc = register_security_functions(db, x); rc != SQLITE_OK) {

@@ -219,6 +219,7 @@ struct link_info {
     bool inbound = false;
     bool hello_sent = false;
     bool copy_source = false; // we asked this link for an initial copy
+    std::uint64_t copy_rows_before = 0; // rows already here when we asked it to resume one
     std::string peer;         // set after HELLO
     bool sign = false;        // an inbound certificate exchange (/hdbrepl/sign), not replication
     bool sign_requested = false; // its one request arrived (more are ignored)
@@ -321,8 +322,22 @@ public:
     std::string search_nodes_json() override;
     int wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout) override;
     std::string reload_security() override;
+    sql::forwarded_read forward_read(const std::string& table, const std::string& definition, const std::string& key_column,
+                                     const value& key) override;
 
 private:
+    // Forwarded reads under way (io thread): asked of every connected peer at once; the
+    // first that has the row answers the caller (the nearest, in effect).
+    struct pending_read {
+        std::shared_ptr<std::promise<sql::forwarded_read>> done;
+        std::set<std::string> waiting; // peers not answered yet
+        std::set<std::string> unreachable; // known nodes we could not ask: "absent" is unsure
+        std::shared_ptr<net::timer> timer;
+    };
+    std::map<std::uint64_t, pending_read> reads_;
+    std::uint64_t next_read_id_ = 0;
+    void finish_read(std::uint64_t id, sql::forwarded_read result);
+    void answer_read(peer& p, w::read_request&& q); // io -> db -> io
     // -- io thread --
     void on_link_open(const net::link_ptr& l, const std::string& target_key, bool inbound);
     void on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& data);
@@ -940,6 +955,7 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
     if (!synced_ && copy_link_ == 0) {
         h.needs_copy = true;
         h.resume = resume_point_;
+        li.copy_rows_before = resume_point_ ? resume_rows_ : 0;
         li.copy_source = true;
         copy_link_ = id;
     }
@@ -1093,6 +1109,7 @@ void node_impl::ensure_copy_source() {
             li.copy_source = true;
             p->copying = true;
             p->copy_done = p->copy_total = 0;
+            li.copy_rows_before = resume_point_ ? resume_rows_ : 0;
             send_link(li.link, w::copy_request{resume_point_});
             return;
         }
@@ -1167,7 +1184,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
             } else if constexpr (std::is_same_v<T, w::copy_start>) {
                 p->copying = true;
                 p->copy_total = x.total_rows;
-                p->copy_done = li.copy_source ? resume_rows_ : 0;
+                p->copy_done = li.copy_source ? li.copy_rows_before : 0;
                 p->copy_chunks = 0; // acks count this copy's chunks
                 p->copy_tables.clear();
                 received r;
@@ -1205,6 +1222,28 @@ void node_impl::handle(link_info& li, w::message&& m) {
             } else if constexpr (std::is_same_v<T, w::error_msg>) {
                 p->last_error = x.text;
                 log_line(name_, "peer " + p->name + " reports: " + x.text);
+            } else if constexpr (std::is_same_v<T, w::read_request>) {
+                answer_read(*p, std::move(x));
+            } else if constexpr (std::is_same_v<T, w::read_reply>) {
+                auto it = reads_.find(x.id);
+                if (it == reads_.end() || !it->second.waiting.erase(p->name)) return; // late or unasked: dropped
+                if (x.status == w::read_status::found) {
+                    sql::forwarded_read r;
+                    r.status = sql::forwarded_read::found;
+                    r.row = std::move(x.row);
+                    return finish_read(x.id, std::move(r));
+                }
+                if (it->second.waiting.empty()) {
+                    sql::forwarded_read r;
+                    r.status = sql::forwarded_read::absent;
+                    if (!it->second.unreachable.empty()) { // it may be on a node that is down
+                        std::string who;
+                        for (const auto& n : it->second.unreachable) who += (who.empty() ? "" : ", ") + n;
+                        r.status = sql::forwarded_read::failed;
+                        r.error = "the row is on no node that answered, and these may hold it but are unreachable: " + who;
+                    }
+                    finish_read(x.id, std::move(r));
+                }
             } else if constexpr (std::is_same_v<T, w::copy_request>) {
                 if (!p->sending_copy) start_copy_to(p->name, false, x.resume);
             } else if constexpr (std::is_same_v<T, w::removed>) {
@@ -1412,6 +1451,16 @@ void node_impl::copy_pump(const std::string& name) {
         }
         w::copy_rows chunk;
         chunk.table = table;
+        // Explicit subscriptions hold for copies too: a table not published to this peer
+        // sends no rows (its definition still goes, as definitions do in the stream).
+        sub_rules rules;
+        {
+            std::lock_guard lock(n.shared_m_);
+            if (auto it = n.rules_.find(name); it != n.rules_.end()) rules = it->second;
+        }
+        if (more && !rules.empty() && table < cs->reader->tables().size() && !is_system_table(cs->reader->tables()[table].name) &&
+            !rules_allow(rules, cs->reader->tables()[table].name, true))
+            rows.clear();
         for (auto& r : rows) chunk.rows.push_back({r.deleted, r.hlc, std::move(r.origin), std::move(r.values)});
         n.on_io([name, cs, more, rc, chunk = std::move(chunk), end = std::move(end)](node_impl& m) mutable {
             auto* p = m.find_peer(name);
@@ -1525,9 +1574,14 @@ void node_impl::prune_log(const std::map<std::string, progress_map>& known) {
         floors_[o] = std::max(floors_[o], h);
         progress_[o] = std::max(progress_[o], h);
     }
-    std::lock_guard lock(shared_m_);
-    progress_copy_ = progress_;
-    pruned_total_ += deleted;
+    {
+        std::lock_guard lock(shared_m_);
+        progress_copy_ = progress_;
+        pruned_total_ += deleted;
+    }
+    // A full batch: more may be prunable. Go on at once, behind whatever else waits for
+    // this thread (one batch per 5 s pass let a log under steady writes grow without bound).
+    if (deleted >= 256) on_db([known](node_impl& n) { n.prune_log(known); });
 }
 
 // ---- receiving (db thread) ----------------------------------------------------------------
@@ -1605,6 +1659,98 @@ void node_impl::requeue_and_retry(std::vector<received>& items, std::size_t& i, 
     });
 }
 
+// ---- forwarded reads ---------------------------------------------------------------------
+
+sql::forwarded_read node_impl::forward_read(const std::string& table, const std::string& definition, const std::string& key_column,
+                                            const value& key) {
+    sql::forwarded_read out;
+    // Where every row is everywhere, a miss is a miss: no network at all.
+    const bool partial = cfg_.replicate_to >= 0 || main_sharded_ || definition.find("residency=") != std::string::npos;
+    if (!partial || stopped_) return out;
+    auto done = std::make_shared<std::promise<sql::forwarded_read>>();
+    auto fut = done->get_future();
+    const auto timeout = std::chrono::milliseconds(cfg_.read_timeout_ms);
+    on_io([done, table, key_column, key, timeout](node_impl& m) {
+        const std::uint64_t id = ++m.next_read_id_;
+        pending_read pr;
+        pr.done = done;
+        for (auto& [name, p] : m.peers_) {
+            if (!p.link) {
+                pr.unreachable.insert(name);
+                continue;
+            }
+            m.send(p, w::read_request{id, table, key_column, key});
+            pr.waiting.insert(name);
+        }
+        for (const auto& [k, t] : m.targets_)
+            if (t.peer_name.empty() || !m.peers_.count(t.peer_name)) pr.unreachable.insert(t.host);
+        if (pr.waiting.empty()) {
+            sql::forwarded_read r;
+            r.status = sql::forwarded_read::failed;
+            r.error = "the row is not on this node, and no other node is connected to ask";
+            done->set_value(std::move(r));
+            return;
+        }
+        std::weak_ptr<node_impl> weak = m.weak_from_this();
+        pr.timer = m.io_->after(timeout, [weak, id, timeout] {
+            auto s = weak.lock();
+            if (!s) return;
+            auto it = s->reads_.find(id);
+            if (it == s->reads_.end()) return;
+            std::string who;
+            for (const auto& n : it->second.waiting) who += (who.empty() ? "" : ", ") + n;
+            sql::forwarded_read r;
+            r.status = sql::forwarded_read::failed;
+            r.error = "the row is not on this node and no node that may hold it answered within " + std::to_string(timeout.count()) +
+                      " ms (waiting for " + who + ")";
+            s->finish_read(id, std::move(r));
+        });
+        m.reads_.emplace(id, std::move(pr));
+    });
+    // The io thread answers within the timeout; the margin covers a stopped node.
+    if (fut.wait_for(timeout + std::chrono::seconds(2)) != std::future_status::ready) {
+        out.status = sql::forwarded_read::failed;
+        out.error = "the node did not answer a forwarded read (is it stopping?)";
+        return out;
+    }
+    return fut.get();
+}
+
+void node_impl::finish_read(std::uint64_t id, sql::forwarded_read result) {
+    auto it = reads_.find(id);
+    if (it == reads_.end()) return;
+    if (it->second.timer) it->second.timer->cancel();
+    it->second.done->set_value(std::move(result));
+    reads_.erase(it);
+}
+
+void node_impl::answer_read(peer& p, w::read_request&& q) {
+    const std::string name = p.name;
+    const auto link_id = p.link_id;
+    on_db([name, link_id, q = std::move(q)](node_impl& n) {
+        // Our own data only: rdb_ is a node connection, which never forwards again.
+        w::read_reply reply;
+        reply.id = q.id;
+        reply.status = w::read_status::cannot;
+        const std::string sql = "SELECT * FROM \"main\"." + quote_ident(q.table) + " WHERE " + quote_ident(q.key_column) + " = ?1";
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(n.rdb_, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+            bind_arg(st, 1, q.key);
+            int rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                reply.status = w::read_status::found;
+                for (int i = 0; i < sqlite3_column_count(st); ++i) reply.row.push_back(column_value(st, i));
+            } else if (rc == SQLITE_DONE) {
+                reply.status = w::read_status::absent;
+            }
+        }
+        sqlite3_finalize(st);
+        n.on_io([name, link_id, reply = std::move(reply)](node_impl& m) {
+            if (auto* p = m.find_peer(name); p && p->link && p->link_id == link_id) m.send(*p, reply);
+        });
+    });
+}
+
 void node_impl::publish_resume_point() {
     std::optional<w::copy_resume> point;
     if (resume_.has_point) point = w::copy_resume{resume_.table, resume_.phase, resume_.key};
@@ -1673,7 +1819,12 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         // row by row in random order. The CREATE INDEX statements wait in hdbrepl_meta, so a
         // crash mid-copy cannot lose them (restored when the node starts).
         // The `system` tables are copied only where `system` replicates.
-        const bool skip = is_system_table(t.name) ? !replicate_system_ : !shares_data_with(first.peer);
+        sub_rules rules;
+        {
+            std::lock_guard lock(shared_m_);
+            if (auto it = rules_.find(first.peer); it != rules_.end()) rules = it->second;
+        }
+        const bool skip = is_system_table(t.name) ? !replicate_system_ : !shares_data_with(first.peer) || !rules_allow(rules, t.name, false);
         bool defer = !skip && !deferred_checked_.count(t.name) && table_empty(t.name);
         deferred_checked_.insert(t.name);
         auto res = skip ? apply_result{} : applier_->apply_copy(t.name, t.definition, rows);
@@ -1959,7 +2110,9 @@ void node_impl::update_status() {
         if (!p.link && p.down_since) c["unreachableSince"] = http_date(p.down_since);
         std::int64_t pending = std::max<std::int64_t>(0, log_last_seq_ - p.send_pos);
         c["backlog"] = static_cast<std::int64_t>(p.inflight_q.size()) + pending;
-        if (p.copying) c["sync"] = json::object{{"rowsDone", p.copy_done}, {"rowsTotal", p.copy_total}};
+        // A resumed copy counts the rows from before the cut, which a newer snapshot may hold
+        // a few fewer of (deleted meanwhile): progress never shows more than the total.
+        if (p.copying) c["sync"] = json::object{{"rowsDone", std::min(p.copy_done, p.copy_total)}, {"rowsTotal", p.copy_total}};
         // Full copies sent to this peer because it fell behind our retained log.
         c["fullResyncs"] = p.full_resyncs;
         c["lastFullResync"] = p.last_full_resync ? json::value(http_date(p.last_full_resync)) : json::value(nullptr);

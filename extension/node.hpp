@@ -27,6 +27,7 @@
 #include "engine/hlc.hpp"
 #include "engine/sqlite_api.hpp"
 #include "extension/config.hpp"
+#include "sql/read_forward.hpp"
 
 namespace hdbrepl::net {
 class io_runtime;
@@ -52,6 +53,11 @@ public:
     // Re-reads certificates and users (after repl_add_certificate, repl_add_user, ...): the
     // next connections use them. Returns "" or why the new identity was not taken.
     virtual std::string reload_security() = 0;
+    // A key lookup that found nothing here, asked of the other nodes when this node holds
+    // only part of the data (replicateTo, residency, a sharded database): blocks the caller
+    // until one has the row, all say they have none, or `readTimeout` passes.
+    virtual sql::forwarded_read forward_read(const std::string& table, const std::string& definition, const std::string& key_column,
+                                             const engine::value& key) = 0;
     // Stops everything and joins the node's thread. Not from the io thread.
     virtual void stop() = 0;
 };

@@ -277,6 +277,7 @@ const char* const function_names[] = {
     "repl_cluster_status",
     "repl_config",
     "repl_confirm",
+    "repl_forward_reads",
     "repl_create_authentication_tokens",
     "repl_drop_user",
     "repl_list_certificates",

@@ -30,6 +30,7 @@
 #include "engine/apply.hpp"
 #include "engine/row_store.hpp"
 #include "engine/table_def.hpp"
+#include "sql/read_forward.hpp"
 #include "sql/sql_error.hpp"
 #include "sql/value_encode.hpp"
 
@@ -96,6 +97,11 @@ struct repl_cursor {
     const int* columns = nullptr; // the plan's result positions, per declared column
     int plan = -1;
     bool eof = true;
+    // A row fetched from another node (forwarded read): `columns` then points at
+    // remote_positions (all -1), so xColumn's rare path serves it and its common path
+    // stays as it was.
+    std::vector<engine::value> remote_row;
+    std::vector<int> remote_positions;
 };
 
 repl_vtab* vt(sqlite3_vtab* v) { return reinterpret_cast<repl_vtab*>(v); }
@@ -429,6 +435,37 @@ int step(repl_cursor* c) {
     return rc;
 }
 
+// WHERE key = ? found nothing here: the row may live on other nodes only (replicateTo,
+// residency, shards). The forwarder says whether that can be, and asks them if so.
+[[gnu::noinline]] int forward_lookup(repl_cursor* c, repl_vtab* t, sqlite3_value* key_arg) {
+    auto forward = get_read_forwarder();
+    if (!forward || t->schema != "main" || !t->replicate) return SQLITE_OK;
+    const char* path = sqlite3_db_filename(t->conn->db(), "main");
+    if (!path || !*path) return SQLITE_OK;
+    const auto& def = t->def();
+    engine::value key = engine::sql_value(key_arg);
+    auto res = forward(path, t->name, t->definition, def.columns[def.pk].name, key);
+    switch (res.status) {
+    case forwarded_read::not_applicable:
+    case forwarded_read::absent: return SQLITE_OK;
+    case forwarded_read::failed:
+        set_vtab_error(c->base.pVtab, "hdbrepl: " + t->name + ": " + res.error);
+        return SQLITE_ERROR;
+    case forwarded_read::found: break;
+    }
+    if (res.row.size() != def.columns.size()) {
+        set_vtab_error(c->base.pVtab, "hdbrepl: " + t->name + ": a forwarded read returned " + std::to_string(res.row.size()) +
+                                          " columns, this table has " + std::to_string(def.columns.size()));
+        return SQLITE_ERROR;
+    }
+    release_stmt(c);
+    c->remote_row = std::move(res.row);
+    c->remote_positions.assign(def.columns.size(), -1);
+    c->columns = c->remote_positions.data();
+    c->eof = false;
+    return SQLITE_OK;
+}
+
 int xFilter(sqlite3_vtab_cursor* cc, int idx_num, const char*, int argc, sqlite3_value** argv) {
     auto* c = cur(cc);
     auto* t = vt(cc->pVtab);
@@ -447,17 +484,35 @@ int xFilter(sqlite3_vtab_cursor* cc, int idx_num, const char*, int argc, sqlite3
             if (rc != SQLITE_OK) { set_vtab_error(cc->pVtab, sqlite3_errmsg(t->conn->db())); return rc; }
         }
         for (int i = 0; i < argc; ++i) sqlite3_bind_value(c->stmt, i + 1, argv[i]);
-        return step(c);
+        c->remote_row.clear();
+        int rc = step(c);
+        const auto& plan = t->plans[static_cast<std::size_t>(idx_num)];
+        if (rc != SQLITE_OK || !c->eof || !plan.eq || plan.column != static_cast<int>(t->def().pk) || argc < 1 || !t->conn->forward_reads)
+            return rc;
+        return forward_lookup(c, t, argv[0]);
     });
 }
 
-int xNext(sqlite3_vtab_cursor* cc) { return step(cur(cc)); }
+int xNext(sqlite3_vtab_cursor* cc) {
+    auto* c = cur(cc);
+    if (!c->remote_row.empty()) { // the one forwarded row
+        c->remote_row.clear();
+        c->eof = true;
+        return SQLITE_OK;
+    }
+    return step(c);
+}
 int xEof(sqlite3_vtab_cursor* cc) { return cur(cc)->eof ? 1 : 0; }
 
 // A column the plan's statement does not read (SQLite asked for a column outside colUsed):
 // read it from the current row by key. Never on the paths SQLite documents; kept so that a
 // colUsed that misses a column costs a lookup, not a wrong NULL.
 [[gnu::noinline]] int column_by_key(repl_cursor* c, sqlite3_context* ctx, int i) {
+    if (!c->remote_row.empty()) {
+        if (static_cast<std::size_t>(i) < c->remote_row.size()) engine::result_value(ctx, c->remote_row[static_cast<std::size_t>(i)]);
+        else sqlite3_result_null(ctx);
+        return SQLITE_OK;
+    }
     return guarded(c->base.pVtab, [&] {
         auto* t = vt(c->base.pVtab);
         const auto& def = t->def();

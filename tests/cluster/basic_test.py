@@ -67,6 +67,19 @@ def test_start_reply_and_status_before_start(c):
     check_eq(a.status().get("is_enabled"), False, "is_enabled after repl_stop()")
 
 
+def test_connection_that_wrote_before_start_takes_the_node_name(c):
+    # The connection wrote (under the generated name) before repl_start named the node: its
+    # later writes carry the configured name, as origin and in repl_node_name().
+    a = c.node(A_IP)
+    a.sql("CREATE VIRTUAL TABLE early USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT)")
+    a.sql("INSERT INTO early VALUES (1, 'before start')")
+    a.start()
+    a.sql("INSERT INTO early VALUES (2, 'after start')")
+    check_eq(a.scalar("SELECT repl_node_name()"), A_IP, "repl_node_name() after repl_start")
+    check_eq(a.sql("SELECT o.name FROM early_data d JOIN hdbrepl_origins o ON o.id = d.hdbrepl_o WHERE d.id = 2"), [[A_IP]],
+             "the origin of a write after repl_start")
+
+
 def test_commit_right_after_connecting_is_sent(c):
     # Fresh pairs, a CREATE committed as soon as both nodes report the link: it must reach
     # B (not only be implied by a later write). Several rounds, as the window is short.

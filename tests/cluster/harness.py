@@ -181,7 +181,9 @@ class Node:
         log.flush()
         env = dict(os.environ)
         env["HDBREPL_SO"] = SO
-        self.proc = subprocess.Popen([PYTHON, NODE_PROC, self.db_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        host = os.environ.get("HDBREPL_NODE_HOST")  # a node program (node_host) instead of node_proc.py
+        argv = [host, self.db_path] if host else [PYTHON, NODE_PROC, self.db_path]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=log, env=env, cwd=self.cluster.dir)
         log.close()
         _children[self.proc.pid] = self.proc

@@ -12,6 +12,7 @@ real node processes:
 """
 import json
 import os
+import signal
 import sys
 import time
 
@@ -202,6 +203,73 @@ def test_replicate_to_one_puts_each_row_on_two_nodes(c):
                "the update on the row's holders")
     after = sorted(n.ip for n in nodes if n.sql("SELECT 1 FROM dog WHERE id = 5"))
     check_eq(after, before, "the updated row's holders")
+
+
+def test_forwarded_reads_find_rows_held_elsewhere(c):
+    """replicateTo: 1 on 4 nodes: a key lookup on a node that does not hold the row fetches it
+    from one that does; repl_forward_reads(0) keeps reads local; a key no node has is simply
+    absent; with every holder down the lookup fails with a clear error after readTimeout."""
+    nodes = []
+    for ip in IPS[:4]:
+        n = c.node(ip)
+        n.start(routes=[] if ip == IPS[0] else [IPS[0]], extra={"replicateTo": 1, "readTimeout": "1s"})
+        nodes.append(n)
+    for n in nodes[1:]:
+        nodes[0].op("add_node", {"hostname": n.ip})
+    wait_until(lambda: full_mesh(nodes), 10, "full mesh of 4 nodes")
+    make_table_everywhere(nodes)
+    rows = 40
+    nodes[0].batch([("BEGIN", [])] + [("INSERT INTO dog VALUES (?, ?)", [k, f"dog {k}"]) for k in range(rows)] + [("COMMIT", [])])
+
+    def holders(k):
+        return [n for n in nodes if n.sql("SELECT repl_forward_reads(0)") and n.sql("SELECT id FROM dog WHERE id = ?", k)]
+
+    wait_until(lambda: all(len(holders(k)) == 2 for k in range(rows)), 15, "every row on its 2 nodes")
+    for n in nodes:
+        n.sql("SELECT repl_forward_reads(1)")
+    forwarded = 0
+    for k in range(rows):
+        for n in nodes:
+            check_eq(n.sql("SELECT id, name FROM dog WHERE id = ?", k), [[k, f"dog {k}"]], f"key {k} read on {n.ip}")
+        forwarded += 4 - len(holders(k))
+        for n in nodes:
+            n.sql("SELECT repl_forward_reads(1)")
+    check(forwarded == 2 * rows, f"half of the lookups were forwarded ({forwarded})")
+    # A full scan stays local: only key lookups are forwarded.
+    check(nodes[1].scalar("SELECT count(*) FROM dog") < rows, "a scan shows this node's rows only")
+    # Local-only reads on a node that does not hold a row.
+    k = next(k for k in range(rows) if nodes[1] not in holders(k))
+    nodes[1].sql("SELECT repl_forward_reads(1)")
+    check_eq(nodes[1].scalar("SELECT repl_forward_reads(0)"), 1, "repl_forward_reads returns the previous setting")
+    check_eq(nodes[1].sql("SELECT id FROM dog WHERE id = ?", k), [], "repl_forward_reads(0): local rows only")
+    nodes[1].sql("SELECT repl_forward_reads(1)")
+    # A key that no node has: absent, at once (every node answered).
+    t0 = time.monotonic()
+    check_eq(nodes[1].sql("SELECT id FROM dog WHERE id = 12345"), [], "a key no node holds")
+    check(time.monotonic() - t0 < 0.9, "an absent key does not wait for the timeout")
+    err = nodes[1].sql_error("SELECT repl_forward_reads('yes')")
+    check("repl_forward_reads" in err, f"a bad argument: {err}")
+    # Every holder of k down (B is not one of them): a clear error, after readTimeout.
+    down = [n for n in holders(k)]
+    nodes[1].sql("SELECT repl_forward_reads(1)")
+    for n in down:
+        n.kill()
+    wait_until(lambda: all(not nodes[1].connected_to(n.ip) for n in down), 10, "the holders seen down")
+    # The other node up answers "absent"; the holders are down, so that proves nothing.
+    err = nodes[1].sql_error("SELECT id FROM dog WHERE id = ?", k)
+    check("unreachable" in err and all(n.ip in err for n in down), f"the lookup fails clearly, naming the nodes down: {err}")
+    # A node that is connected but does not answer (stopped): the lookup gives up after
+    # readTimeout (1 s here) and says who it waited for.
+    silent = next(n for n in nodes if n not in down and n is not nodes[1])
+    os.kill(silent.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        err = nodes[1].sql_error("SELECT id FROM dog WHERE id = ?", k)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(silent.pid, signal.SIGCONT)
+    check("within 1000 ms" in err and silent.ip in err, f"a silent node: the timeout error names it: {err}")
+    check(0.9 < took < 3.5, f"it waited about readTimeout ({took:.2f} s)")
 
 
 def test_residency_expression_places_rows(c):
