@@ -979,8 +979,12 @@ void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& da
     if (!m) {
         // A malformed or hostile frame closes that link, with a log line, and nothing else.
         log_line(name_, "closing link from " + li->link->remote_address() + ": " + err);
-        if (!li->peer.empty())
+        if (!li->peer.empty()) {
             if (auto* p = find_peer(li->peer)) p->last_error = err;
+        } else if (!li->target.empty()) {
+            // Before its HELLO (e.g. a peer of another protocol version): shown under the target.
+            if (auto t = targets_.find(li->target); t != targets_.end()) t->second.last_error = "protocol error: " + err;
+        }
         li->link->close("protocol error: " + err);
         return;
     }
@@ -1296,7 +1300,8 @@ void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason)
         // A link closed before its HELLO was answered (e.g. a peer speaking another protocol
         // version): say why in cluster_status, under the target.
         if (li.peer.empty() && !reason.empty())
-            if (auto it = targets_.find(li.target); it != targets_.end()) it->second.last_error = reason;
+            if (auto it = targets_.find(li.target); it != targets_.end() && it->second.last_error.rfind("protocol error", 0) != 0)
+                it->second.last_error = reason;
         schedule_redial(li.target);
     }
     ensure_copy_source();

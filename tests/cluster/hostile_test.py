@@ -118,6 +118,59 @@ def test_hostile_frames_close_only_that_link(c):
     check(not not_logged, f"no hdbrepl log line about the closed link for: {not_logged}")
 
 
+def test_peer_speaking_another_protocol_version_is_refused_clearly(c):
+    """A node that dials a peer of another protocol version (a fake peer here, answering the
+    WebSocket upgrade and sending a hello of version 999) closes the link and shows why in
+    cluster_status, instead of misreading the peer's frames."""
+    import base64
+    import hashlib
+    import threading
+    fake_ip = "127.0.0.4"
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((fake_ip, c.port))
+    srv.listen(4)
+    srv.settimeout(0.5)
+    stop = threading.Event()
+
+    def serve():
+        for _ in range(200):  # bounded: at most 100 s
+            if stop.is_set():
+                return
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                req = b""
+                while b"\r\n\r\n" not in req and len(req) < 65536:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    req += chunk
+                key = next((line.split(b":", 1)[1].strip() for line in req.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:")), b"")
+                accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                conn.sendall(RawWs.frame(0x2, hello_msg(fake_ip, version=999), mask=False))
+                time.sleep(0.3)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        a = c.node(A_IP)
+        a.start(routes=[fake_ip])
+        entry = wait_until(lambda: (lambda e: e if e and "unsupported protocol version 999" in (e.get("lastError") or "") else None)(
+            a.connection(fake_ip)), 15, "cluster_status to show the version refusal", describe=lambda: a.connection(fake_ip))
+        check(entry["state"] != "connected", f"not connected to a peer of another version: {entry}")
+        check(any("unsupported protocol version 999" in line for line in a.log_lines()), "a log line names the version")
+    finally:
+        stop.set()
+        t.join(5)
+        srv.close()
+
+
 def test_idle_and_half_open_connections(c):
     a, b = start_pair(c)
     flow = Flow(a, b)
