@@ -510,7 +510,8 @@ private:
     std::set<std::string> removed_;
     std::set<std::string> allowed_ips_;
     std::uint64_t next_link_id_ = 1;
-    bool synced_ = false;
+    // Written on the io thread (a copy ends, start_time), read on the db thread too.
+    std::atomic<bool> synced_{false};
     std::uint64_t copy_link_ = 0; // link we copy from, 0 = none
     // An interrupted initial copy (engine/copy_resume.hpp): the db thread's state, and what
     // the io thread asks the next copy source to continue after.
