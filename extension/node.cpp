@@ -486,6 +486,22 @@ private:
     // hashing of the key over the membership, engine/placement.hpp). Db thread.
     void keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
     std::map<std::string, std::size_t> pk_of_definition_; // canonical definition -> key column
+    // The key column's index for a table definition carried by a record or a copy (db thread).
+    std::size_t pk_of(const std::string& definition) {
+        auto it = pk_of_definition_.find(definition);
+        if (it == pk_of_definition_.end()) {
+            std::string err;
+            auto def = parse_table_def(std::string_view(definition), err);
+            it = pk_of_definition_.emplace(definition, def ? def->pk : 0).first;
+        }
+        return it->second;
+    }
+    // A peer's explicit subscriptions (empty: everything flows), copied under the lock.
+    sub_rules rules_for(const std::string& peer) {
+        std::lock_guard lock(shared_m_);
+        auto it = rules_.find(peer);
+        return it == rules_.end() ? sub_rules{} : it->second;
+    }
     // residency=<expr> tables (issue 5): of each record for `peer`, only the rows whose
     // expression places them on it (a shard number or a JSON array of node names). Db thread.
     void keep_resident_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
@@ -1334,11 +1350,7 @@ void node_impl::pump(const std::string& name) {
         std::vector<replication_store::log_record> recs;
         std::int64_t scanned = from;
         int rc = n.rstore_->read_after(from, f, max_bytes, recs, scanned);
-        sub_rules rules;
-        {
-            std::lock_guard lock(n.shared_m_);
-            if (auto it = n.rules_.find(name); it != n.rules_.end()) rules = it->second;
-        }
+        const sub_rules rules = n.rules_for(name);
         // A trimmed record of another origin is not the whole transaction (filters upstream
         // withheld rows the peer may need): it and everything after it from that origin wait
         // for the peer to hear the origin itself. Skipping one and relaying later ones would
@@ -1459,11 +1471,7 @@ void node_impl::copy_pump(const std::string& name) {
         chunk.table = table;
         // Explicit subscriptions hold for copies too: a table not published to this peer
         // sends no rows (its definition still goes, as definitions do in the stream).
-        sub_rules rules;
-        {
-            std::lock_guard lock(n.shared_m_);
-            if (auto it = n.rules_.find(name); it != n.rules_.end()) rules = it->second;
-        }
+        const sub_rules rules = n.rules_for(name);
         if (more && !rules.empty() && table < cs->reader->tables().size() && !is_system_table(cs->reader->tables()[table].name) &&
             !rules_allow(rules, cs->reader->tables()[table].name, true))
             rows.clear();
@@ -1825,11 +1833,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         // row by row in random order. The CREATE INDEX statements wait in hdbrepl_meta, so a
         // crash mid-copy cannot lose them (restored when the node starts).
         // The `system` tables are copied only where `system` replicates.
-        sub_rules rules;
-        {
-            std::lock_guard lock(shared_m_);
-            if (auto it = rules_.find(first.peer); it != rules_.end()) rules = it->second;
-        }
+        const sub_rules rules = rules_for(first.peer);
         const bool skip = is_system_table(t.name) ? !replicate_system_ : !shares_data_with(first.peer) || !rules_allow(rules, t.name, false);
         bool defer = !skip && !deferred_checked_.count(t.name) && table_empty(t.name);
         deferred_checked_.insert(t.name);
@@ -1848,16 +1852,11 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
             // The resume point follows the rows in (a crash before this write only re-copies
             // one chunk, merged by version). The rows' values were moved into `rows`.
             const auto& last = rows.back();
-            auto it = pk_of_definition_.find(t.definition);
-            if (it == pk_of_definition_.end()) {
-                std::string derr;
-                auto def = parse_table_def(std::string_view(t.definition), derr);
-                it = pk_of_definition_.emplace(t.definition, def ? def->pk : 0).first;
-            }
+            const std::size_t pk = pk_of(t.definition);
             resume_.has_point = true;
             resume_.table = t.name;
             resume_.phase = last.deleted ? 1 : 0;
-            resume_.key = last.deleted ? last.values[0] : last.values[std::min(it->second, last.values.size() - 1)];
+            resume_.key = last.deleted ? last.values[0] : last.values[std::min(pk, last.values.size() - 1)];
             resume_.rows_done += rows.size();
             if (int rc = wstore_->save_copy_resume(resume_); rc != SQLITE_OK)
                 log_line(name_, std::string("saving the copy's resume point: ") + sqlite3_errstr(rc));
@@ -1988,11 +1987,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
             peek_record_head(r.record.data(), r.record.size(), hlc, origin);
             auto& have = progress_[origin];
             if (hlc > have) { // each origin's changes apply once, in order
-                sub_rules rules;
-                {
-                    std::lock_guard lock(shared_m_);
-                    if (auto it = rules_.find(r.peer); it != rules_.end()) rules = it->second;
-                }
+                const sub_rules rules = rules_for(r.peer);
                 const bool shares = shares_data_with(r.peer);
                 if (!rules.empty() || !replicate_system_ || !shares) // explicit subscriptions, system, shards
                     r.record = filter_record(r.record.data(), r.record.size(), [&](const std::string& t) {
@@ -2436,13 +2431,8 @@ void node_impl::keep_placed_rows(std::vector<replication_store::log_record>& rec
         r.body = filter_changes(r.body.data(), r.body.size(), [&](const record_table& t, const change& c) {
             if (is_system_table(t.name) || (c.op != change_op::put && c.op != change_op::del) || c.values.empty()) return true;
             if (t.definition.find("residency=") != std::string::npos) return true; // residency decides for those
-            auto it = pk_of_definition_.find(t.definition);
-            if (it == pk_of_definition_.end()) {
-                std::string err;
-                auto def = parse_table_def(std::string_view(t.definition), err);
-                it = pk_of_definition_.emplace(t.definition, def ? def->pk : 0).first;
-            }
-            const value& key = c.op == change_op::del ? c.values[0] : c.values[std::min(it->second, c.values.size() - 1)];
+            const std::size_t pk = pk_of(t.definition);
+            const value& key = c.op == change_op::del ? c.values[0] : c.values[std::min(pk, c.values.size() - 1)];
             auto nodes = place_row(key, origin, members, cfg_.replicate_to);
             return std::binary_search(nodes.begin(), nodes.end(), peer);
         });
