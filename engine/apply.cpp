@@ -1,6 +1,9 @@
 // The apply path for remote change records (see apply.hpp).
 #include "engine/apply.hpp"
 
+#include "engine/placement.hpp"
+#include "engine/placement_store.hpp"
+
 #include "engine/txn_record.hpp"
 
 #include <algorithm>
@@ -207,6 +210,8 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
     if ((res.rc = sys_.origin_id(rec->origin, origin_id)) != SQLITE_OK) { res.error = sqlite3_errmsg(db_); sys_.forget_origins(); return res; }
 
     bool changed = false;
+    placement_store placements(sys_, db_);
+    bool placements_used = false;
     std::vector<resolved> tables(rec->tables.size());
     std::vector<bool> resolved_yet(rec->tables.size(), false);
     auto fail = [&](int rc, std::string msg) {
@@ -268,11 +273,22 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
             }
             if ((rc = store->delete_row(key, rec->hlc, origin_id)) != SQLITE_OK) return fail(rc, "table '" + t.name + "': " + sqlite3_errmsg(db_));
         }
+        // Where the row lives travels with it: a holder that updates it later keeps its nodes
+        // (placement_store.hpp). A winning change without placement makes the row unplaced.
+        if (c.placement >= 0 || (placements.in_use(placements_used) == SQLITE_OK && placements_used)) {
+            const bytes pk = placement_key(key);
+            const std::string_view pkv(reinterpret_cast<const char*>(pk.data()), pk.size());
+            rc = c.op == change_op::put && c.placement >= 0 ? placements.put(t.name, pkv, rec->placements[static_cast<std::size_t>(c.placement)])
+                                                            : placements.erase(t.name, pkv);
+            if (rc != SQLITE_OK) return fail(rc, "table '" + t.name + "': storing where the row lives: " + sqlite3_errmsg(db_));
+            placements_used = placements_used || c.placement >= 0;
+        }
         ++res.rows_applied;
         changed = true;
     }
 
-    if (changed && rec->trimmed)
+    // A trimmed record with no changes left says the origin wrote rows placed elsewhere.
+    if (rec->trimmed && (changed || rec->changes.empty()))
         if (int rc = sys_.mark_partial_origin(rec->origin); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
     if (changed) {
         hlc_t clock = 0;

@@ -84,7 +84,7 @@ std::vector<std::string> pending_txn::tables_in(std::string_view schema) const {
 }
 
 bytes pending_txn::build_record(std::string_view schema, hlc_t hlc, std::string_view origin,
-                                const std::function<bool(const std::string& table)>& keep_table) const {
+                                const std::function<bool(const std::string& table)>& keep_table, record_placer* placer) const {
     // Keep each (table, key)'s last change only, when keys may repeat.
     std::vector<bool> keep(entries_.size(), true);
     if (may_repeat_keys_) {
@@ -117,9 +117,24 @@ bytes pending_txn::build_record(std::string_view schema, hlc_t hlc, std::string_
     }
     bytes out;
     if (count == 0) return out;
+    std::vector<std::int32_t> placed;
+    bool any_placed = false;
+    if (placer) {
+        placed.reserve(count);
+        for (std::size_t i = 0; i < entries_.size(); ++i) {
+            const auto& e = entries_[i];
+            if (!keep[i]) continue;
+            std::int32_t p = -1;
+            if (e.op == change_op::put || e.op == change_op::del)
+                p = placer->place(slots_[e.slot].name, e.op,
+                                  std::string_view(reinterpret_cast<const char*>(buf_.data()) + e.key_start, e.key_end - e.key_start));
+            any_placed = any_placed || p >= 0;
+            placed.push_back(p);
+        }
+    }
     out.reserve(buf_.size() + 64 + 3 * count);
     byte_writer w(out);
-    encode_record_head(w, hlc, origin, tables);
+    encode_record_head(w, hlc, origin, tables, false, any_placed);
     w.put_varint(count);
     for (std::size_t i = 0; i < entries_.size(); ++i) {
         const auto& e = entries_[i];
@@ -128,6 +143,7 @@ bytes pending_txn::build_record(std::string_view schema, hlc_t hlc, std::string_
         w.put_u8(static_cast<std::uint8_t>(e.op));
         w.put_raw(buf_.data() + e.start, e.end - e.start);
     }
+    if (any_placed) encode_placements(w, placer->lists(), placed);
     return out;
 }
 

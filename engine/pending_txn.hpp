@@ -19,6 +19,17 @@
 
 namespace hdbrepl::engine {
 
+// Decides where the rows of a record live (issue 5: replicateTo, per-transaction placement;
+// connection_state's row placer). build_record asks it once per put and delete.
+class record_placer {
+public:
+    virtual ~record_placer() = default;
+    // The index into lists() of the nodes that store this row, or -1 (no placement).
+    // `key` is the codec encoding of the row's key (for a delete, the whole payload).
+    virtual std::int32_t place(const std::string& table, change_op op, std::string_view key) = 0;
+    virtual const std::vector<std::vector<std::string>>& lists() const = 0;
+};
+
 class pending_txn {
 public:
     // Registers a table that takes part in the transaction; returns its slot.
@@ -47,9 +58,11 @@ public:
     // Tables of `schema` registered in this transaction.
     std::vector<std::string> tables_in(std::string_view schema) const;
     // The record body for one schema's changes (empty when it has none). `keep_table`
-    // (when given) leaves out the changes of tables it rejects.
+    // (when given) leaves out the changes of tables it rejects; `placer` (when given) places
+    // rows, and the record is then a placed one if any row got a placement.
     bytes build_record(std::string_view schema, hlc_t hlc, std::string_view origin,
-                       const std::function<bool(const std::string& table)>& keep_table = {}) const;
+                       const std::function<bool(const std::string& table)>& keep_table = {},
+                       record_placer* placer = nullptr) const;
 
 private:
     struct slot_info {

@@ -6,12 +6,18 @@
 namespace hdbrepl::engine {
 
 namespace {
-bool known_format(std::uint8_t f) { return f == record_format || f == record_format_trimmed; }
+bool known_format(std::uint8_t f) { return f >= record_format && f <= record_format_placed_trimmed; }
+bool format_trimmed(std::uint8_t f) { return f == record_format_trimmed || f == record_format_placed_trimmed; }
+bool format_placed(std::uint8_t f) { return f == record_format_placed || f == record_format_placed_trimmed; }
+std::uint8_t format_of(bool trimmed, bool placed) {
+    return placed ? (trimmed ? record_format_placed_trimmed : record_format_placed) : (trimmed ? record_format_trimmed : record_format);
+}
 } // namespace
 
-void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables, bool trimmed) {
+void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables, bool trimmed,
+                        bool placed) {
     w.put_u8(record_magic);
-    w.put_u8(trimmed ? record_format_trimmed : record_format);
+    w.put_u8(format_of(trimmed, placed));
     w.put_u64le(hlc);
     w.put_str(origin);
     w.put_varint(tables.size());
@@ -21,10 +27,20 @@ void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, cons
     }
 }
 
+void encode_placements(byte_writer& w, const std::vector<std::vector<std::string>>& lists, const std::vector<std::int32_t>& per_change) {
+    w.put_varint(lists.size());
+    for (const auto& l : lists) {
+        w.put_varint(l.size());
+        for (const auto& n : l) w.put_str(n);
+    }
+    for (auto i : per_change) w.put_varint(static_cast<std::uint64_t>(i + 1));
+}
+
 bytes encode_record(const txn_record& rec) {
     bytes out;
     byte_writer w(out);
-    encode_record_head(w, rec.hlc, rec.origin, rec.tables, rec.trimmed);
+    const bool placed = !rec.placements.empty();
+    encode_record_head(w, rec.hlc, rec.origin, rec.tables, rec.trimmed, placed);
     w.put_varint(rec.changes.size());
     for (const auto& c : rec.changes) {
         w.put_varint(c.table);
@@ -40,6 +56,12 @@ bytes encode_record(const txn_record& rec) {
         case change_op::drop_table: break;
         }
     }
+    if (placed) {
+        std::vector<std::int32_t> per_change;
+        per_change.reserve(rec.changes.size());
+        for (const auto& c : rec.changes) per_change.push_back(c.placement);
+        encode_placements(w, rec.placements, per_change);
+    }
     return out;
 }
 
@@ -47,7 +69,8 @@ bytes filter_record(const std::uint8_t* data, std::size_t size, const std::funct
     return filter_changes(data, size, [&](const record_table& t, const change&) { return keep(t.name); });
 }
 
-bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::function<bool(const record_table& table, const change& c)>& keep) {
+bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::function<bool(const record_table& table, const change& c)>& keep,
+                     bool keep_empty) {
     std::string err;
     auto rec = decode_record(data, size, err);
     if (!rec) return {};
@@ -55,6 +78,7 @@ bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::func
     out.hlc = rec->hlc;
     out.origin = rec->origin;
     out.trimmed = rec->trimmed;
+    out.placements = std::move(rec->placements);
     std::vector<std::int64_t> remap(rec->tables.size(), -1);
     for (auto& c : rec->changes) {
         if (!keep(rec->tables[c.table], c)) {
@@ -68,12 +92,16 @@ bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::func
         c.table = static_cast<std::uint32_t>(remap[c.table]);
         out.changes.push_back(std::move(c));
     }
-    if (out.changes.empty()) return {};
+    if (out.changes.empty() && !keep_empty) return {};
     return encode_record(out);
 }
 
 bool record_is_trimmed(const std::uint8_t* data, std::size_t size) {
-    return size >= 2 && data[0] == record_magic && data[1] == record_format_trimmed;
+    return size >= 2 && data[0] == record_magic && format_trimmed(data[1]);
+}
+
+bool record_is_placed(const std::uint8_t* data, std::size_t size) {
+    return size >= 2 && data[0] == record_magic && format_placed(data[1]);
 }
 
 bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin) {
@@ -95,7 +123,7 @@ std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t si
     if (!r.ok()) return fail("truncated header");
     if (!known_format(fmt)) return fail("unsupported format " + std::to_string(fmt));
     txn_record rec;
-    rec.trimmed = fmt == record_format_trimmed;
+    rec.trimmed = format_trimmed(fmt);
     rec.hlc = r.get_u64le();
     rec.origin.assign(r.get_str(max_name_len));
     if (!r.ok()) return fail("truncated header");
@@ -148,6 +176,27 @@ std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t si
         default: return fail("unknown operation " + std::to_string(op));
         }
         rec.changes.push_back(std::move(c));
+    }
+    if (format_placed(fmt)) {
+        auto nlists = r.get_varint();
+        if (!r.ok() || nlists == 0 || nlists > r.remaining()) return fail("bad placement count");
+        rec.placements.resize(static_cast<std::size_t>(nlists));
+        for (auto& l : rec.placements) {
+            auto n = r.get_varint();
+            if (!r.ok() || n == 0 || n > max_placement_nodes || n > r.remaining()) return fail("bad placement node count");
+            for (std::uint64_t i = 0; i < n; ++i) {
+                auto name = r.get_str(max_name_len);
+                if (!r.ok() || name.empty()) return fail("bad placement node name");
+                if (!l.empty() && !(l.back() < name)) return fail("placement nodes not sorted and unique");
+                l.emplace_back(name);
+            }
+        }
+        for (auto& c : rec.changes) {
+            auto i = r.get_varint();
+            if (!r.ok() || i > nlists) return fail("bad placement index");
+            if (i && c.op != change_op::put && c.op != change_op::del) return fail("placement on a table change");
+            c.placement = static_cast<std::int32_t>(i) - 1;
+        }
     }
     if (!r.at_end()) return fail("trailing bytes");
     return rec;

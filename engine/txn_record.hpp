@@ -2,7 +2,8 @@
 // are stored in the log, sent to peers and applied there. Pure: no SQLite types.
 //
 // Format (version 1), all integers LEB128 varints unless marked:
-//   u8  'H', u8 format (1 = whole, 2 = trimmed: see txn_record::trimmed)
+//   u8  'H', u8 format: 1 = whole, 2 = trimmed (see txn_record::trimmed), 3 = placed,
+//                       4 = placed and trimmed (placed: the placement section follows)
 //   u64le hlc                 the transaction's timestamp (every row it writes carries it)
 //   str origin                the node that committed it
 //   ntables, then per table:  str name, str definition (canonical column list, table_def.hpp)
@@ -12,6 +13,9 @@
 //     create (3): nothing (the definition is in the table list)
 //     drop   (4): nothing
 //     rename (5): str new name
+//   placed records only, after the changes (where each row lives, issue 5 item 4):
+//     nlists, then per list: nnodes, then nnodes str node names (sorted, unique, non-empty)
+//     then per change, in order: varint list index + 1 (0: the change has no placement)
 // A table appears at most once per record and each (table, key) at most once: a record holds
 // the transaction's net effect, so applying it row by row is the same as replaying it.
 #pragma once
@@ -38,6 +42,9 @@ struct change {
     std::uint32_t table = 0;
     change_op op = change_op::put;
     std::vector<value> values; // put: the row; del: {key}; rename: {new name as TEXT}
+    // Placed records: index into txn_record::placements of the nodes that store this row
+    // (put and delete only); -1: none, the row goes wherever its table replicates.
+    std::int32_t placement = -1;
 };
 
 struct txn_record {
@@ -50,11 +57,18 @@ struct txn_record {
     // copy anyone else may take as the whole transaction: a node never relays a trimmed
     // record of another origin (docs/protocol.md, "Relaying").
     bool trimmed = false;
+    // The node lists rows are placed on (each sorted and unique); a record with any list is
+    // "placed" (formats 3 and 4). Decided by the writer (connection_state::flush) and kept
+    // by every holder, so a row keeps its nodes on update.
+    std::vector<std::vector<std::string>> placements{};
 };
 
 inline constexpr std::uint8_t record_magic = 'H';
 inline constexpr std::uint8_t record_format = 1;
 inline constexpr std::uint8_t record_format_trimmed = 2;
+inline constexpr std::uint8_t record_format_placed = 3;
+inline constexpr std::uint8_t record_format_placed_trimmed = 4;
+inline constexpr std::size_t max_placement_nodes = 1024;
 
 // Limits that a decoder enforces on input from elsewhere.
 inline constexpr std::size_t max_name_len = 1024;
@@ -63,7 +77,11 @@ inline constexpr std::size_t max_columns = 1000;
 
 bytes encode_record(const txn_record& rec);
 // Writes the part before the changes; the change count follows (see pending_txn).
-void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables, bool trimmed = false);
+void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables, bool trimmed = false,
+                        bool placed = false);
+// Writes the placement section of a placed record (after its changes): the lists, then one
+// index + 1 per change.
+void encode_placements(byte_writer& w, const std::vector<std::vector<std::string>>& lists, const std::vector<std::int32_t>& per_change);
 
 // Decodes and validates a record. On failure returns nullopt with `error` saying what and
 // where (byte offset).
@@ -71,14 +89,20 @@ std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t si
 
 // The same record with only the changes of tables that `keep` accepts; empty when none
 // is left (explicit subscriptions replicate some tables only). A record that lost any
-// change comes out trimmed.
+// change comes out trimmed. Row placements are kept.
 bytes filter_record(const std::uint8_t* data, std::size_t size, const std::function<bool(const std::string& table)>& keep);
 // The same, change by change (replicateTo keeps only the rows placed on the receiver).
-bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::function<bool(const record_table& table, const change& c)>& keep);
+// `keep_empty`: when every change is left out, return the record with no changes (still
+// trimmed) instead of nothing, so the receiver learns that the origin wrote rows it does not
+// hold (it then forwards key lookups that miss; node.cpp).
+bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::function<bool(const record_table& table, const change& c)>& keep,
+                     bool keep_empty = false);
 
 // Reads only the header (hlc and origin) of an encoded record.
 bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin);
 // Whether an encoded record is marked trimmed (false for anything malformed).
 bool record_is_trimmed(const std::uint8_t* data, std::size_t size);
+// Whether an encoded record carries row placements (formats 3 and 4).
+bool record_is_placed(const std::uint8_t* data, std::size_t size);
 
 } // namespace hdbrepl::engine

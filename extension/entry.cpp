@@ -7,6 +7,7 @@
 SQLITE_EXTENSION_INIT1
 
 #include "extension/fn_cluster.hpp"
+#include "extension/fn_placement.hpp"
 #include "extension/runtime.hpp"
 #include "sql/connection_state.hpp"
 #include "sql/functions.hpp"
@@ -63,6 +64,7 @@ int register_all(sqlite3* db, char** pz_err, const sqlite3_api_routines* api, bo
     if (rc == SQLITE_OK) rc = hdbrepl::sql::register_basic_functions(db, state);
     if (rc == SQLITE_OK) rc = hdbrepl::sql::register_system_table_modules(db);
     if (rc == SQLITE_OK) rc = hdbrepl::ext::register_cluster_functions(db, state, api);
+    if (rc == SQLITE_OK) rc = hdbrepl::ext::register_placement_functions(db, state);
     if (rc != SQLITE_OK) {
         if (pz_err) *pz_err = sqlite3_mprintf("hdbrepl: registration failed: %s", sqlite3_errmsg(db));
         return rc;

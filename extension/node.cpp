@@ -20,6 +20,7 @@
 #include "engine/replication_store.hpp"
 #include "engine/schema.hpp"
 #include "engine/placement.hpp"
+#include "engine/placement_store.hpp"
 #include "engine/system_tables.hpp"
 #include "engine/table_def.hpp"
 #include "engine/txn_record.hpp"
@@ -292,10 +293,16 @@ struct target {
 struct copy_state {
     sqlite3* db = nullptr;
     std::unique_ptr<snapshot_reader> reader;
+    // Stored row placements, read in the snapshot's transaction (copies carry a row only to
+    // the nodes it lives on, as streams do).
+    std::unique_ptr<system_store> sys;
+    std::unique_ptr<placement_store> placements;
     std::uint64_t rows_sent = 0;
     bool resumed = false;
     ~copy_state() {
         reader.reset();
+        placements.reset();
+        sys.reset();
         if (db) sqlite3_close_v2(db);
     }
 };
@@ -320,7 +327,7 @@ public:
     std::string set_node(const std::string& operation_json, std::string& reply_json) override;
     std::string remove_node(const std::string& operation_json, std::string& reply_json) override;
     std::string search_nodes_json() override;
-    int wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout) override;
+    int wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout, const std::set<std::string>& only) override;
     std::string reload_security() override;
     sql::forwarded_read forward_read(const std::string& table, const std::string& definition, const std::string& key_column,
                                      const value& key) override;
@@ -475,6 +482,10 @@ private:
     // nodes of the same shard (system tables flow everywhere). A peer's shard is what its
     // membership row says, else what add_node / a route said. Db thread.
     bool main_sharded_ = false;
+    // Some rows of the cluster live elsewhere although every table replicates everywhere:
+    // rows placed per transaction (repl_replicate_to), seen as trimmed records. Key lookups
+    // that miss are then forwarded. Set on the db thread, read by users' threads.
+    std::atomic<bool> holds_part_{false};
     std::map<std::string, int> member_shards_, given_shards_;
     int shard_of(const std::string& peer) const {
         if (auto it = member_shards_.find(peer); it != member_shards_.end()) return it->second;
@@ -485,6 +496,15 @@ private:
     // replicateTo (issue 5): of each record for `peer`, only the rows placed on it (rendezvous
     // hashing of the key over the membership, engine/placement.hpp). Db thread.
     void keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
+    // The same for a chunk of an initial copy: rows with a stored placement go only to their
+    // nodes; under replicateTo, unplaced rows go where the membership places them now.
+    void keep_placed_copy_rows(copy_state& cs, const snapshot_reader::table& t, const std::string& peer, std::vector<snapshot_row>& rows);
+    std::vector<std::string> placement_members() const {
+        std::vector<std::string> members{name_};
+        for (const auto& m : members_seen_)
+            if (!removals_seen_.count(m.name) && m.name != name_) members.push_back(m.name);
+        return members;
+    }
     std::map<std::string, std::size_t> pk_of_definition_; // canonical definition -> key column
     // The key column's index for a table definition carried by a record or a copy (db thread).
     std::size_t pk_of(const std::string& definition) {
@@ -623,6 +643,16 @@ bool node_impl::start(std::string& error) {
             // For hdb_nodes' own row.
             if (rc == SQLITE_OK) rc = wstore_->system().set_meta("node_url", self_url());
             if (rc == SQLITE_OK && cfg_.shard >= 0) rc = wstore_->system().set_meta("node_shard", std::to_string(cfg_.shard));
+            // replicateTo for the writers' connections (row_placer.hpp), which place each row
+            // at commit; and the table that keeps where rows live.
+            if (rc == SQLITE_OK) {
+                placement_store ps(wstore_->system(), wdb_);
+                rc = ps.ensure();
+                if (rc == SQLITE_OK)
+                    rc = cfg_.replicate_to >= 0 ? wstore_->system().set_meta("replicate_to", std::to_string(cfg_.replicate_to))
+                                                : exec_sql(wdb_, "DELETE FROM main.hdbrepl_meta WHERE key = 'replicate_to'", err);
+            }
+            if (rc == SQLITE_OK && wstore_->system().get_meta("placed_elsewhere")) holds_part_ = true;
         }
         if (rc == SQLITE_OK && exec_sql(wdb_, "BEGIN IMMEDIATE", err) == SQLITE_OK) {
             // Indexes left out by a copy that a crash interrupted.
@@ -1362,7 +1392,7 @@ void node_impl::pump(const std::string& name) {
                 r.body.clear();
             }
         n.keep_resident_rows(recs, name);
-        if (n.cfg_.replicate_to >= 0) n.keep_placed_rows(recs, name);
+        n.keep_placed_rows(recs, name);
         const bool shares = n.shares_data_with(name);
         if (!rules.empty() || !n.replicate_system_ || !shares) // explicit subscriptions, system, shards
             for (auto& r : recs)
@@ -1475,6 +1505,7 @@ void node_impl::copy_pump(const std::string& name) {
         if (more && !rules.empty() && table < cs->reader->tables().size() && !is_system_table(cs->reader->tables()[table].name) &&
             !rules_allow(rules, cs->reader->tables()[table].name, true))
             rows.clear();
+        if (more && !rows.empty() && table < cs->reader->tables().size()) n.keep_placed_copy_rows(*cs, cs->reader->tables()[table], name, rows);
         for (auto& r : rows) chunk.rows.push_back({r.deleted, r.hlc, std::move(r.origin), std::move(r.values)});
         n.on_io([name, cs, more, rc, chunk = std::move(chunk), end = std::move(end)](node_impl& m) mutable {
             auto* p = m.find_peer(name);
@@ -1679,7 +1710,7 @@ sql::forwarded_read node_impl::forward_read(const std::string& table, const std:
                                             const value& key) {
     sql::forwarded_read out;
     // Where every row is everywhere, a miss is a miss: no network at all.
-    const bool partial = cfg_.replicate_to >= 0 || main_sharded_ || definition.find("residency=") != std::string::npos;
+    const bool partial = cfg_.replicate_to >= 0 || main_sharded_ || holds_part_ || definition.find("residency=") != std::string::npos;
     if (!partial || stopped_) return out;
     auto done = std::make_shared<std::promise<sql::forwarded_read>>();
     auto fut = done->get_future();
@@ -1994,6 +2025,10 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                         return is_system_table(t) ? replicate_system_ : shares && rules_allow(rules, t, false);
                     });
                 auto res = r.record.empty() ? apply_result{} : applier_->apply(r.record.data(), r.record.size(), opt);
+                // Rows placed elsewhere were withheld (placed and trimmed): lookups that miss forward.
+                if (res.rc == SQLITE_OK && record_is_placed(r.record.data(), r.record.size()) &&
+                    record_is_trimmed(r.record.data(), r.record.size()) && !holds_part_.exchange(true))
+                    wstore_->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
                 if (res.clock_skew) { skew = true; break; }
                 if (res.rc != SQLITE_OK && is_resource_error(res.rc)) { resource_error = res.error; break; }
                 if (res.rc != SQLITE_OK) {
@@ -2083,11 +2118,11 @@ void node_impl::notify_confirmations() {
     confirm_cv_.notify_all();
 }
 
-int node_impl::wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout) {
+int node_impl::wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout, const std::set<std::string>& only) {
     std::unique_lock lock(shared_m_);
     auto count = [&] {
         int c = 0;
-        for (auto& [name, h] : confirmed_) c += h >= hlc ? 1 : 0;
+        for (auto& [name, h] : confirmed_) c += h >= hlc && (only.empty() || only.count(name)) ? 1 : 0;
         return c;
     };
     confirm_cv_.wait_for(lock, timeout, [&] { return stopped_ || count() >= n; });
@@ -2421,22 +2456,63 @@ void node_impl::keep_resident_rows(std::vector<replication_store::log_record>& r
 }
 
 void node_impl::keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer) {
-    std::vector<std::string> members{name_};
-    for (const auto& m : members_seen_)
-        if (!removals_seen_.count(m.name) && m.name != name_) members.push_back(m.name);
+    std::vector<std::string> members;
     for (auto& r : recs) {
+        if (r.body.empty()) continue;
+        // Rows placed by their writer (row_placer.hpp) go to their nodes; the others, under
+        // replicateTo, to the nodes the membership gives them now.
+        const bool placed = record_is_placed(r.body.data(), r.body.size());
+        if (!placed && cfg_.replicate_to < 0) continue;
         hlc_t hlc = 0;
         std::string origin;
-        if (r.body.empty() || !peek_record_head(r.body.data(), r.body.size(), hlc, origin)) continue;
+        if (!peek_record_head(r.body.data(), r.body.size(), hlc, origin)) continue;
+        if (members.empty()) members = placement_members();
+        std::vector<std::vector<std::string>> lists;
+        if (placed) {
+            std::string err;
+            if (auto rec = decode_record(r.body.data(), r.body.size(), err)) lists = std::move(rec->placements);
+        }
+        // Where every row is everywhere by configuration, a receiver with none of a placed
+        // record's rows still gets its header (a trimmed record without changes): it then
+        // knows the origin wrote rows it does not hold, and forwards lookups that miss.
+        const bool tell_empty = placed && cfg_.replicate_to < 0;
         r.body = filter_changes(r.body.data(), r.body.size(), [&](const record_table& t, const change& c) {
+            if (c.placement >= 0) {
+                const auto& nodes = lists.at(static_cast<std::size_t>(c.placement));
+                return std::binary_search(nodes.begin(), nodes.end(), peer);
+            }
+            if (cfg_.replicate_to < 0) return true;
             if (is_system_table(t.name) || (c.op != change_op::put && c.op != change_op::del) || c.values.empty()) return true;
             if (t.definition.find("residency=") != std::string::npos) return true; // residency decides for those
             const std::size_t pk = pk_of(t.definition);
             const value& key = c.op == change_op::del ? c.values[0] : c.values[std::min(pk, c.values.size() - 1)];
             auto nodes = place_row(key, origin, members, cfg_.replicate_to);
             return std::binary_search(nodes.begin(), nodes.end(), peer);
-        });
+        }, tell_empty);
     }
+}
+
+void node_impl::keep_placed_copy_rows(copy_state& cs, const snapshot_reader::table& t, const std::string& peer, std::vector<snapshot_row>& rows) {
+    if (is_system_table(t.name) || t.definition.find("residency=") != std::string::npos) return;
+    if (!cs.sys) {
+        cs.sys = std::make_unique<system_store>(cs.db, "main");
+        cs.placements = std::make_unique<placement_store>(*cs.sys, cs.db);
+    }
+    bool stored = false;
+    cs.placements->in_use(stored);
+    if (!stored && cfg_.replicate_to < 0) return;
+    const auto members = cfg_.replicate_to >= 0 ? placement_members() : std::vector<std::string>{};
+    const std::size_t pk = pk_of(t.definition);
+    std::erase_if(rows, [&](const snapshot_row& r) {
+        if (r.values.empty()) return false;
+        const value& key = r.deleted ? r.values[0] : r.values[std::min(pk, r.values.size() - 1)];
+        const bytes k = placement_key(key);
+        std::optional<std::vector<std::string>> nodes;
+        if (stored && cs.placements->get(t.name, std::string_view(reinterpret_cast<const char*>(k.data()), k.size()), nodes) != SQLITE_OK)
+            return false; // unreadable: send it (a copy merges; an extra row is harmless)
+        if (!nodes && cfg_.replicate_to >= 0) nodes = place_row(key, r.origin, members, cfg_.replicate_to);
+        return nodes && !std::binary_search(nodes->begin(), nodes->end(), peer);
+    });
 }
 
 void node_impl::update_own_member(bool fresh_version) {

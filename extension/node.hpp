@@ -47,9 +47,9 @@ public:
     virtual std::string set_node(const std::string& operation_json, std::string& reply_json) = 0;
     virtual std::string remove_node(const std::string& operation_json, std::string& reply_json) = 0;
     virtual std::string search_nodes_json() = 0;
-    // Waits until `n` peers confirmed our transaction `hlc` or the timeout passes; returns
-    // how many confirmed.
-    virtual int wait_confirmed(engine::hlc_t hlc, int n, std::chrono::milliseconds timeout) = 0;
+    // Waits until `n` peers (of `only`, when it is not empty) confirmed our transaction `hlc`
+    // or the timeout passes; returns how many confirmed.
+    virtual int wait_confirmed(engine::hlc_t hlc, int n, std::chrono::milliseconds timeout, const std::set<std::string>& only = {}) = 0;
     // Re-reads certificates and users (after repl_add_certificate, repl_add_user, ...): the
     // next connections use them. Returns "" or why the new identity was not taken.
     virtual std::string reload_security() = 0;

@@ -2,6 +2,7 @@
 #include "sql/connection_state.hpp"
 
 #include "engine/commit_signal.hpp"
+#include "sql/commit_confirm.hpp"
 #include "engine/table_def.hpp"
 #include "engine/txn_record.hpp"
 
@@ -75,6 +76,11 @@ int connection_state::begin_write(const std::string& schema, schema_txn*& out, s
     if (auto it = txns_.find(schema); it != txns_.end()) { out = &it->second; return SQLITE_OK; }
     schema_txn t;
     if (int rc = version_for(schema, t, err, false); rc != SQLITE_OK) return rc;
+    if (schema == "main" && !placement.empty()) {
+        // The placement table is created here, in the first write, rather than at commit.
+        engine::placement_store ps(system(schema), db_);
+        if (int rc = ps.ensure(); rc != SQLITE_OK) { err = std::string("hdbrepl: creating the placement table: ") + sqlite3_errmsg(db_); return rc; }
+    }
     out = &(txns_[schema] = std::move(t));
     return SQLITE_OK;
 }
@@ -96,11 +102,29 @@ int connection_state::flush(std::string& err) {
                 return e && (e->live || !e->renamed_to.empty() || e->dropped_hlc >= t.hlc);
             };
         }
-        engine::bytes body = pending_.build_record(schema, t.hlc, t.origin, keep);
+        // Rows of the main schema may be placed on some nodes only (row_placer.hpp).
+        std::optional<engine::row_placer> placer;
+        if (schema == "main") {
+            placer.emplace(db_, system(schema), t.origin, placement);
+            int prc = SQLITE_OK;
+            if (!placer->active(prc)) placer.reset();
+            if (prc != SQLITE_OK) { err = std::string("hdbrepl: reading the placement settings: ") + sqlite3_errmsg(db_); return prc; }
+        }
+        engine::bytes body = pending_.build_record(schema, t.hlc, t.origin, keep, placer ? &*placer : nullptr);
+        if (placer && placer->error() != SQLITE_OK) {
+            err = std::string("hdbrepl: storing where rows live: ") + sqlite3_errmsg(db_);
+            return placer->error();
+        }
         if (body.empty()) continue;
         int rc = system(schema).append_log(t.hlc, t.origin_id, t.hlc, body.data(), body.size());
         if (rc != SQLITE_OK) { err = std::string("hdbrepl: writing the change log: ") + sqlite3_errmsg(db_); return rc; }
-        if (schema == "main") flushed_main_hlc_ = t.hlc;
+        if (schema == "main") {
+            flushed_main_hlc_ = t.hlc;
+            flushed_main_ = commit_outcome{};
+            flushed_main_.hlc = t.hlc;
+            flushed_main_.placed = engine::record_is_placed(body.data(), body.size());
+            if (placer) flushed_main_.placed_on = placer->receivers();
+        }
     }
     // Tombstones expire in the transactions that write the table, at most once a minute
     // per connection, so no background work is needed on a single node.
@@ -149,6 +173,28 @@ void connection_state::release_statements() {
     for (auto& [name, sys] : systems_) sys->cache().clear();
 }
 
+void connection_state::wait_confirmations() {
+    commit_outcome out = std::move(flushed_main_);
+    out.hlc = flushed_main_hlc_;
+    out.wanted = confirm;
+    if (confirm <= 0) {
+        out.status = "not asked";
+    } else if (out.placed && out.placed_on.size() < static_cast<std::size_t>(confirm)) {
+        // Waiting could only time out: say so at once (HarperDB answers this with a 400).
+        out.status = "cannot confirm: asked for " + std::to_string(confirm) + " confirmations but the rows went to " +
+                     std::to_string(out.placed_on.size()) + " other node(s)";
+    } else if (auto w = get_confirm_waiter(); !w || main_path_.empty()) {
+        out.status = "no node running";
+    } else {
+        // Counting only the nodes that got rows: a node that holds none of them confirms
+        // nothing about this transaction.
+        static const std::set<std::string> anyone;
+        out.confirmed = w(main_path_, out.hlc, confirm, out.placed ? out.placed_on : anyone, confirm_timeout_ms);
+        out.status = out.confirmed < 0 ? "no node running" : out.confirmed >= confirm ? "confirmed" : "timed out";
+    }
+    last_commit_ = std::move(out);
+}
+
 void connection_state::end(bool committed) {
     if (!committed) {
         // What the rolled-back transaction created (interned names, even the system
@@ -160,8 +206,10 @@ void connection_state::end(bool committed) {
         last_commit_hlc_ = flushed_main_hlc_;
         // Wake the node streaming this file's log (if any), now that the record is durable.
         if (!main_path_.empty()) engine::commit_signal::signal(main_path_, flushed_main_hlc_);
+        wait_confirmations();
     }
     flushed_main_hlc_ = 0;
+    flushed_main_ = commit_outcome{};
     ddl_in_txn_ = false;
     pending_.clear();
     txns_.clear();

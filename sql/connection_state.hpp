@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/pending_txn.hpp"
+#include "engine/row_placer.hpp"
 #include "engine/schema.hpp"
 
 namespace hdbrepl::sql {
@@ -80,12 +81,28 @@ public:
     // turned them off; always off on the node's own connections (a node answering a
     // forwarded read must never forward it again).
     bool forward_reads = true;
+    // Per-transaction placement and confirmations (repl_replicate_to): where the rows of
+    // this connection's next transactions go, and how many nodes each COMMIT waits for.
+    engine::placement_request placement;
+    int confirm = 0;
+    int confirm_timeout_ms = 10'000;
+    // What became of the last transaction that wrote the main log (repl_last_commit).
+    struct commit_outcome {
+        engine::hlc_t hlc = 0;
+        std::set<std::string> placed_on; // nodes other than this one that got placed rows
+        bool placed = false;             // any row of it had a placement
+        int wanted = 0;                  // confirmations asked for
+        int confirmed = -1;              // -1: not waited for
+        std::string status;              // "not asked", "confirmed", "timed out", "no node running", ...
+    };
+    const commit_outcome& last_commit() const { return last_commit_; }
 
     // Wall clock, overridable for tests through repl_config('test_clock_ms', ...).
     std::uint64_t now_ms() const;
     void set_test_clock(std::uint64_t ms) { test_clock_ms_ = ms; }
 
 private:
+    void wait_confirmations();
     int version_for(const std::string& schema, schema_txn& out, std::string& err, bool recheck);
 
     sqlite3* db_;
@@ -101,6 +118,8 @@ private:
     int open_tables_ = 0;
     engine::hlc_t last_commit_hlc_ = 0;
     engine::hlc_t flushed_main_hlc_ = 0; // set by flush() when the main log got a record
+    commit_outcome flushed_main_;          // its placement, until end() waits and publishes it
+    commit_outcome last_commit_;
     std::string main_path_;
 };
 

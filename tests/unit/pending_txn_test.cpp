@@ -336,3 +336,51 @@ TEST_CASE("pending_txn: a table's definition is the latest registered", "[unit][
     auto r = record(p);
     CHECK(r.tables[0].definition == "\"id\" INTEGER PRIMARY KEY, \"v\", \"w\"");
 }
+
+namespace {
+// Places key 1 on {me, b}, key 2 on {me, c}, anything else nowhere; remembers what it saw.
+struct test_placer final : record_placer {
+    std::vector<std::vector<std::string>> l{{"b", "me"}, {"c", "me"}};
+    std::vector<std::string> seen;
+    std::int32_t place(const std::string& table, change_op op, std::string_view key) override {
+        std::string k(key);
+        byte_reader r(reinterpret_cast<const std::uint8_t*>(k.data()), k.size());
+        value v;
+        REQUIRE(decode_value(r, v));
+        seen.push_back(table + (op == change_op::del ? ":del:" : ":put:") + v.to_string());
+        return v == value::of_int(1) ? 0 : v == value::of_int(2) ? 1 : -1;
+    }
+    const std::vector<std::vector<std::string>>& lists() const override { return l; }
+};
+} // namespace
+
+TEST_CASE("pending_txn: a placer places each kept put and delete once, by its key", "[unit][pending_txn]") {
+    pending_txn p;
+    auto t = p.table_slot("main", "t", def_t);
+    put(p, t, {value::of_int(1), value::of_text("a")});
+    put(p, t, {value::of_int(1), value::of_text("b")}); // overwritten: placed once, as the last change
+    p.note_overwrite();
+    del(p, t, value::of_int(2));
+    put(p, t, {value::of_int(3), value::null()});
+    test_placer placer;
+    bytes b = p.build_record("main", H, "me", {}, &placer);
+    CHECK(placer.seen == strs{"t:put:1", "t:del:2", "t:put:3"});
+    REQUIRE(record_is_placed(b.data(), b.size()));
+    std::string err;
+    auto r = decode_record(b.data(), b.size(), err);
+    INFO(err);
+    REQUIRE(r.has_value());
+    CHECK(summary(*r) == strs{"t:put:1='b'", "t:del:2", "t:put:3=NULL"});
+    CHECK(r->changes[0].placement == 0);
+    CHECK(r->changes[1].placement == 1);
+    CHECK(r->changes[2].placement == -1);
+    CHECK(r->placements == placer.l);
+
+    // A placer that places nothing leaves the record unplaced (the plain format).
+    pending_txn q;
+    auto u = q.table_slot("main", "t", def_t);
+    put(q, u, {value::of_int(9), value::null()});
+    bytes plain = q.build_record("main", H, "me", {}, &placer);
+    CHECK_FALSE(record_is_placed(plain.data(), plain.size()));
+    CHECK(plain == q.build_record("main", H, "me"));
+}

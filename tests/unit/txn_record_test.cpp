@@ -346,8 +346,84 @@ TEST_CASE("txn_record: a record that loses changes to a filter is marked trimmed
 
     // Any other format byte is refused.
     bytes bad = whole;
+    bad[1] = 5;
+    CHECK_FALSE(decode_record(bad.data(), bad.size(), err).has_value());
+    CHECK(err.find("unsupported format 5") != std::string::npos);
+    CHECK_FALSE(record_is_trimmed(bad.data(), bad.size()));
+    // A placed format without its placement section is malformed.
     bad[1] = 3;
     CHECK_FALSE(decode_record(bad.data(), bad.size(), err).has_value());
-    CHECK(err.find("unsupported format 3") != std::string::npos);
-    CHECK_FALSE(record_is_trimmed(bad.data(), bad.size()));
+    CHECK(err.find("placement") != std::string::npos);
+}
+
+TEST_CASE("txn_record: placed records carry each row's nodes, through filters and validation", "[unit]") {
+    txn_record rec;
+    rec.hlc = 42;
+    rec.origin = "a";
+    rec.tables = {{"dog", "id INTEGER PRIMARY KEY, name TEXT"}};
+    rec.changes = {{0, change_op::put, {value::of_int(1), value::of_text("x")}},
+                   {0, change_op::put, {value::of_int(2), value::of_text("y")}},
+                   {0, change_op::del, {value::of_int(3)}}};
+    rec.changes[0].placement = 0;
+    rec.changes[1].placement = 1;
+    rec.placements = {{"a", "b"}, {"a", "c"}};
+    bytes b = encode_record(rec);
+    CHECK(record_is_placed(b.data(), b.size()));
+    CHECK_FALSE(record_is_trimmed(b.data(), b.size()));
+    std::string err;
+    auto dec = decode_record(b.data(), b.size(), err);
+    REQUIRE(dec.has_value());
+    CHECK(dec->placements == rec.placements);
+    CHECK(dec->changes[0].placement == 0);
+    CHECK(dec->changes[1].placement == 1);
+    CHECK(dec->changes[2].placement == -1);
+    CHECK(encode_record(*dec) == b);
+
+    // A filter keeps the lists and each kept row's index; the result is placed and trimmed.
+    bytes for_b = filter_changes(b.data(), b.size(), [](const record_table&, const change& c) { return c.placement != 1; });
+    CHECK(record_is_placed(for_b.data(), for_b.size()));
+    CHECK(record_is_trimmed(for_b.data(), for_b.size()));
+    auto fb = decode_record(for_b.data(), for_b.size(), err);
+    REQUIRE(fb.has_value());
+    REQUIRE(fb->changes.size() == 2);
+    CHECK(fb->placements[static_cast<std::size_t>(fb->changes[0].placement)] == std::vector<std::string>{"a", "b"});
+    CHECK(fb->changes[1].placement == -1);
+
+    // Nothing left: nothing, or (keep_empty) a header that is still placed and trimmed.
+    auto none = [](const record_table&, const change&) { return false; };
+    CHECK(filter_changes(b.data(), b.size(), none).empty());
+    bytes head = filter_changes(b.data(), b.size(), none, true);
+    auto hd = decode_record(head.data(), head.size(), err);
+    REQUIRE(hd.has_value());
+    CHECK(hd->changes.empty());
+    CHECK(hd->hlc == 42);
+    CHECK(record_is_trimmed(head.data(), head.size()));
+    CHECK(record_is_placed(head.data(), head.size()));
+
+    // Hostile placement sections are refused with a reason.
+    auto refused = [&](txn_record r, const std::string& want) {
+        bytes x = encode_record(r);
+        std::string e;
+        CHECK_FALSE(decode_record(x.data(), x.size(), e).has_value());
+        INFO(e);
+        CHECK(e.find(want) != std::string::npos);
+    };
+    txn_record unsorted = rec;
+    unsorted.placements[0] = {"b", "a"};
+    refused(unsorted, "not sorted");
+    txn_record dup = rec;
+    dup.placements[0] = {"a", "a"};
+    refused(dup, "not sorted");
+    txn_record empty_name = rec;
+    empty_name.placements[0] = {""};
+    refused(empty_name, "node name");
+    txn_record bad_index = rec;
+    bad_index.changes[0].placement = 7;
+    refused(bad_index, "placement index");
+    txn_record on_ddl = rec;
+    on_ddl.changes.push_back({0, change_op::drop_table, {}});
+    on_ddl.changes.back().placement = 0;
+    refused(on_ddl, "placement on a table change");
+    // Every truncation of a placed record is refused, never read past its end.
+    for (std::size_t n = 0; n < b.size(); ++n) CHECK_FALSE(decode_record(b.data(), n, err).has_value());
 }

@@ -1,0 +1,49 @@
+// Where each placed row lives (issue 5, item 4): the node list decided at the row's first
+// write (replicateTo, or a per-transaction repl_replicate_to), kept by every node that holds
+// the row so that a later update, from any holder and after any membership change, goes to
+// the same nodes. HarperDB keeps a record's "previous residency" for the same reason.
+//
+//   <schema>.hdbrepl_placement(tbl TEXT, key BLOB, nodes BLOB, PRIMARY KEY(tbl, key))
+//     key:   the row key's normalized codec encoding (placement_key: 1 and 1.0 are one key)
+//     nodes: varint count, then each name as a varint length and its bytes (sorted, unique)
+//   hdbrepl_meta 'placement' = 1 once the table exists, so writers that find no flag skip
+//   every lookup (one meta read per transaction is all an unplaced database pays).
+//
+// A row's placement goes with its delete (a re-insert is placed afresh) and is replaced when
+// a record without placement (written by a node that did not know it) updates the row: the
+// row is then everywhere that record went. Thread: the connection's.
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/schema.hpp"
+
+namespace hdbrepl::engine {
+
+std::string encode_node_list(const std::vector<std::string>& nodes);
+// nullopt for anything that is not a list written by encode_node_list.
+std::optional<std::vector<std::string>> decode_node_list(std::string_view blob);
+
+class placement_store {
+public:
+    explicit placement_store(system_store& sys, sqlite3* db) : sys_(sys), db_(db) {}
+    // Whether any placement was ever stored in this schema (the meta flag).
+    int in_use(bool& out);
+    // `key` is a placement key (normalized encoding).
+    int get(const std::string& table, std::string_view key, std::optional<std::vector<std::string>>& out);
+    // Creates the table (and the flag) at first use.
+    int put(const std::string& table, std::string_view key, const std::vector<std::string>& nodes);
+    int erase(const std::string& table, std::string_view key);
+    // Creates the table and sets the flag when missing (a schema change: call it where DDL
+    // is safe, not from inside a commit).
+    int ensure();
+
+private:
+    system_store& sys_;
+    sqlite3* db_;
+    int known_ = -1; // -1 unknown, 0 no table, 1 table exists (per instance; tables are never dropped)
+};
+
+} // namespace hdbrepl::engine

@@ -1,0 +1,78 @@
+// Placement of a transaction's rows at commit (see row_placer.hpp).
+#include "engine/row_placer.hpp"
+
+#include "engine/placement.hpp"
+#include "engine/system_tables.hpp"
+#include "engine/value.hpp"
+
+#include <algorithm>
+
+namespace hdbrepl::engine {
+
+row_placer::row_placer(sqlite3* db, system_store& sys, std::string writer, placement_request request)
+    : db_(db), sys_(sys), store_(sys, db), writer_(std::move(writer)), request_(std::move(request)) {}
+
+bool row_placer::active(int& rc) {
+    rc = SQLITE_OK;
+    if (auto v = sys_.get_meta("replicate_to")) {
+        try {
+            configured_ = std::stoi(*v);
+        } catch (...) {
+            configured_ = -1;
+        }
+    }
+    store_.in_use(stored_);
+    if (request_.empty() && configured_ < 0 && !stored_) return false;
+    if (request_.count >= 0 || configured_ >= 0) {
+        std::vector<member_row> rows;
+        std::set<std::string> removed;
+        // Membership tables exist once a node ran here; without them the writer is alone.
+        if (load_members(db_, sys_.schema(), rows) == SQLITE_OK && load_removals(db_, sys_.schema(), removed) == SQLITE_OK)
+            for (auto& m : rows)
+                if (!removed.count(m.name)) members_.push_back(std::move(m.name));
+    }
+    return true;
+}
+
+std::int32_t row_placer::intern(const std::vector<std::string>& nodes) {
+    auto [it, inserted] = index_.emplace(nodes, static_cast<std::int32_t>(lists_.size()));
+    if (inserted) lists_.push_back(nodes);
+    for (const auto& n : nodes)
+        if (n != writer_) receivers_.insert(n);
+    return it->second;
+}
+
+std::int32_t row_placer::place(const std::string& table, change_op op, std::string_view key) {
+    if (rc_ != SQLITE_OK || is_system_table(table)) return -1;
+    const std::string pkey = normalized_key(key);
+    std::optional<std::vector<std::string>> previous;
+    if (stored_) {
+        if (int rc = store_.get(table, pkey, previous); rc != SQLITE_OK) { rc_ = rc; return -1; }
+    }
+    std::optional<placement> chosen;
+    if (!request_.nodes.empty()) {
+        auto nodes = request_.nodes;
+        nodes.push_back(writer_);
+        chosen = make_placement(std::move(nodes));
+    } else if (previous) {
+        chosen = placement{*previous};
+    } else {
+        const int n = request_.count >= 0 ? request_.count : configured_;
+        if (n >= 0) {
+            std::size_t others = 0;
+            for (const auto& m : members_) others += m != writer_ ? 1 : 0;
+            if (others >= static_cast<std::size_t>(n))
+                chosen = placement{place_row(as_byte_span(pkey), writer_, members_, n)};
+        }
+    }
+    int rc = SQLITE_OK;
+    if (op == change_op::del) {
+        if (previous) rc = store_.erase(table, pkey);
+    } else if (chosen && (!previous || *previous != chosen->nodes)) {
+        rc = store_.put(table, pkey, chosen->nodes);
+    }
+    if (rc != SQLITE_OK) { rc_ = rc; return -1; }
+    return chosen ? intern(chosen->nodes) : -1;
+}
+
+} // namespace hdbrepl::engine
