@@ -236,6 +236,15 @@ void fn_record_json(sqlite3_context* ctx, int, sqlite3_value** argv) {
                 }
                 j += "]";
             }
+            if (c.placement >= 0) { // the nodes this row lives on (placed records)
+                j += ",\"nodes\":[";
+                const auto& nodes = rec->placements[static_cast<std::size_t>(c.placement)];
+                for (std::size_t k = 0; k < nodes.size(); ++k) {
+                    if (k) j += ",";
+                    json_escape(j, nodes[k]);
+                }
+                j += "]";
+            }
             j += "}";
         }
         j += "]}";

@@ -41,6 +41,16 @@ txn_record sample_record() {
     return r;
 }
 
+// The sample with row placements (record format 3): two lists, one row unplaced.
+txn_record placed_record() {
+    txn_record r = sample_record();
+    r.placements = {{"127.0.0.2", "127.0.0.3"}, {"127.0.0.2", "127.0.0.4", "127.0.0.5"}};
+    r.changes[0].placement = 0;
+    r.changes[1].placement = 1;
+    r.changes[3].placement = 0;
+    return r;
+}
+
 txn_record ddl_record() {
     txn_record r;
     r.hlc = 1;
@@ -74,6 +84,7 @@ int main(int argc, char** argv) {
     // fuzz_record: records, plus definitions on their own (a leading 0 byte).
     write("record", "put_del", encode_record(sample_record()));
     write("record", "ddl", encode_record(ddl_record()));
+    write("record", "placed", encode_record(placed_record()));
     write("record", "def_simple", std::string(1, '\0') + "id INTEGER PRIMARY KEY, name TEXT, breed TEXT INDEXED");
     write("record", "def_quoted", std::string(1, '\0') + "\"a b\" VARCHAR(10, 2) PRIMARY KEY DESC, [c] NOT NULL, `d`, replicate=false");
 
@@ -93,6 +104,7 @@ int main(int argc, char** argv) {
     write("wire", "subscribe", wire::encode(wire::subscribe{sub}));
     write("wire", "txn", wire::encode(wire::txn{17, encode_record(sample_record())}));
     write("wire", "txn_ddl", wire::encode(wire::txn{18, encode_record(ddl_record())}));
+    write("wire", "txn_placed", wire::encode(wire::txn{19, encode_record(placed_record())}));
     write("wire", "ack", wire::encode(wire::ack{300}));
     write("wire", "copy_start", wire::encode(wire::copy_start{12, sub.progress}));
     write("wire", "copy_table", wire::encode(wire::copy_table{"dog", "\"id\" INTEGER PRIMARY KEY, \"name\" TEXT"}));
