@@ -1,7 +1,6 @@
 // The apply path for remote change records (see apply.hpp).
 #include "engine/apply.hpp"
 
-#include "engine/placement.hpp"
 #include "engine/placement_store.hpp"
 
 #include "engine/txn_record.hpp"
@@ -276,10 +275,8 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
         // Where the row lives travels with it: a holder that updates it later keeps its nodes
         // (placement_store.hpp). A winning change without placement makes the row unplaced.
         if (c.placement >= 0 || (placements.in_use(placements_used) == SQLITE_OK && placements_used)) {
-            const bytes pk = placement_key(key);
-            const std::string_view pkv(reinterpret_cast<const char*>(pk.data()), pk.size());
-            rc = c.op == change_op::put && c.placement >= 0 ? placements.put(t.name, pkv, rec->placements[static_cast<std::size_t>(c.placement)])
-                                                            : placements.erase(t.name, pkv);
+            rc = c.op == change_op::put && c.placement >= 0 ? placements.put(t.name, key, rec->placements[static_cast<std::size_t>(c.placement)])
+                                                            : placements.erase(t.name, key);
             if (rc != SQLITE_OK) return fail(rc, "table '" + t.name + "': storing where the row lives: " + sqlite3_errmsg(db_));
             placements_used = placements_used || c.placement >= 0;
         }

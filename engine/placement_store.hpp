@@ -3,9 +3,11 @@
 // the row so that a later update, from any holder and after any membership change, goes to
 // the same nodes. HarperDB keeps a record's "previous residency" for the same reason.
 //
-//   <schema>.hdbrepl_placement(tbl TEXT, key BLOB, nodes BLOB, PRIMARY KEY(tbl, key))
-//     key:   the row key's normalized codec encoding (placement_key: 1 and 1.0 are one key)
-//     nodes: varint count, then each name as a varint length and its bytes (sorted, unique)
+//   <schema>.hdbrepl_placement(tbl TEXT, key, nodes TEXT, PRIMARY KEY(tbl, key))
+//     key:   the row's key as SQLite stores it; the column has no affinity, so 1 and 1.0
+//            are one key, exactly as for the table's own primary key
+//     nodes: a JSON array of node names, sorted and unique
+//   shown read-only, as it is, by the system table hdb_placement
 //   hdbrepl_meta 'placement' = 1 once the table exists, so writers that find no flag skip
 //   every lookup (one meta read per transaction is all an unplaced database pays).
 //
@@ -19,23 +21,24 @@
 #include <vector>
 
 #include "engine/schema.hpp"
+#include "engine/value.hpp"
 
 namespace hdbrepl::engine {
 
+// A JSON array of the names (strings escaped as RFC 8259 requires).
 std::string encode_node_list(const std::vector<std::string>& nodes);
-// nullopt for anything that is not a list written by encode_node_list.
-std::optional<std::vector<std::string>> decode_node_list(std::string_view blob);
+// nullopt for anything that is not a non-empty JSON array of non-empty strings.
+std::optional<std::vector<std::string>> decode_node_list(std::string_view json);
 
 class placement_store {
 public:
     explicit placement_store(system_store& sys, sqlite3* db) : sys_(sys), db_(db) {}
     // Whether any placement was ever stored in this schema (the meta flag).
     int in_use(bool& out);
-    // `key` is a placement key (normalized encoding).
-    int get(const std::string& table, std::string_view key, std::optional<std::vector<std::string>>& out);
+    int get(const std::string& table, const value& key, std::optional<std::vector<std::string>>& out);
     // Creates the table (and the flag) at first use.
-    int put(const std::string& table, std::string_view key, const std::vector<std::string>& nodes);
-    int erase(const std::string& table, std::string_view key);
+    int put(const std::string& table, const value& key, const std::vector<std::string>& nodes);
+    int erase(const std::string& table, const value& key);
     // Creates the table and sets the flag when missing (a schema change: call it where DDL
     // is safe, not from inside a commit).
     int ensure();

@@ -44,10 +44,13 @@ std::int32_t row_placer::intern(const std::vector<std::string>& nodes) {
 
 std::int32_t row_placer::place(const std::string& table, change_op op, std::string_view key) {
     if (rc_ != SQLITE_OK || is_system_table(table)) return -1;
-    const std::string pkey = normalized_key(key);
+    const std::string pkey = normalized_key(key); // what rendezvous hashing reads
+    value kv;
+    byte_reader kr(reinterpret_cast<const std::uint8_t*>(key.data()), key.size());
+    if (!decode_value(kr, kv)) return -1; // cannot happen: the vtab encoded it
     std::optional<std::vector<std::string>> previous;
     if (stored_) {
-        if (int rc = store_.get(table, pkey, previous); rc != SQLITE_OK) { rc_ = rc; return -1; }
+        if (int rc = store_.get(table, kv, previous); rc != SQLITE_OK) { rc_ = rc; return -1; }
     }
     std::optional<placement> chosen;
     if (!request_.nodes.empty()) {
@@ -67,9 +70,9 @@ std::int32_t row_placer::place(const std::string& table, change_op op, std::stri
     }
     int rc = SQLITE_OK;
     if (op == change_op::del) {
-        if (previous) rc = store_.erase(table, pkey);
+        if (previous) rc = store_.erase(table, kv);
     } else if (chosen && (!previous || *previous != chosen->nodes)) {
-        rc = store_.put(table, pkey, chosen->nodes);
+        rc = store_.put(table, kv, chosen->nodes);
     }
     if (rc != SQLITE_OK) { rc_ = rc; return -1; }
     return chosen ? intern(chosen->nodes) : -1;

@@ -2506,9 +2506,8 @@ void node_impl::keep_placed_copy_rows(copy_state& cs, const snapshot_reader::tab
     std::erase_if(rows, [&](const snapshot_row& r) {
         if (r.values.empty()) return false;
         const value& key = r.deleted ? r.values[0] : r.values[std::min(pk, r.values.size() - 1)];
-        const bytes k = placement_key(key);
         std::optional<std::vector<std::string>> nodes;
-        if (stored && cs.placements->get(t.name, std::string_view(reinterpret_cast<const char*>(k.data()), k.size()), nodes) != SQLITE_OK)
+        if (stored && cs.placements->get(t.name, key, nodes) != SQLITE_OK)
             return false; // unreadable: send it (a copy merges; an extra row is harmless)
         if (!nodes && cfg_.replicate_to >= 0) nodes = place_row(key, r.origin, members, cfg_.replicate_to);
         return nodes && !std::binary_search(nodes->begin(), nodes->end(), peer);

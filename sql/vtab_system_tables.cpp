@@ -7,6 +7,7 @@
 **   SELECT name, url, subscriptions, replicates, shard, start_time FROM hdb_nodes;
 **   SELECT name, uses, certificate, is_authority, details FROM hdb_certificate;
 **   SELECT username, role FROM hdb_user;
+**   SELECT table_name, key, nodes FROM hdb_placement;   where each placed row lives
 **
 ** How it works: one module serves all three; its client data (a table_spec) gives the
 ** declared columns and the SELECT over hdbrepl's own tables that produces the rows.
@@ -66,12 +67,20 @@ std::string users_select(sqlite3* db) {
     return "SELECT username, role FROM main.hdbrepl_users ORDER BY username";
 }
 
+// Rows with a placement (engine/placement_store.hpp): the table, the row's key as stored,
+// and the JSON array of the nodes it lives on.
+std::string placement_select(sqlite3* db) {
+    if (!table_exists(db, "hdbrepl_placement")) return "SELECT NULL, NULL, NULL WHERE 0";
+    return "SELECT tbl, key, nodes FROM main.hdbrepl_placement ORDER BY tbl, key";
+}
+
 const table_spec specs[] = {
     {"hdb_nodes", "CREATE TABLE x(name TEXT, url TEXT, subscriptions TEXT, replicates INTEGER, shard INTEGER, start_time INTEGER)",
      nodes_select},
     {"hdb_certificate", "CREATE TABLE x(name TEXT, uses TEXT, certificate TEXT, is_authority INTEGER, details TEXT, has_private_key INTEGER)",
      certificates_select},
     {"hdb_user", "CREATE TABLE x(username TEXT, role TEXT)", users_select},
+    {"hdb_placement", "CREATE TABLE x(table_name TEXT, key, nodes TEXT)", placement_select},
 };
 
 struct system_vtab {

@@ -136,6 +136,11 @@ def test_placement_kept_across_membership_change(c):
     a.batch([("BEGIN", [])] + [("INSERT INTO dog VALUES (?, 'v1')", [k]) for k in keys] + [("COMMIT", [])])
     wait_until(lambda: all(len(holders(nodes, k)) == 2 for k in keys), 15, "every row on 2 of 3 nodes")
     before = {k: holders(nodes, k) for k in keys}
+    # Every holder records where the row lives; the others know nothing of it.
+    for n in nodes:
+        got = n.sql("SELECT nodes FROM hdb_placement WHERE table_name = 'dog' AND key = 7")
+        want = [[json.dumps(before[7], separators=(",", ":"))]] if n.ip in before[7] else []
+        check_eq(got, want, f"hdb_placement of key 7 on {n.ip}")
     d = c.node(IPS[3])
     d.start(routes=[IPS[0]], extra={"replicateTo": 1})
     a.op("add_node", {"hostname": d.ip})

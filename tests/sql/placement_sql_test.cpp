@@ -48,6 +48,8 @@ TEST_CASE("repl_replicate_to: a node list places the transaction's rows, updates
     const std::string placed = p.list({"node-b", "node-c"});
     CHECK(p.nodes_of_last() == placed);
     CHECK(p.stored() == 1);
+    // hdb_placement shows it readably: the key as stored, the nodes as JSON.
+    CHECK(db.rows("SELECT table_name, typeof(key), key, nodes FROM hdb_placement") == std::vector<std::string>{"dog|integer|1|" + placed});
     CHECK(db.scalar("SELECT json_extract(repl_last_commit(), '$.placedOn')") == R"(["node-b","node-c"])");
     CHECK(db.scalar("SELECT json_extract(repl_last_commit(), '$.status')") == "not asked");
 
