@@ -42,7 +42,7 @@ sanitize: deps
 # node_host.cpp) loading the TSan-built library: a report in any node fails its test
 # (tests/CMakeLists.txt sets HDBREPL_NODE_HOST and TSAN_OPTIONS; docs/reliability.md).
 TSAN_BUILD ?= build-tsan
-TSAN_CLUSTER ?= basic|resync|topology|initial_sync|membership|security|hostile
+TSAN_CLUSTER ?= basic|resync|topology|initial_sync|membership|placement|security|hostile
 tsan: deps
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE=thread >/dev/null
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target net_tests unit_tests node_host hdbrepl
