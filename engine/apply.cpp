@@ -227,6 +227,7 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
             std::string err;
             if (int rc = apply_ddl(c, t, rec->hlc, rec->origin, changed, err); rc != SQLITE_OK) return fail(rc, err);
             std::fill(resolved_yet.begin(), resolved_yet.end(), false);
+            for (auto& r : tables) r.tombstones = -1; // a drop may turn rows into tombstones
             continue;
         }
         if (!resolved_yet[c.table]) {
@@ -254,8 +255,15 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
         int rc;
         if (c.op == change_op::put) {
             // A live row is compared inside the upsert itself; only a tombstone (rare, and
-            // in a small table) needs a look first.
-            if ((rc = store->find_tombstone(key, cur)) != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+            // in a small table) needs a look first, and none at all when the table has none:
+            // a record holds each key once, so its own deletes never shadow its puts.
+            auto& tombs = tables[c.table].tombstones;
+            if (tombs < 0) {
+                bool any = false;
+                if ((rc = store->has_tombstones(any)) != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
+                tombs = any ? 1 : 0;
+            }
+            if (tombs && (rc = store->find_tombstone(key, cur)) != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
             if (cur && compare_versions({rec->hlc, rec->origin}, {cur->hlc, sys_.origin_name(cur->origin)}) <= 0) {
                 ++res.rows_skipped;
                 continue;

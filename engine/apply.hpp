@@ -95,6 +95,7 @@ public:
 private:
     struct resolved {
         row_store* store = nullptr; // null: skip the change
+        int tombstones = -1;        // whether the table had tombstones when the record began (-1: not looked yet)
     };
     int resolve_table(const std::string& name, const std::string& definition, hlc_t hlc, const std::string& origin,
                       resolved& out, std::string& err);

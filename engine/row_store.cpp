@@ -183,6 +183,14 @@ int row_store::step_done(sqlite3_stmt* s) {
     return ext;
 }
 
+int row_store::has_tombstones(bool& out) {
+    cached_stmt s(cache_, "SELECT EXISTS(SELECT 1 FROM " + tomb_table() + ")");
+    if (!s) return s.prepare_rc();
+    int rc = sqlite3_step(s.get());
+    out = rc == SQLITE_ROW && sqlite3_column_int(s.get(), 0) != 0;
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
 int row_store::prune_tombstones(hlc_t before, std::int64_t& removed) {
     cached_stmt s(cache_, "DELETE FROM " + tomb_table() + " WHERE " + version_column + " < ?1");
     if (!s) return s.prepare_rc();

@@ -105,6 +105,9 @@ public:
     template <class K> int delete_row(const K& key, hlc_t hlc, std::int64_t origin);
     // Deletes tombstones older than `before`.
     int prune_tombstones(hlc_t before, std::int64_t& removed);
+    // Whether the table has any tombstone (one step into an index): an apply that finds none
+    // skips the per-row tombstone look-ups of a record.
+    int has_tombstones(bool& out);
 
 private:
     // Steps a write statement once and resets it; returns SQLITE_OK or the extended code.
