@@ -35,6 +35,8 @@ public:
     explicit placement_store(system_store& sys, sqlite3* db) : sys_(sys), db_(db) {}
     // Whether any placement was ever stored in this schema (the meta flag).
     int in_use(bool& out);
+    // The caller read the flag already (row_placer reads it with the other settings).
+    void set_in_use(bool known) { known_ = known ? 1 : 0; }
     int get(const std::string& table, const value& key, std::optional<std::vector<std::string>>& out);
     // Creates the table (and the flag) at first use.
     int put(const std::string& table, const value& key, const std::vector<std::string>& nodes);

@@ -2,6 +2,7 @@
 #include "engine/row_placer.hpp"
 
 #include "engine/placement.hpp"
+#include "engine/stmt_cache.hpp"
 #include "engine/system_tables.hpp"
 #include "engine/value.hpp"
 
@@ -14,14 +15,19 @@ row_placer::row_placer(sqlite3* db, system_store& sys, std::string writer, place
 
 bool row_placer::active(int& rc) {
     rc = SQLITE_OK;
-    if (auto v = sys_.get_meta("replicate_to")) {
-        try {
-            configured_ = std::stoi(*v);
-        } catch (...) {
-            configured_ = -1;
+    {
+        // One look at both settings: this runs at every commit of the main schema.
+        cached_stmt s(sys_.cache(), "SELECT key, value FROM " + sys_.table("hdbrepl_meta") + " WHERE key IN ('replicate_to', 'placement')");
+        if (!s) return false; // no meta table yet: nothing placed, nothing configured
+        while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+            const auto* k = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0));
+            if (k && std::string_view(k) == "placement") stored_ = true;
+            else configured_ = static_cast<int>(sqlite3_column_int64(s.get(), 1));
         }
+        if (rc != SQLITE_DONE) return false;
+        rc = SQLITE_OK;
+        store_.set_in_use(stored_);
     }
-    store_.in_use(stored_);
     if (request_.empty() && configured_ < 0 && !stored_) return false;
     if (request_.count >= 0 || configured_ >= 0) {
         std::vector<member_row> rows;

@@ -589,7 +589,10 @@ template <class F> void node_impl::on_db(F&& f) {
 }
 
 bool node_impl::open_connection(sqlite3** out, std::string& error) {
-    int rc = sqlite3_open_v2(path_.c_str(), out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
+    // No per-call mutex: the database thread is the only one that uses the node's connections
+    // (they are closed on it too; a copy's is handed over through its shared_ptr). The lock and
+    // unlock around every bind, step and column call cost ~7% of an applied row (callgrind).
+    int rc = sqlite3_open_v2(path_.c_str(), out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
         error = std::string("cannot open '") + path_ + "': " + (*out ? sqlite3_errmsg(*out) : sqlite3_errstr(rc));
         sqlite3_close_v2(*out);
@@ -603,7 +606,10 @@ bool node_impl::open_connection(sqlite3** out, std::string& error) {
     sqlite3_busy_timeout(*out, 5000);
     // secure_delete=FAST: pruning the log need not zero every freed page (Debian builds
     // SQLite with SECURE_DELETE on, which made each prune rewrite megabytes).
-    sqlite3_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=FAST;", nullptr, nullptr, nullptr);
+    // cache_size 8 MiB (SQLite's default is 2): the apply path's b-tree and index pages stay in
+    // the connection's cache instead of being read back from the OS page by page.
+    sqlite3_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=FAST; PRAGMA cache_size=-8192;", nullptr,
+                 nullptr, nullptr);
     if (cfg_.max_database_size > 0) {
         // A quota on what the node writes: past it SQLite says SQLITE_FULL, as a full disk does.
         sqlite3_stmt* s = nullptr;
