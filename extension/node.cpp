@@ -525,6 +525,9 @@ private:
     // residency=<expr> tables (issue 5): of each record for `peer`, only the rows whose
     // expression places them on it (a shard number or a JSON array of node names). Db thread.
     void keep_resident_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
+    // Whether a table's residency expression places this row (all columns) on `peer`; true
+    // when the table has none or it cannot be evaluated.
+    bool resident_on(const std::string& table, const std::string& definition, const std::vector<value>& row, const std::string& peer);
     struct residency_eval {
         sqlite3_stmt* stmt = nullptr; // SELECT (expr) FROM (SELECT ?1 AS col1, ...), on rdb_
         std::string error;            // the expression does not prepare: rows go everywhere
@@ -2419,6 +2422,37 @@ std::string node_impl::search_nodes_json() {
 
 // ---- security: the secure port's filter, the certificate exchange, reloads ----------------
 
+bool node_impl::resident_on(const std::string& table, const std::string& definition, const std::vector<value>& row, const std::string& peer) {
+    auto& ev = residency_of_definition_[definition];
+    if (!ev) {
+        ev = std::make_unique<residency_eval>();
+        std::string err;
+        auto def = parse_table_def(std::string_view(definition), err);
+        if (!def || def->residency.empty()) {
+            ev->error = def ? "no residency" : err;
+        } else if (sqlite3_prepare_v2(rdb_, residency_query(*def).c_str(), -1, &ev->stmt, nullptr) != SQLITE_OK) {
+            ev->error = sqlite3_errmsg(rdb_);
+            log_line(name_, "table " + table + ": residency expression does not prepare (" + ev->error + "); its rows go to every node");
+        }
+    }
+    if (!ev->stmt) return true;
+    for (std::size_t i = 0; i < row.size(); ++i) bind_arg(ev->stmt, static_cast<int>(i + 1), row[i]);
+    bool keep = true;
+    if (sqlite3_step(ev->stmt) == SQLITE_ROW) {
+        int type = sqlite3_column_type(ev->stmt, 0);
+        if (type != SQLITE_NULL) {
+            const auto* text = sqlite3_column_text(ev->stmt, 0);
+            auto where = parse_residency(text ? reinterpret_cast<const char*>(text) : "", type == SQLITE_INTEGER, sqlite3_column_int64(ev->stmt, 0));
+            if (auto* shard = std::get_if<residency_shard>(&where)) keep = shard_of(peer) == *shard;
+            else if (auto* nodes = std::get_if<residency_nodes>(&where)) keep = std::find(nodes->begin(), nodes->end(), peer) != nodes->end();
+            // an error (not a shard, not a list): the row goes everywhere
+        }
+    }
+    sqlite3_reset(ev->stmt);
+    sqlite3_clear_bindings(ev->stmt);
+    return keep;
+}
+
 void node_impl::keep_resident_rows(std::vector<replication_store::log_record>& recs, const std::string& peer) {
     static const std::string marker = "residency=";
     for (auto& r : recs) {
@@ -2426,37 +2460,7 @@ void node_impl::keep_resident_rows(std::vector<replication_store::log_record>& r
         if (r.body.empty() || std::search(r.body.begin(), r.body.end(), marker.begin(), marker.end()) == r.body.end()) continue;
         r.body = filter_changes(r.body.data(), r.body.size(), [&](const record_table& t, const change& c) {
             if (c.op != change_op::put || t.definition.find(marker) == std::string::npos) return true;
-            auto& ev = residency_of_definition_[t.definition];
-            if (!ev) {
-                ev = std::make_unique<residency_eval>();
-                std::string err;
-                auto def = parse_table_def(std::string_view(t.definition), err);
-                if (!def || def->residency.empty()) {
-                    ev->error = def ? "no residency" : err;
-                } else {
-                    if (sqlite3_prepare_v2(rdb_, residency_query(*def).c_str(), -1, &ev->stmt, nullptr) != SQLITE_OK) {
-                        ev->error = sqlite3_errmsg(rdb_);
-                        log_line(name_, "table " + t.name + ": residency expression does not prepare (" + ev->error + "); its rows go to every node");
-                    }
-                }
-            }
-            if (!ev->stmt) return true;
-            for (std::size_t i = 0; i < c.values.size(); ++i) bind_arg(ev->stmt, static_cast<int>(i + 1), c.values[i]);
-            bool keep = true;
-            if (sqlite3_step(ev->stmt) == SQLITE_ROW) {
-                int type = sqlite3_column_type(ev->stmt, 0);
-                if (type != SQLITE_NULL) {
-                    const auto* text = sqlite3_column_text(ev->stmt, 0);
-                    auto where = parse_residency(text ? reinterpret_cast<const char*>(text) : "", type == SQLITE_INTEGER,
-                                                 sqlite3_column_int64(ev->stmt, 0));
-                    if (auto* shard = std::get_if<residency_shard>(&where)) keep = shard_of(peer) == *shard;
-                    else if (auto* nodes = std::get_if<residency_nodes>(&where)) keep = std::find(nodes->begin(), nodes->end(), peer) != nodes->end();
-                    // an error (not a shard, not a list): the row goes everywhere
-                }
-            }
-            sqlite3_reset(ev->stmt);
-            sqlite3_clear_bindings(ev->stmt);
-            return keep;
+            return resident_on(t.name, t.definition, c.values, peer);
         });
     }
 }
@@ -2499,7 +2503,13 @@ void node_impl::keep_placed_rows(std::vector<replication_store::log_record>& rec
 }
 
 void node_impl::keep_placed_copy_rows(copy_state& cs, const snapshot_reader::table& t, const std::string& peer, std::vector<snapshot_row>& rows) {
-    if (is_system_table(t.name) || t.definition.find("residency=") != std::string::npos) return;
+    if (is_system_table(t.name)) return;
+    if (t.definition.find("residency=") != std::string::npos) {
+        // Residency decides for such tables, in copies as in streams (tombstones carry only
+        // a key, so they go everywhere, as deletes do).
+        std::erase_if(rows, [&](const snapshot_row& r) { return !r.deleted && !resident_on(t.name, t.definition, r.values, peer); });
+        return;
+    }
     if (!cs.sys) {
         cs.sys = std::make_unique<system_store>(cs.db, "main");
         cs.placements = std::make_unique<placement_store>(*cs.sys, cs.db);

@@ -7,6 +7,8 @@
 - a row keeps its placement on update, from any holder and with the setting reset;
 - placement is stored with the row: after a node joins, updates under replicateTo land on
   the same holders as before (rendezvous over the new membership would move some);
+- initial copies carry only the rows placed (or resident, by a residency= expression) on the
+  joining node;
 - confirmations: with confirm=1 COMMIT returns once the row's holder confirmed, reports
   "timed out" after its timeout when the holder is stopped, and never holds the write lock
   while it waits (another process writes the same file meanwhile).
@@ -160,6 +162,24 @@ def test_placement_kept_across_membership_change(c):
     # New rows do use the new member.
     a.batch([("BEGIN", [])] + [("INSERT INTO dog VALUES (?, 'new')", [k]) for k in range(100, 160)] + [("COMMIT", [])])
     wait_until(lambda: local(d, "SELECT count(*) FROM dog")[0][0] > 0, 15, "new rows placed on the new member")
+
+
+def test_initial_copy_honours_residency(c):
+    """A node that joins later copies only the rows a residency expression puts on it."""
+    a, b = start_mesh(c, 2)
+    d_ip = IPS[3]
+    a.sql(f"""CREATE VIRTUAL TABLE r USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT,
+              residency=iif(id % 2 = 0, '["{b.ip}"]', '["{d_ip}"]'))""")
+    a.batch([("BEGIN", [])] + [("INSERT INTO r VALUES (?, 'x')", [i]) for i in range(1, 11)] + [("COMMIT", [])])
+    wait_rows(b, "SELECT id FROM r ORDER BY id", [[2], [4], [6], [8], [10]], what="even ids on B")
+    d = c.node(d_ip)
+    d.start(routes=[a.ip])
+    a.op("add_node", {"hostname": d.ip})
+    wait_until(lambda: full_mesh([a, b, d]), 10, "full mesh of 3 nodes")
+    wait_rows(d, "SELECT id FROM r ORDER BY id", [[1], [3], [5], [7], [9]], what="odd ids copied to D, and only those")
+    a.sql("INSERT INTO dog VALUES (1, 'marker')")
+    wait_rows(d, "SELECT name FROM dog", [["marker"]], what="a later row on D")
+    check_eq(local(d, "SELECT id FROM r ORDER BY id"), [[1], [3], [5], [7], [9]], "D holds only its resident rows")
 
 
 def test_confirm_waits_without_holding_the_write_lock(c):
