@@ -39,6 +39,27 @@ std::optional<std::vector<std::string>> decode_node_list(std::string_view json) 
     return std::move(*nodes);
 }
 
+namespace {
+bool have_table(sqlite3* db, const std::string& schema) {
+    sqlite3_stmt* s = nullptr;
+    const std::string sql = "SELECT 1 FROM " + quote_ident(schema) + ".sqlite_schema WHERE type='table' AND name='hdbrepl_placement'";
+    bool found = sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return found;
+}
+} // namespace
+
+int forget_placements(sqlite3* db, const std::string& schema, const std::string& table, std::string& err) {
+    if (!have_table(db, schema)) return SQLITE_OK;
+    return exec_sql(db, "DELETE FROM " + quote_ident(schema) + ".hdbrepl_placement WHERE tbl = " + quote_literal(table), err);
+}
+
+int rename_placements(sqlite3* db, const std::string& schema, const std::string& from, const std::string& to, std::string& err) {
+    if (!have_table(db, schema)) return SQLITE_OK;
+    return exec_sql(db, "UPDATE " + quote_ident(schema) + ".hdbrepl_placement SET tbl = " + quote_literal(to) + " WHERE tbl = " + quote_literal(from),
+                    err);
+}
+
 int placement_store::in_use(bool& out) {
     if (known_ < 0) known_ = sys_.get_meta("placement").has_value() ? 1 : 0;
     out = known_ == 1;

@@ -30,6 +30,11 @@ std::string encode_node_list(const std::vector<std::string>& nodes);
 // nullopt for anything that is not a non-empty JSON array of non-empty strings.
 std::optional<std::vector<std::string>> decode_node_list(std::string_view json);
 
+// A dropped table's placements go with it; a renamed table's follow it (called where its
+// shadow tables are dropped or renamed, for local and replicated DDL alike).
+int forget_placements(sqlite3* db, const std::string& schema, const std::string& table, std::string& err);
+int rename_placements(sqlite3* db, const std::string& schema, const std::string& from, const std::string& to, std::string& err);
+
 class placement_store {
 public:
     explicit placement_store(system_store& sys, sqlite3* db) : sys_(sys), db_(db) {}

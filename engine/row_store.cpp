@@ -1,6 +1,8 @@
 // Shadow-table storage of a replicated table (see row_store.hpp).
 #include "engine/row_store.hpp"
 
+#include "engine/placement_store.hpp"
+
 #include <cstring>
 #include <random>
 
@@ -111,14 +113,16 @@ int row_store::create_shadows(sqlite3* db, const std::string& schema, const std:
 }
 
 int row_store::drop_shadows(sqlite3* db, const std::string& schema, const std::string& name, std::string& err) {
-    return exec_sql(db, "DROP TABLE IF EXISTS " + qualified(schema, name + "_data") + "; DROP TABLE IF EXISTS " +
-                            qualified(schema, name + "_tomb") + ";", err);
+    int rc = exec_sql(db, "DROP TABLE IF EXISTS " + qualified(schema, name + "_data") + "; DROP TABLE IF EXISTS " +
+                              qualified(schema, name + "_tomb") + ";", err);
+    return rc == SQLITE_OK ? forget_placements(db, schema, name, err) : rc;
 }
 
 int row_store::rename_shadows(sqlite3* db, const std::string& schema, const std::string& from, const std::string& to, std::string& err) {
-    return exec_sql(db, "ALTER TABLE " + qualified(schema, from + "_data") + " RENAME TO " + quote_ident(to + "_data") +
-                            "; ALTER TABLE " + qualified(schema, from + "_tomb") + " RENAME TO " + quote_ident(to + "_tomb") + ";",
-                    err);
+    int rc = exec_sql(db, "ALTER TABLE " + qualified(schema, from + "_data") + " RENAME TO " + quote_ident(to + "_data") +
+                              "; ALTER TABLE " + qualified(schema, from + "_tomb") + " RENAME TO " + quote_ident(to + "_tomb") + ";",
+                      err);
+    return rc == SQLITE_OK ? rename_placements(db, schema, from, to, err) : rc;
 }
 
 void row_store::renamed(std::string new_name) {

@@ -113,3 +113,22 @@ TEST_CASE("repl_replicate_to: confirmations without a node running, and bad sett
     CHECK(db.try_exec("SELECT repl_replicate_to(NULL)").find("already written rows") != std::string::npos);
     db.exec("COMMIT");
 }
+
+TEST_CASE("stored placements follow a renamed table and go with a dropped one", "[sql]") {
+    placed_db p;
+    auto& db = p.db;
+    db.exec("SELECT repl_replicate_to('node-b')");
+    db.exec("INSERT INTO dog VALUES (1, 'rex')");
+    db.exec("SELECT repl_replicate_to(NULL)");
+    CHECK(db.rows("SELECT table_name, key FROM hdb_placement") == std::vector<std::string>{"dog|1"});
+    db.exec("ALTER TABLE dog RENAME TO hound");
+    CHECK(db.rows("SELECT table_name, key FROM hdb_placement") == std::vector<std::string>{"hound|1"});
+    db.exec("UPDATE hound SET name = 'rex 2' WHERE id = 1");
+    CHECK(p.nodes_of_last() == p.list({"node-b"})); // the renamed table's row keeps its nodes
+    db.exec("DROP TABLE hound");
+    CHECK(p.stored() == 0);
+    // A table created again under the old name starts with no placements.
+    db.exec("CREATE VIRTUAL TABLE hound USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT)");
+    db.exec("INSERT INTO hound VALUES (1, 'new')");
+    CHECK(p.nodes_of_last() == "none");
+}
