@@ -16,16 +16,19 @@ row_placer::row_placer(sqlite3* db, system_store& sys, std::string writer, place
 bool row_placer::active(int& rc) {
     rc = SQLITE_OK;
     {
-        // One look at both settings: this runs at every commit of the main schema.
-        cached_stmt s(sys_.cache(), "SELECT key, value FROM " + sys_.table("hdbrepl_meta") + " WHERE key IN ('replicate_to', 'placement')");
+        // One look at both settings: this runs at every commit of the main schema. Two point
+        // look-ups as scalar subqueries (a `key IN (...)` list would build an ephemeral table
+        // at each run: ~36,000 instructions a commit, measured).
+        auto sql_for = [](const std::string& meta) {
+            return "SELECT (SELECT value FROM " + meta + " WHERE key = 'replicate_to'), EXISTS(SELECT 1 FROM " + meta + " WHERE key = 'placement')";
+        };
+        static const std::string main_sql = sql_for("\"main\".\"hdbrepl_meta\""); // the schema it always runs for
+        cached_stmt s(sys_.cache(), sys_.schema() == "main" ? main_sql : sql_for(sys_.table("hdbrepl_meta")));
         if (!s) return false; // no meta table yet: nothing placed, nothing configured
-        while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
-            const auto* k = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0));
-            if (k && std::string_view(k) == "placement") stored_ = true;
-            else configured_ = static_cast<int>(sqlite3_column_int64(s.get(), 1));
-        }
-        if (rc != SQLITE_DONE) return false;
+        if ((rc = sqlite3_step(s.get())) != SQLITE_ROW) return false;
         rc = SQLITE_OK;
+        if (sqlite3_column_type(s.get(), 0) != SQLITE_NULL) configured_ = static_cast<int>(sqlite3_column_int64(s.get(), 0));
+        stored_ = sqlite3_column_int(s.get(), 1) != 0;
         store_.set_in_use(stored_);
     }
     if (request_.empty() && configured_ < 0 && !stored_) return false;
