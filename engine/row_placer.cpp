@@ -62,9 +62,17 @@ std::int32_t row_placer::place(const std::string& table, change_op op, std::stri
         if (int rc = store_.get(table, kv, previous); rc != SQLITE_OK) { rc_ = rc; return -1; }
     }
     std::optional<placement> chosen;
-    if (!request_.nodes.empty()) {
+    if (op == change_op::del) {
+        // A delete goes where the row lives; when that is not known here, everywhere (a node
+        // without the row only keeps a tombstone until the retention passes).
+        if (!previous) return -1;
+        chosen = placement{*previous};
+    } else if (!request_.nodes.empty()) {
+        // Rows never leave nodes here (there is no rebalancing): a list given for a row that
+        // already lives somewhere adds to its nodes, so no holder keeps a stale version.
         auto nodes = request_.nodes;
         nodes.push_back(writer_);
+        if (previous) nodes.insert(nodes.end(), previous->begin(), previous->end());
         chosen = make_placement(std::move(nodes));
     } else if (previous) {
         chosen = placement{*previous};

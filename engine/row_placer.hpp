@@ -2,8 +2,10 @@
 // connection_state::flush hands to pending_txn::build_record (issue 5, items 4 and 7).
 //
 // For each put and delete of a user table in the main schema, in this order:
-//   1. a per-transaction node list (repl_replicate_to('a,b')): exactly those nodes plus the
-//      writer; an explicit choice replaces the row's stored placement;
+//   0. a delete goes to the row's stored placement, or everywhere when it has none;
+//   1. a per-transaction node list (repl_replicate_to('a,b')): those nodes plus the writer,
+//      plus the row's stored nodes if it has some (rows never leave a node: without
+//      rebalancing, a holder left out would keep a stale version);
 //   2. the row's stored placement (placement_store), so an update keeps its nodes;
 //   3. a per-transaction count (repl_replicate_to(2)), else the node's replicateTo (written
 //      to hdbrepl_meta 'replicate_to' by the node at start): the writer plus N members chosen

@@ -2492,10 +2492,12 @@ void node_impl::keep_placed_rows(std::vector<replication_store::log_record>& rec
                 return std::binary_search(nodes.begin(), nodes.end(), peer);
             }
             if (cfg_.replicate_to < 0) return true;
-            if (is_system_table(t.name) || (c.op != change_op::put && c.op != change_op::del) || c.values.empty()) return true;
+            // An unplaced delete goes everywhere: its row may have been written by another
+            // node, whose placement this one cannot recompute.
+            if (is_system_table(t.name) || c.op != change_op::put || c.values.empty()) return true;
             if (t.definition.find("residency=") != std::string::npos) return true; // residency decides for those
             const std::size_t pk = pk_of(t.definition);
-            const value& key = c.op == change_op::del ? c.values[0] : c.values[std::min(pk, c.values.size() - 1)];
+            const value& key = c.values[std::min(pk, c.values.size() - 1)];
             auto nodes = place_row(key, origin, members, cfg_.replicate_to);
             return std::binary_search(nodes.begin(), nodes.end(), peer);
         }, tell_empty);
@@ -2520,8 +2522,9 @@ void node_impl::keep_placed_copy_rows(copy_state& cs, const snapshot_reader::tab
     const auto members = cfg_.replicate_to >= 0 ? placement_members() : std::vector<std::string>{};
     const std::size_t pk = pk_of(t.definition);
     std::erase_if(rows, [&](const snapshot_row& r) {
-        if (r.values.empty()) return false;
-        const value& key = r.deleted ? r.values[0] : r.values[std::min(pk, r.values.size() - 1)];
+        // Tombstones go everywhere, as unplaced deletes do (a deleted row's placement is gone).
+        if (r.values.empty() || r.deleted) return false;
+        const value& key = r.values[std::min(pk, r.values.size() - 1)];
         std::optional<std::vector<std::string>> nodes;
         if (stored && cs.placements->get(t.name, key, nodes) != SQLITE_OK)
             return false; // unreadable: send it (a copy merges; an extra row is harmless)

@@ -86,6 +86,11 @@ def test_per_transaction_replicate_to(c):
     a.sql("INSERT INTO dog VALUES (1001, 'marker')")
     for n in nodes:
         wait_rows(n, "SELECT name FROM dog WHERE id = 1001", [["marker"]], what=f"the second marker on {n.ip}")
+    # A delete goes where its row lives, whatever the connection's setting names.
+    a.sql("SELECT repl_replicate_to(?)", cc.ip)
+    a.sql("DELETE FROM dog WHERE id = 3")
+    a.sql("SELECT repl_replicate_to(NULL)")
+    wait_rows(b, "SELECT count(*) FROM dog WHERE id = 3", [[0]], what="the delete on B, the row's other holder")
     check_eq(holders(nodes, 1), sorted([a.ip, b.ip]), "an update from the writer keeps the placement")
     check_eq(holders(nodes, 2), sorted([a.ip, b.ip]), "an update from the other holder keeps the placement")
     # A count: each new row on its writer plus one other, chosen per key.

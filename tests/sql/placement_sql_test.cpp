@@ -73,11 +73,20 @@ TEST_CASE("repl_replicate_to: a node list places the transaction's rows, updates
     db.exec("UPDATE dog SET name = 'rex 4' WHERE id = 1");
     CHECK(p.nodes_of_last() == placed);
 
-    // A new node list replaces the stored one (an explicit choice).
+    // A node list given for a placed row adds to its nodes (rows never leave a node, so no
+    // holder keeps a stale version); for a new row it is exactly the list.
     db.exec("SELECT repl_replicate_to('node-d')");
     db.exec("UPDATE dog SET name = 'rex 5' WHERE id = 1");
+    CHECK(p.nodes_of_last() == p.list({"node-b", "node-c", "node-d"}));
+    CHECK(db.scalar("SELECT json_extract(repl_last_commit(), '$.placedOn')") == R"(["node-b","node-c","node-d"])");
+    db.exec("INSERT INTO dog VALUES (5, 'new')");
     CHECK(p.nodes_of_last() == p.list({"node-d"}));
-    CHECK(db.scalar("SELECT json_extract(repl_last_commit(), '$.placedOn')") == R"(["node-d"])");
+    // A delete goes where the row lives, whatever the setting says.
+    db.exec("DELETE FROM dog WHERE id = 5");
+    CHECK(p.nodes_of_last() == p.list({"node-d"}));
+    db.exec("SELECT repl_replicate_to('node-e')");
+    db.exec("DELETE FROM dog WHERE id = 2"); // unplaced row: it may be anywhere, so the delete goes everywhere
+    CHECK(p.nodes_of_last() == "none");
 
     // A rolled-back placed insert leaves no placement.
     db.exec("BEGIN");
@@ -89,7 +98,7 @@ TEST_CASE("repl_replicate_to: a node list places the transaction's rows, updates
     db.exec("SELECT repl_replicate_to(NULL)");
     db.exec("DELETE FROM dog WHERE id = 1");
     CHECK(p.last_changes().find("\"op\":\"delete\"") != std::string::npos);
-    CHECK(p.nodes_of_last() == p.list({"node-d"}));
+    CHECK(p.nodes_of_last() == p.list({"node-b", "node-c", "node-d"}));
     CHECK(p.stored() == 0);
 }
 
