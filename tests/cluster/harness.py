@@ -116,6 +116,25 @@ def wait_until(fn, timeout, what, interval=0.05, describe=None):
     raise TestFailure(f"timed out after {timeout:.1f}s waiting for {what}; last value: {last!r:.2000}{seen}")
 
 
+def stop_process(pid, timeout=5):
+    """SIGSTOP a node process and wait until every one of its threads is stopped: kill()
+    returns before the signal reaches a busy or unscheduled thread, which could still answer
+    a request sent right after (seen on a loaded 2-core machine)."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def all_stopped():
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+            states = []
+            for t in tasks:
+                with open(f"/proc/{pid}/task/{t}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            return all(st in ("T", "t") for st in states)
+        except FileNotFoundError:
+            return False
+    wait_until(all_stopped, timeout, f"process {pid} stopped")
+
+
 def addr_free(ip, port):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:

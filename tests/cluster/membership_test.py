@@ -18,7 +18,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, check_eq, run_tests, wait_connected, wait_rows, wait_until  # noqa: E402
+from harness import check, check_eq, run_tests, stop_process, wait_connected, wait_rows, wait_until  # noqa: E402
 from security_test import PASSWORD, make_table, secure_port, start_secure  # noqa: E402
 
 IPS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
@@ -261,7 +261,7 @@ def test_forwarded_reads_find_rows_held_elsewhere(c):
     # A node that is connected but does not answer (stopped): the lookup gives up after
     # readTimeout (1 s here) and says who it waited for.
     silent = next(n for n in nodes if n not in down and n is not nodes[1])
-    os.kill(silent.pid, signal.SIGSTOP)
+    stop_process(silent.pid)
     try:
         t0 = time.monotonic()
         err = nodes[1].sql_error("SELECT id FROM dog WHERE id = ?", k)

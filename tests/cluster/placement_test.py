@@ -22,7 +22,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, check_eq, run_tests, wait_rows, wait_until  # noqa: E402
+from harness import check, check_eq, run_tests, stop_process, wait_rows, wait_until  # noqa: E402
 from membership_test import IPS, full_mesh, make_table_everywhere  # noqa: E402
 
 
@@ -194,7 +194,7 @@ def test_confirm_waits_without_holding_the_write_lock(c):
     check_eq(last_commit(a)["status"], "confirmed", "confirmed by B")
     check_eq(local(b, "SELECT name FROM dog WHERE id = 1"), [["confirmed"]], "on B when COMMIT returned")
     # B stopped: the COMMIT waits its timeout, says so, and the row is committed on A.
-    os.kill(b.pid, signal.SIGSTOP)
+    stop_process(b.pid)
     other = c.node("127.0.0.9", db_name=os.path.basename(a.db_path))  # a second process on A's file
     try:
         result = {}
