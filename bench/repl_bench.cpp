@@ -678,6 +678,42 @@ bool reset_peak(pid_t pid) {
     return static_cast<bool>(out);
 }
 
+// CPU time (user + system, seconds) of each thread of a process, summed by thread name:
+// the node's threads are named hdbrepl-io and hdbrepl-db; every other one is "main" (the
+// process's own SQL connection: the writer on A, the polling reader on B).
+using thread_cpu = std::map<std::string, double>;
+
+thread_cpu read_thread_cpu(pid_t pid) {
+    thread_cpu out;
+    const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+        std::ifstream comm_in(task.path() / "comm"), stat_in(task.path() / "stat");
+        std::string comm, stat;
+        std::getline(comm_in, comm);
+        std::getline(stat_in, stat);
+        auto close_paren = stat.rfind(')');
+        if (close_paren == std::string::npos) continue; // the thread ended meanwhile
+        // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
+        std::istringstream fields(stat.substr(close_paren + 2));
+        std::string f;
+        double utime = 0, stime = 0;
+        for (int i = 3; i <= 15 && fields >> f; ++i) {
+            if (i == 14) utime = std::atof(f.c_str());
+            if (i == 15) stime = std::atof(f.c_str());
+        }
+        out[comm.rfind("hdbrepl-", 0) == 0 ? comm : "main"] += (utime + stime) / tick;
+    }
+    return out;
+}
+
+// after - before, per thread name.
+thread_cpu cpu_spent(const thread_cpu& before, const thread_cpu& after) {
+    thread_cpu d = after;
+    for (const auto& [name, s] : before) d[name] -= s;
+    return d;
+}
+
 double mb(std::int64_t kb) { return static_cast<double>(kb) * 1024.0 / 1e6; }
 
 // One node process and its command pipes.
@@ -943,6 +979,7 @@ struct results {
     struct link_figures {
         std::vector<std::int64_t> lat_ns, commit_ns;
         std::vector<tp_round> tp;
+        thread_cpu cpu_w, cpu_rd; // summed over the throughput rounds: writer's and reader's processes
         tp_round tp_median() const {
             auto v = tp;
             std::sort(v.begin(), v.end(), [](const tp_round& x, const tp_round& y) { return x.b_rate < y.b_rate; });
@@ -955,6 +992,7 @@ struct results {
     link_figures plain, tls;
     std::int64_t tp_rows = 0;
     std::vector<double> base_rates; // the same workload on the local process C, median
+    double base_cpu_s = 0;          // C's CPU time over all its rounds
     double base_rate() const { return median(base_rates); }
     // the TLS pair's join: add_node with credentials on B' (certificate exchange), then the
     // initial sync over TLS (from add_node's return)
@@ -1052,6 +1090,24 @@ void print_details(const results& r, const sizes& sz) {
                     f.tp.size(), n(r.tp_rows).c_str(), rates([](const auto& t) { return t.b_rate; }).c_str(),
                     rates([](const auto& t) { return t.a_rate; }).c_str(), m.first_visible_ms, n(m.at_first).c_str(), m.lag_ms, m.e2e_seconds,
                     grouped(m.e2e_rate).c_str());
+        // Where the CPU goes, per replicated row (all rounds; clock-tick resolution).
+        const double rows = static_cast<double>(r.tp_rows) * static_cast<double>(f.tp.size());
+        auto per_row = [&](const thread_cpu& cpu) {
+            std::string out;
+            double total = 0;
+            for (const auto& [name, sec] : cpu) {
+                char buf[64];
+                std::snprintf(buf, sizeof buf, "%s%s %.2f", out.empty() ? "" : ", ", name.c_str(), sec * 1e6 / rows);
+                out += buf;
+                total += sec;
+            }
+            char buf[32];
+            std::snprintf(buf, sizeof buf, " (total %.2f)", total * 1e6 / rows);
+            return out + buf;
+        };
+        if (rows > 0)
+            std::printf("      CPU us per row: writer's process %s; reader's process %s\n", per_row(f.cpu_w).c_str(),
+                        per_row(f.cpu_rd).c_str());
     }
     std::string base, paired;
     for (double b : r.base_rates) base += (base.empty() ? "" : ", ") + grouped(b);
@@ -1060,7 +1116,8 @@ void print_details(const results& r, const sizes& sz) {
         std::snprintf(buf, sizeof buf, "%.2f", r.tls.tp[i].b_rate / r.plain.tp[i].b_rate);
         paired += (paired.empty() ? "" : ", ") + std::string(buf);
     }
-    std::printf("  local insert rate (C, no node, same workload, between the rounds): %s rows/s\n", base.c_str());
+    std::printf("  local insert rate (C, no node, same workload, between the rounds): %s rows/s; CPU %.2f us per row\n", base.c_str(),
+                r.base_rates.empty() ? 0.0 : r.base_cpu_s * 1e6 / (static_cast<double>(r.tp_rows) * static_cast<double>(r.base_rates.size())));
     std::vector<double> ratios;
     for (std::size_t i = 0; i < std::min(r.plain.tp.size(), r.tls.tp.size()); ++i) ratios.push_back(r.tls.tp[i].b_rate / r.plain.tp[i].b_rate);
     std::printf("  TLS / plain throughput per round (adjacent rounds): %s; median %.2f\n", paired.c_str(), median(ratios));
@@ -1328,7 +1385,9 @@ void measure(const options& o, const sizes& sz, const temp_dir& dir, const std::
     auto local_round = [&](int round) {
         const std::string table = "base" + num(round);
         local.call("create " + table, 20'000);
+        const thread_cpu c0 = read_thread_cpu(local.pid());
         auto t = local.call("insert " + table + " 1 " + num(sz.tp_rows), rows_timeout_ms(sz.tp_rows));
+        for (const auto& [name, sec] : cpu_spent(c0, read_thread_cpu(local.pid()))) r.base_cpu_s += sec;
         r.base_rates.push_back(static_cast<double>(sz.tp_rows) / seconds(t.at(1) - t.at(0)));
     };
     auto tp_round = [&](const pair_ref& p, const std::string& table) {
@@ -1337,8 +1396,11 @@ void measure(const options& o, const sizes& sz, const temp_dir& dir, const std::
         const std::string watch = "watch " + table + " 1 " + num(last) + " " + num(rows_timeout_ms(sz.tp_rows));
         p.rd->send(watch); // answers @polling once the table has arrived
         p.rd->expect_polling(watch);
+        const thread_cpu w0 = read_thread_cpu(p.w->pid()), rd0 = read_thread_cpu(p.rd->pid());
         auto t = p.w->call("insert " + table + " 1 " + num(sz.tp_rows), rows_timeout_ms(sz.tp_rows));
         auto w = p.rd->expect_ok(watch, rows_timeout_ms(sz.tp_rows) + 10'000);
+        for (const auto& [name, sec] : cpu_spent(w0, read_thread_cpu(p.w->pid()))) p.f->cpu_w[name] += sec;
+        for (const auto& [name, sec] : cpu_spent(rd0, read_thread_cpu(p.rd->pid()))) p.f->cpu_rd[name] += sec;
         results::tp_round x;
         x.a_rate = static_cast<double>(sz.tp_rows) / seconds(t.at(1) - t.at(0));
         x.e2e_seconds = seconds(w.at(2) - t.at(0));

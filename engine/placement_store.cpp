@@ -67,14 +67,19 @@ int placement_store::in_use(bool& out) {
 }
 
 int placement_store::ensure() {
-    bool have = false;
-    in_use(have);
-    if (have) return SQLITE_OK;
+    if (table_known_) return SQLITE_OK;
     std::string err;
     int rc = exec_sql(db_, "CREATE TABLE IF NOT EXISTS " + sys_.table("hdbrepl_placement") +
                                "(tbl TEXT NOT NULL, key NOT NULL, nodes TEXT NOT NULL, PRIMARY KEY(tbl, key)) WITHOUT ROWID", err);
-    if (rc == SQLITE_OK) rc = sys_.set_meta("placement", "1");
-    if (rc == SQLITE_OK) known_ = 1;
+    // The flag says placements exist, not that the table does: a fully replicated database
+    // (the table made at node start, never used) must not pay a lookup per written row.
+    // Databases whose flag was set with the table (before this distinction) lose it here
+    // while the table is empty.
+    if (rc == SQLITE_OK)
+        rc = exec_sql(db_, "DELETE FROM " + sys_.table("hdbrepl_meta") + " WHERE key = 'placement' AND NOT EXISTS (SELECT 1 FROM " +
+                               sys_.table("hdbrepl_placement") + ")", err);
+    if (rc == SQLITE_OK) table_known_ = true;
+    known_ = -1; // read the flag again
     return rc;
 }
 
@@ -97,7 +102,14 @@ int placement_store::get(const std::string& table, const value& key, std::option
 }
 
 int placement_store::put(const std::string& table, const value& key, const std::vector<std::string>& nodes) {
-    if (int rc = ensure(); rc != SQLITE_OK) return rc;
+    bool have = false;
+    in_use(have);
+    if (!have) { // the first placement of this schema: the flag (and the table, normally made already)
+        if (!table_known_ && !have_table(db_, sys_.schema()))
+            if (int rc = ensure(); rc != SQLITE_OK) return rc;
+        if (int rc = sys_.set_meta("placement", "1"); rc != SQLITE_OK) return rc;
+        known_ = 1;
+    }
     cached_stmt s(sys_.cache(), "INSERT OR REPLACE INTO " + sys_.table("hdbrepl_placement") + " VALUES(?1, ?2, ?3)");
     if (!s) return s.prepare_rc();
     std::string blob = encode_node_list(nodes);

@@ -8,8 +8,9 @@
 //            are one key, exactly as for the table's own primary key
 //     nodes: a JSON array of node names, sorted and unique
 //   shown read-only, as it is, by the system table hdb_placement
-//   hdbrepl_meta 'placement' = 1 once the table exists, so writers that find no flag skip
-//   every lookup (one meta read per transaction is all an unplaced database pays).
+//   hdbrepl_meta 'placement' = 1 once a placement was stored, so writers and appliers that
+//   find no flag skip every lookup (one meta read per transaction is all an unplaced
+//   database pays, even though every node makes the table when it starts).
 //
 // A row's placement goes with its delete (a re-insert is placed afresh) and is replaced when
 // a record without placement (written by a node that did not know it) updates the row: the
@@ -38,22 +39,25 @@ int rename_placements(sqlite3* db, const std::string& schema, const std::string&
 class placement_store {
 public:
     explicit placement_store(system_store& sys, sqlite3* db) : sys_(sys), db_(db) {}
-    // Whether any placement was ever stored in this schema (the meta flag).
+    // Whether a placement was stored in this schema (the meta flag; cleared by ensure()
+    // while the table is empty).
     int in_use(bool& out);
     // The caller read the flag already (row_placer reads it with the other settings).
     void set_in_use(bool known) { known_ = known ? 1 : 0; }
     int get(const std::string& table, const value& key, std::optional<std::vector<std::string>>& out);
-    // Creates the table (and the flag) at first use.
+    // Sets the flag at the schema's first placement (and makes the table if ensure() was
+    // not called, which only a test does).
     int put(const std::string& table, const value& key, const std::vector<std::string>& nodes);
     int erase(const std::string& table, const value& key);
-    // Creates the table and sets the flag when missing (a schema change: call it where DDL
-    // is safe, not from inside a commit).
+    // Creates the table when missing (a schema change: call it where DDL is safe, not from
+    // inside a commit), and clears the flag when the table is empty.
     int ensure();
 
 private:
     system_store& sys_;
     sqlite3* db_;
-    int known_ = -1; // -1 unknown, 0 no table, 1 table exists (per instance; tables are never dropped)
+    int known_ = -1;           // the flag: -1 not read yet, 0 no placement stored, 1 stored
+    bool table_known_ = false; // ensure() ran in this instance (tables are never dropped)
 };
 
 } // namespace hdbrepl::engine

@@ -56,6 +56,33 @@ def last_commit(n):
     return json.loads(n.scalar("SELECT repl_last_commit()"))
 
 
+def placement_flag(n):
+    return n.scalar("SELECT count(*) FROM hdbrepl_meta WHERE key = 'placement'")
+
+
+def test_unplaced_cluster_pays_no_placement_lookups(c):
+    """Every node makes the placement table when it starts, but only a stored placement sets
+    the flag that makes writers and appliers look each row up (5,500 instructions a row when
+    the flag came with the table). Without placements no node has the flag, whatever it wrote."""
+    a, b = nodes = start_mesh(c, 2)
+    a.batch([("BEGIN", [])] + [("INSERT INTO dog VALUES (?, ?)", [k, "x"]) for k in range(20)] + [("COMMIT", [])])
+    wait_rows(b, "SELECT count(*) FROM dog", [[20]], what="A's rows on B")
+    for n in nodes:
+        check_eq(n.scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'hdbrepl_placement'"), 1, f"the table exists on {n.ip}")
+        check_eq(placement_flag(n), 0, f"no placement flag on {n.ip} in a fully replicated cluster")
+    # The first placed row sets it on the writer and on the holder that stores it.
+    a.sql("SELECT repl_replicate_to(?)", b.ip)
+    a.sql("INSERT INTO dog VALUES (100, 'placed')")
+    wait_rows(b, "SELECT name FROM dog WHERE id = 100", [["placed"]], what="the placed row on B")
+    for n in nodes:
+        check_eq(placement_flag(n), 1, f"the flag once {n.ip} stores a placement")
+    # A restart keeps it while placements exist: rows placed stay placed.
+    b.restart(b.last_config)
+    check_eq(placement_flag(b), 1, "a restart keeps the flag of a placed row")
+    check_eq(local(b, "SELECT nodes FROM hdb_placement WHERE key = 100"), [[json.dumps(sorted([a.ip, b.ip]), separators=(",", ":"))]],
+             "the row's nodes after the restart")
+
+
 def test_per_transaction_replicate_to(c):
     a, b, cc, d = nodes = start_mesh(c, 4)
     check_eq(a.scalar("SELECT repl_last_commit()"), None, "no commit yet")
