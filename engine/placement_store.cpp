@@ -5,6 +5,8 @@
 #include "engine/row_store.hpp"
 #include "engine/stmt_cache.hpp"
 
+#include <map>
+
 namespace hdbrepl::engine {
 
 std::string encode_node_list(const std::vector<std::string>& nodes) {
@@ -83,15 +85,44 @@ int placement_store::ensure() {
     return rc;
 }
 
+namespace {
+// The statements on hdbrepl_placement, their text built once per schema name and thread
+// (each row of a placed transaction runs one: string building was ~1,200 instructions).
+struct placement_sql {
+    std::string get, put, erase;
+};
+
+const placement_sql& sql_for(const system_store& sys) {
+    static thread_local std::map<std::string, placement_sql> by_schema;
+    auto [it, fresh] = by_schema.try_emplace(sys.schema());
+    if (fresh) {
+        const std::string t = sys.table("hdbrepl_placement");
+        it->second = {"SELECT nodes FROM " + t + " WHERE tbl=?1 AND key=?2", "INSERT OR REPLACE INTO " + t + " VALUES(?1, ?2, ?3)",
+                      "DELETE FROM " + t + " WHERE tbl=?1 AND key=?2"};
+    }
+    return it->second;
+}
+
+// Binds a row's identity, (table, key), as ?1 and ?2 of every statement above.
+void bind_row(sqlite3_stmt* s, const std::string& table, const value& key) {
+    sqlite3_bind_text(s, 1, table.data(), static_cast<int>(table.size()), SQLITE_STATIC);
+    bind_arg(s, 2, key);
+}
+
+int step_write(sqlite3_stmt* s) {
+    int rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+} // namespace
+
 int placement_store::get(const std::string& table, const value& key, std::optional<std::vector<std::string>>& out) {
     out.reset();
     bool have = false;
     in_use(have);
     if (!have) return SQLITE_OK;
-    cached_stmt s(sys_.cache(), "SELECT nodes FROM " + sys_.table("hdbrepl_placement") + " WHERE tbl=?1 AND key=?2");
+    cached_stmt s(sys_.cache(), sql_for(sys_).get);
     if (!s) return s.prepare_rc();
-    sqlite3_bind_text(s.get(), 1, table.data(), static_cast<int>(table.size()), SQLITE_STATIC);
-    bind_arg(s.get(), 2, key);
+    bind_row(s.get(), table, key);
     int rc = sqlite3_step(s.get());
     if (rc == SQLITE_ROW) {
         const auto* t = sqlite3_column_text(s.get(), 0);
@@ -110,26 +141,22 @@ int placement_store::put(const std::string& table, const value& key, const std::
         if (int rc = sys_.set_meta("placement", "1"); rc != SQLITE_OK) return rc;
         known_ = 1;
     }
-    cached_stmt s(sys_.cache(), "INSERT OR REPLACE INTO " + sys_.table("hdbrepl_placement") + " VALUES(?1, ?2, ?3)");
+    cached_stmt s(sys_.cache(), sql_for(sys_).put);
     if (!s) return s.prepare_rc();
-    std::string blob = encode_node_list(nodes);
-    sqlite3_bind_text(s.get(), 1, table.data(), static_cast<int>(table.size()), SQLITE_STATIC);
-    bind_arg(s.get(), 2, key);
-    sqlite3_bind_text(s.get(), 3, blob.data(), static_cast<int>(blob.size()), SQLITE_STATIC);
-    int rc = sqlite3_step(s.get());
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    const std::string list = encode_node_list(nodes);
+    bind_row(s.get(), table, key);
+    sqlite3_bind_text(s.get(), 3, list.data(), static_cast<int>(list.size()), SQLITE_STATIC);
+    return step_write(s.get());
 }
 
 int placement_store::erase(const std::string& table, const value& key) {
     bool have = false;
     in_use(have);
     if (!have) return SQLITE_OK;
-    cached_stmt s(sys_.cache(), "DELETE FROM " + sys_.table("hdbrepl_placement") + " WHERE tbl=?1 AND key=?2");
+    cached_stmt s(sys_.cache(), sql_for(sys_).erase);
     if (!s) return s.prepare_rc();
-    sqlite3_bind_text(s.get(), 1, table.data(), static_cast<int>(table.size()), SQLITE_STATIC);
-    bind_arg(s.get(), 2, key);
-    int rc = sqlite3_step(s.get());
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    bind_row(s.get(), table, key);
+    return step_write(s.get());
 }
 
 } // namespace hdbrepl::engine
