@@ -26,38 +26,29 @@
 // taken between the medians. Each round also checks that both tables returned the same
 // data, and the run exits non-zero if any check fails. A ratio below target is reported,
 // not treated as an error: this program is a report.
+#include "bench_common.hpp"
+
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace {
 
-// ---- errors and options -----------------------------------------------------------------
+using namespace hdbrepl::bench;
 
-// Any failed SQLite call or check ends the run with this message and a non-zero status.
-class bench_error : public std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
+// ---- options ------------------------------------------------------------------------------
 
-[[noreturn]] void fail(const std::string& msg) { throw bench_error(msg); }
-
-struct options {
-    std::string lib;
-    std::string json;
-    bool quick = false;
+struct options : common_options {
     std::int64_t rows = 0; // 0: default for the mode
     int rounds = 5;
 };
@@ -82,21 +73,12 @@ std::int64_t parse_count(const char* flag, const char* text) {
 
 options parse_options(int argc, char** argv) {
     options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        auto value = [&]() -> const char* {
-            if (i + 1 >= argc) fail(std::string(a) + " needs a value");
-            return argv[++i];
-        };
-        if (a == "--lib") o.lib = value();
-        else if (a == "--json") o.json = value();
-        else if (a == "--quick") o.quick = true;
-        else if (a == "--rows") o.rows = parse_count("--rows", value());
+    parse_common_options(argc, argv, o, usage, [&o](std::string_view a, auto& value) {
+        if (a == "--rows") o.rows = parse_count("--rows", value());
         else if (a == "--rounds") o.rounds = static_cast<int>(parse_count("--rounds", value()));
-        else if (a == "--help" || a == "-h") { usage(stdout); std::exit(0); }
-        else { usage(stderr); fail("unknown argument '" + std::string(a) + "'"); }
-    }
-    if (o.lib.empty()) { usage(stderr); fail("--lib PATH is required"); }
+        else return false;
+        return true;
+    });
     if (!o.rows) o.rows = o.quick ? 20'000 : 200'000;
     // Every insert round is a whole number of 1,000-row transactions, and range scans need
     // room for 1,000 dense keys.
@@ -104,173 +86,24 @@ options parse_options(int argc, char** argv) {
     return o;
 }
 
-// ---- SQLite wrappers ----------------------------------------------------------------------
+// ---- deterministic data (the rows and key streams are in bench_common.hpp) ----------------
 
-class statement {
-public:
-    statement(sqlite3* db, const char* sql) {
-        if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
-            fail(std::string("preparing '") + sql + "': " + sqlite3_errmsg(db));
-    }
-    ~statement() { sqlite3_finalize(s_); }
-    statement(const statement&) = delete;
-    statement& operator=(const statement&) = delete;
-
-    void bind(int i, std::int64_t v) { sqlite3_bind_int64(s_, i, v); }
-    // SQLITE_STATIC: the caller's strings outlive the statement's use of them (the reset
-    // that follows each step), and copying them would be measured as SQLite work.
-    void bind(int i, std::string_view t) { sqlite3_bind_text(s_, i, t.data(), static_cast<int>(t.size()), SQLITE_STATIC); }
-
-    // One step: true for a row, false when done; throws on an error.
-    bool step() {
-        int rc = sqlite3_step(s_);
-        if (rc == SQLITE_ROW) return true;
-        if (rc == SQLITE_DONE) return false;
-        std::string msg = std::string("running '") + sqlite3_sql(s_) + "': " + sqlite3_errmsg(sqlite3_db_handle(s_));
-        sqlite3_reset(s_);
-        fail(msg);
-    }
-    // Runs a statement that returns no rows, then makes it reusable.
-    void run() {
-        while (step()) {}
-        reset();
-    }
-    void reset() { sqlite3_reset(s_); }
-
-    std::int64_t column_int(int i) const { return sqlite3_column_int64(s_, i); }
-    std::string_view column_text(int i) const {
-        auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s_, i));
-        return {t ? t : "", static_cast<std::size_t>(sqlite3_column_bytes(s_, i))};
-    }
-
-private:
-    sqlite3_stmt* s_ = nullptr;
-};
-
-class database {
-public:
-    explicit database(const std::string& path) {
-        if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
-            std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
-            sqlite3_close(db_);
-            fail("opening " + path + ": " + msg);
-        }
-    }
-    // close_v2: statements owned elsewhere may still be finalized after this.
-    ~database() { sqlite3_close_v2(db_); }
-    database(const database&) = delete;
-    database& operator=(const database&) = delete;
-
-    sqlite3* get() const { return db_; }
-
-    void exec(const std::string& sql) {
-        char* msg = nullptr;
-        if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
-            std::string err = msg ? msg : sqlite3_errmsg(db_);
-            sqlite3_free(msg);
-            fail("'" + sql + "': " + err);
-        }
-    }
-    std::int64_t query_int(const std::string& sql) {
-        statement s(db_, sql.c_str());
-        if (!s.step()) fail("'" + sql + "' returned no row");
-        return s.column_int(0);
-    }
-
-    // Loads the extension the way a user does, then switches loading off again so nothing
-    // run later on this connection can load code.
-    void load_extension(const std::string& path) {
-        sqlite3_enable_load_extension(db_, 1);
-        char* msg = nullptr;
-        int rc = sqlite3_load_extension(db_, path.c_str(), nullptr, &msg);
-        std::string err = msg ? msg : "";
-        sqlite3_free(msg);
-        sqlite3_enable_load_extension(db_, 0);
-        if (rc != SQLITE_OK) fail("loading extension " + path + ": " + err);
-    }
-
-private:
-    sqlite3* db_ = nullptr;
-};
-
-// A fresh directory under $TMPDIR (default /tmp), removed with everything in it when the run ends.
-class temp_dir {
-public:
-    temp_dir() {
-        // $TMPDIR picks the file system (e.g. TMPDIR=/dev/shm to take the disk's fsync out of
-        // the figures); /tmp otherwise.
-        const char* base = std::getenv("TMPDIR");
-        std::string pattern = std::string(base && *base ? base : "/tmp") + "/hdbrepl_bench.XXXXXX";
-        std::vector<char> tmpl(pattern.begin(), pattern.end());
-        tmpl.push_back('\0');
-        if (!mkdtemp(tmpl.data())) fail(std::string("mkdtemp: ") + std::strerror(errno));
-        path_ = tmpl.data();
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    std::string file(const char* name) const { return (path_ / name).string(); }
-    std::string str() const { return path_.string(); }
-
-private:
-    std::filesystem::path path_;
-};
-
-// ---- deterministic data -------------------------------------------------------------------
-
-constexpr std::uint64_t seed = 0x68646272'65706c31ULL; // "hdbrepl1": fixed, so runs compare
-constexpr int breed_count = 1000;
-constexpr std::int64_t txn_rows = 1000;
 constexpr std::int64_t range_rows = 1000;
-
-std::uint64_t splitmix64(std::uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-// A small PRNG stream; each (workload, round) gets its own so plain and hdbrepl see the
-// same sequence of keys.
-class rng {
-public:
-    explicit rng(std::uint64_t stream) : state_(splitmix64(seed ^ splitmix64(stream))) {}
-    std::uint64_t next() { return splitmix64(state_++); }
-    // Uniform in [lo, hi]; the modulo bias is irrelevant at these sizes.
-    std::int64_t between(std::int64_t lo, std::int64_t hi) { return lo + static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(hi - lo + 1)); }
-
-private:
-    std::uint64_t state_;
-};
-
-std::string breed_name(std::int64_t i) {
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "breed-%03lld", static_cast<long long>(i));
-    return buf;
-}
 
 struct row {
     std::int64_t id;
     std::string name, breed;
 };
 
-// The row with key `id` is a function of the key alone, so both databases hold identical
-// data whatever order it was written in.
-row make_row(std::int64_t id) {
-    rng r(static_cast<std::uint64_t>(id) ^ 0x726f77ULL);
-    row out{id, {}, breed_name(static_cast<std::int64_t>(r.next() % breed_count))};
-    auto len = 10 + r.next() % 11; // names of 10..20 characters
-    for (std::uint64_t i = 0; i < len; ++i) out.name += static_cast<char>('a' + r.next() % 26);
-    return out;
-}
-
+// Rows are prepared before each timed loop, so the loop measures SQLite alone.
 std::vector<row> make_rows(std::int64_t first_id, std::int64_t count) {
     std::vector<row> rows;
     rows.reserve(static_cast<std::size_t>(count));
-    for (std::int64_t i = 0; i < count; ++i) rows.push_back(make_row(first_id + i));
+    row_text t;
+    for (std::int64_t id = first_id; id < first_id + count; ++id) {
+        make_row(id, t);
+        rows.push_back({id, std::string(t.name()), std::string(t.breed())});
+    }
     return rows;
 }
 
@@ -370,16 +203,12 @@ struct figures {
     bool ok() const { return ratio >= target; }
 };
 
+// The mean of the two middle values for an even count (--rounds may be even). Not shared:
+// repl_bench.cpp's median takes the upper middle value, a figure some round really had.
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     std::size_t n = v.size();
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-template <class F> double timed(F&& body) {
-    auto t0 = std::chrono::steady_clock::now();
-    body();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 // Every timed run starts from an empty WAL, and a writing run ends with a timed checkpoint.
@@ -603,16 +432,6 @@ storage measure_storage(side& plain, side& repl, std::int64_t rows) {
 
 // ---- output -------------------------------------------------------------------------------
 
-std::string grouped(double v) {
-    auto n = static_cast<long long>(v + 0.5);
-    std::string digits = std::to_string(n), out;
-    for (std::size_t i = 0; i < digits.size(); ++i) {
-        if (i && (digits.size() - i) % 3 == 0) out += ',';
-        out += digits[i];
-    }
-    return out;
-}
-
 void print_table(const std::vector<figures>& all) {
     std::printf("\n%-26s %-10s %13s %13s %6s %7s  %-11s %s\n", "workload", "unit", "plain", "hdbrepl", "ratio", "target",
                 "round range", "status");
@@ -634,22 +453,6 @@ void print_storage(const storage& st) {
     if (st.log_bytes >= 0)
         std::printf(", %s bytes (%.1f bytes/row inserted)", grouped(static_cast<double>(st.log_bytes)).c_str(), st.per_row(st.log_bytes));
     std::printf("\n");
-}
-
-std::string json_string(std::string_view s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
-
-// Fixed notation (a README quotes these), `decimals` after the point.
-std::string json_number(double v, int decimals) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-    return buf;
 }
 
 void write_json(const std::string& path, const options& o, const std::vector<figures>& all, const storage& st) {
@@ -677,7 +480,7 @@ void write_json(const std::string& path, const options& o, const std::vector<fig
 // ---- main ---------------------------------------------------------------------------------
 
 int run(const options& o) {
-    temp_dir dir;
+    temp_dir dir("hdbrepl_bench");
     const sizes sz = sizes_for(o);
 
     side plain("plain", dir.file("plain.db"), [](database& db) {
@@ -739,11 +542,5 @@ int run(const options& o) {
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        return run(parse_options(argc, argv));
-    } catch (const std::exception& e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "hdbrepl_bench: %s\n", e.what());
-        return 1;
-    }
+    return report_failure("hdbrepl_bench", [&] { return run(parse_options(argc, argv)); });
 }

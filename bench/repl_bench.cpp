@@ -86,6 +86,8 @@
 // A figure below target is reported, not treated as an error: this program is a report. It
 // exits non-zero when something fails (a node does not start, rows are missing on B, a wait
 // times out). The machine running it is usually shared: the load average is printed.
+#include "bench_common.hpp"
+
 #include <sqlite3.h>
 
 #include <arpa/inet.h>
@@ -121,39 +123,15 @@
 
 namespace {
 
-// ---- errors, clock, options ---------------------------------------------------------------
+using namespace hdbrepl::bench;
 
-// Any failed SQLite call, node or check ends the run with this message and a non-zero status.
-class bench_error : public std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-[[noreturn]] void fail(const std::string& msg) { throw bench_error(msg); }
-
-// CLOCK_MONOTONIC is one clock for every process of the machine, so a time taken on A and
-// one taken on B subtract directly.
-std::int64_t mono_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-double seconds(std::int64_t ns) { return static_cast<double>(ns) / 1e9; }
-double millis(std::int64_t ns) { return static_cast<double>(ns) / 1e6; }
-
-void sleep_us(long us) {
-    timespec ts{us / 1'000'000, (us % 1'000'000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
-}
+// ---- signals, options -----------------------------------------------------------------------
 
 volatile sig_atomic_t g_interrupted = 0;
 
 void on_signal(int) { g_interrupted = 1; }
 
-struct options {
-    std::string lib;
-    std::string json;
-    bool quick = false;
+struct options : common_options {
     bool keep = false;
 };
 
@@ -168,136 +146,16 @@ void usage(FILE* out) {
 
 options parse_options(int argc, char** argv) {
     options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        auto value = [&]() -> const char* {
-            if (i + 1 >= argc) fail(std::string(a) + " needs a value");
-            return argv[++i];
-        };
-        if (a == "--lib") o.lib = value();
-        else if (a == "--json") o.json = value();
-        else if (a == "--quick") o.quick = true;
-        else if (a == "--keep") o.keep = true;
-        else if (a == "--help" || a == "-h") { usage(stdout); std::exit(0); }
-        else { usage(stderr); fail("unknown argument '" + std::string(a) + "'"); }
-    }
-    if (o.lib.empty()) { usage(stderr); fail("--lib PATH is required"); }
+    parse_common_options(argc, argv, o, usage, [&o](std::string_view a, auto&) {
+        if (a != "--keep") return false;
+        o.keep = true;
+        return true;
+    });
     return o;
 }
 
-// ---- SQLite wrappers (as in bench.cpp) ----------------------------------------------------
-
-class statement {
-public:
-    statement(sqlite3* db, const char* sql) {
-        if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
-            fail(std::string("preparing '") + sql + "': " + sqlite3_errmsg(db));
-    }
-    ~statement() { sqlite3_finalize(s_); }
-    statement(const statement&) = delete;
-    statement& operator=(const statement&) = delete;
-
-    void bind(int i, std::int64_t v) { sqlite3_bind_int64(s_, i, v); }
-    void bind(int i, std::string_view t) { sqlite3_bind_text(s_, i, t.data(), static_cast<int>(t.size()), SQLITE_STATIC); }
-    void bind(int i, const char* t) { sqlite3_bind_text(s_, i, t, -1, SQLITE_TRANSIENT); }
-
-    bool step() {
-        int rc = sqlite3_step(s_);
-        if (rc == SQLITE_ROW) return true;
-        if (rc == SQLITE_DONE) return false;
-        std::string msg = std::string("running '") + sqlite3_sql(s_) + "': " + sqlite3_errmsg(sqlite3_db_handle(s_));
-        sqlite3_reset(s_);
-        fail(msg);
-    }
-    void run() {
-        while (step()) {}
-        reset();
-    }
-    void reset() { sqlite3_reset(s_); }
-
-    std::int64_t column_int(int i) const { return sqlite3_column_int64(s_, i); }
-    bool column_null(int i) const { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
-    std::string column_text(int i) const {
-        auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s_, i));
-        return {t ? t : "", static_cast<std::size_t>(sqlite3_column_bytes(s_, i))};
-    }
-
-private:
-    sqlite3_stmt* s_ = nullptr;
-};
-
-class database {
-public:
-    explicit database(const std::string& path) {
-        if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
-            std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
-            sqlite3_close(db_);
-            fail("opening " + path + ": " + msg);
-        }
-    }
-    ~database() { sqlite3_close_v2(db_); }
-    database(const database&) = delete;
-    database& operator=(const database&) = delete;
-
-    sqlite3* get() const { return db_; }
-
-    void exec(const std::string& sql) {
-        char* msg = nullptr;
-        if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
-            std::string err = msg ? msg : sqlite3_errmsg(db_);
-            sqlite3_free(msg);
-            fail("'" + sql + "': " + err);
-        }
-    }
-    std::int64_t query_int(const std::string& sql) {
-        statement s(db_, sql.c_str());
-        if (!s.step()) fail("'" + sql + "' returned no row");
-        return s.column_int(0);
-    }
-
-    void load_extension(const std::string& path) {
-        sqlite3_enable_load_extension(db_, 1);
-        char* msg = nullptr;
-        int rc = sqlite3_load_extension(db_, path.c_str(), nullptr, &msg);
-        std::string err = msg ? msg : "";
-        sqlite3_free(msg);
-        sqlite3_enable_load_extension(db_, 0);
-        if (rc != SQLITE_OK) fail("loading extension " + path + ": " + err);
-    }
-
-private:
-    sqlite3* db_ = nullptr;
-};
-
-// ---- deterministic data (as in bench.cpp) ---------------------------------------------------
-
-constexpr std::uint64_t seed = 0x68646272'65706c31ULL; // "hdbrepl1"
-constexpr int breed_count = 1000;
-constexpr std::int64_t txn_rows = 1000;
-
-std::uint64_t splitmix64(std::uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-// The row with key `id` is a function of the key alone. Rows are made inside the timed
-// loops (about 0.1 us each, against several us per insert) rather than prepared in
-// advance, so that a million prepared rows do not count in the node's RSS.
-struct row {
-    char name[24];
-    int name_len;
-    char breed[16];
-};
-
-void make_row(std::int64_t id, row& out) {
-    std::uint64_t state = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(id) ^ 0x726f77ULL));
-    auto next = [&] { return splitmix64(state++); };
-    std::snprintf(out.breed, sizeof out.breed, "breed-%03d", static_cast<int>(next() % breed_count));
-    out.name_len = static_cast<int>(10 + next() % 11); // names of 10..20 characters
-    for (int i = 0; i < out.name_len; ++i) out.name[i] = static_cast<char>('a' + next() % 26);
-}
+// The SQLite wrappers, the clock and the deterministic rows (make_row: bench.cpp's rows, which
+// the node writes with ts added) are in bench_common.hpp.
 
 // ---- the node role (a child process) ----------------------------------------------------------
 
@@ -382,6 +240,15 @@ private:
               count(db, ("SELECT count(*) FROM " + t).c_str()) {}
     };
 
+    // Makes row `id` in `r` and binds it to the insert's id, name and breed (the caller binds
+    // ts); `r` must outlive the insert's run (the text is bound without a copy).
+    static void bind_row(statement& insert, std::int64_t id, row_text& r) {
+        make_row(id, r);
+        insert.bind(1, id);
+        insert.bind(2, r.name());
+        insert.bind(3, r.breed());
+    }
+
     static void answer(const std::string& s) {
         std::fputs(s.c_str(), stdout);
         std::fputc('\n', stdout);
@@ -455,15 +322,12 @@ private:
             std::string table = word(in);
             std::int64_t first = arg(in), count = arg(in);
             auto& t = q(table);
-            row r{};
+            row_text r{};
             std::int64_t t0 = mono_ns();
             for (std::int64_t i = 0; i < count; i += txn_rows) {
                 t.begin.run();
                 for (std::int64_t id = first + i; id < first + std::min(count, i + txn_rows); ++id) {
-                    make_row(id, r);
-                    t.insert.bind(1, id);
-                    t.insert.bind(2, std::string_view(r.name, static_cast<std::size_t>(r.name_len)));
-                    t.insert.bind(3, std::string_view(r.breed));
+                    bind_row(t.insert, id, r);
                     t.insert.bind(4, std::int64_t{0});
                     t.insert.run();
                 }
@@ -474,11 +338,8 @@ private:
             std::string table = word(in);
             std::int64_t id = arg(in);
             auto& ins = q(table).insert;
-            row r{};
-            make_row(id, r);
-            ins.bind(1, id);
-            ins.bind(2, std::string_view(r.name, static_cast<std::size_t>(r.name_len)));
-            ins.bind(3, std::string_view(r.breed));
+            row_text r{};
+            bind_row(ins, id, r);
             std::int64_t ts = mono_ns();
             ins.bind(4, ts);
             ins.run(); // autocommit: its own transaction
@@ -550,7 +411,7 @@ private:
             statement s(db_.get(), "SELECT repl_cluster_status()");
             for (;;) {
                 s.step();
-                std::string json = s.column_text(0);
+                std::string json(s.column_text(0));
                 s.reset();
                 json.erase(std::remove(json.begin(), json.end(), ' '), json.end());
                 if (json.find("\"state\":\"connected\"") != std::string::npos) { ok({t0, mono_ns()}); break; }
@@ -560,7 +421,7 @@ private:
         } else if (cmd == "status") {
             statement s(db_.get(), "SELECT repl_cluster_status()");
             s.step();
-            std::string json = s.column_text(0);
+            std::string json(s.column_text(0));
             std::replace(json.begin(), json.end(), '\n', ' ');
             answer("@status " + json);
         } else if (cmd == "stop") {
@@ -599,34 +460,7 @@ int node_main(int argc, char** argv) {
     }
 }
 
-// ---- the benchmark side: temporary directory, free ports, node processes ----------------------
-
-class temp_dir {
-public:
-    temp_dir() {
-        // $TMPDIR picks the file system (e.g. TMPDIR=/dev/shm to take the disk's fsync out of
-        // the figures); /tmp otherwise.
-        const char* base = std::getenv("TMPDIR");
-        std::string pattern = std::string(base && *base ? base : "/tmp") + "/hdbrepl_repl_bench.XXXXXX";
-        std::vector<char> tmpl(pattern.begin(), pattern.end());
-        tmpl.push_back('\0');
-        if (!mkdtemp(tmpl.data())) fail(std::string("mkdtemp: ") + std::strerror(errno));
-        path_ = tmpl.data();
-    }
-    ~temp_dir() {
-        if (keep) return;
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    std::string file(const char* name) const { return (path_ / name).string(); }
-    std::string str() const { return path_.string(); }
-    bool keep = false;
-
-private:
-    std::filesystem::path path_;
-};
+// ---- the benchmark side: free ports, node processes (temp_dir is in bench_common.hpp) ---------
 
 // A TCP port that is free on `ip` right now (the node binds it a moment later).
 int free_port(const char* ip) {
@@ -915,16 +749,6 @@ private:
 
 // ---- figures and output -----------------------------------------------------------------------
 
-std::string grouped(double v) {
-    auto n = static_cast<long long>(v + 0.5);
-    std::string digits = std::to_string(n), out;
-    for (std::size_t i = 0; i < digits.size(); ++i) {
-        if (i && (digits.size() - i) % 3 == 0) out += ',';
-        out += digits[i];
-    }
-    return out;
-}
-
 // A figure against its target: at least (`min`) or at most / under.
 struct figure {
     std::string name, unit;
@@ -958,6 +782,8 @@ sizes sizes_for(const options& o) {
     return {1'000'000, 1000, 50, 200'000, 500'000, 2000, 5};
 }
 
+// The upper middle value for an even count, 0 for none: a figure some round really had, as
+// tp_median() picks. Not shared: bench.cpp's median averages the two middle values.
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : v[v.size() / 2];
@@ -1135,21 +961,6 @@ void print_details(const results& r, const sizes& sz) {
     std::printf("  both nodes of each pair hold the same rows: t %s, lat %s, tp1.. %s each (count and sums over every column)\n",
                 n(r.rows_t).c_str(), n(r.rows_lat).c_str(), n(r.tp_rows).c_str());
     std::printf("  load average at start %s, at end %s (on %ld CPUs)\n", r.load_start.c_str(), r.load_end.c_str(), sysconf(_SC_NPROCESSORS_ONLN));
-}
-
-std::string json_string(std::string_view s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
-
-std::string json_number(double v, int decimals) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-    return buf;
 }
 
 void write_json(const std::string& path, const options& o, const std::vector<figure>& all, const results& r) {
@@ -1478,7 +1289,7 @@ void measure(const options& o, const sizes& sz, const temp_dir& dir, const std::
 
 int run(const options& o) {
     const sizes sz = sizes_for(o);
-    temp_dir dir;
+    temp_dir dir("hdbrepl_repl_bench");
     dir.keep = o.keep;
     const std::string exe = self_exe();
     const int port_a = free_port(ip_a), port_b = free_port(ip_b);
@@ -1543,11 +1354,5 @@ int main(int argc, char** argv) {
     sigemptyset(&sa.sa_mask);
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
-    try {
-        return run(parse_options(argc, argv));
-    } catch (const std::exception& e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "hdbrepl_repl_bench: %s\n", e.what());
-        return 1;
-    }
+    return report_failure("hdbrepl_repl_bench", [&] { return run(parse_options(argc, argv)); });
 }
