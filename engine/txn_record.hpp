@@ -94,7 +94,7 @@ bytes filter_record(const std::uint8_t* data, std::size_t size, const std::funct
 // The same, change by change (replicateTo keeps only the rows placed on the receiver).
 // `keep_empty`: when every change is left out, return the record with no changes (still
 // trimmed) instead of nothing, so the receiver learns that the origin wrote rows it does not
-// hold (it then forwards key lookups that miss; node.cpp).
+// hold (it then forwards key lookups that miss; node_receiving.cpp).
 bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::function<bool(const record_table& table, const change& c)>& keep,
                      bool keep_empty = false);
 

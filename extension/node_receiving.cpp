@@ -1,0 +1,406 @@
+// Receiving: the queue of received items (io thread -> db thread), and applying them on
+// the db thread: transactions in batches, initial copies, pauses when the disk is full.
+#include "extension/node_impl.hpp"
+
+#include "engine/txn_record.hpp"
+
+#include <algorithm>
+
+namespace hdbrepl::ext::node_detail {
+
+namespace {
+
+// Errors of this node's storage rather than of the data: wait and retry, never refuse.
+bool is_resource_error(int rc) {
+    const int primary = rc & 0xff;
+    return primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_NOMEM;
+}
+
+} // namespace
+
+void node_impl::enqueue(received&& r) {
+    bool schedule = false;
+    {
+        std::lock_guard lock(rx_m_);
+        rx_.push_back(std::move(r));
+        if (!rx_scheduled_) schedule = rx_scheduled_ = true;
+    }
+    if (schedule) on_db([](node_impl& n) { n.drain_received(); });
+}
+
+bool node_impl::table_empty(const std::string& table) {
+    sqlite3_stmt* st = nullptr;
+    std::string sql = "SELECT 1 FROM main." + quote_ident(table + "_data") + " LIMIT 1";
+    bool empty = true; // a table the copy will create is empty too
+    if (sqlite3_prepare_v2(wdb_, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) empty = sqlite3_step(st) != SQLITE_ROW;
+    sqlite3_finalize(st);
+    return empty;
+}
+
+void node_impl::defer_indexes(const std::string& table) {
+    std::string err;
+    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return;
+    sqlite3_stmt* st = nullptr;
+    std::vector<std::pair<std::string, std::string>> indexes; // name, CREATE INDEX sql
+    if (sqlite3_prepare_v2(wdb_, "SELECT name, sql FROM main.sqlite_schema WHERE type='index' AND tbl_name=?1 AND sql IS NOT NULL", -1,
+                           &st, nullptr) == SQLITE_OK) {
+        std::string data = table + "_data";
+        sqlite3_bind_text(st, 1, data.c_str(), -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            indexes.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
+    }
+    sqlite3_finalize(st);
+    int rc = SQLITE_OK;
+    for (const auto& [name, sql] : indexes) {
+        if (rc == SQLITE_OK) rc = wstore_->system().set_meta("deferred_index:" + name, sql);
+        if (rc == SQLITE_OK) rc = exec_sql(wdb_, "DROP INDEX main." + quote_ident(name), err);
+    }
+    if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+    if (rc != SQLITE_OK) exec_sql(wdb_, "ROLLBACK", err); // keep the indexes: slower, still right
+    applier_->forget_caches();
+}
+
+int node_impl::restore_deferred_indexes(std::string& err) {
+    // Inside the caller's transaction (copy end) or its own (node start).
+    std::vector<std::pair<std::string, std::string>> pending;
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(wdb_, "SELECT key, value FROM main.hdbrepl_meta WHERE key GLOB 'deferred_index:*'", -1, &st, nullptr) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW)
+            pending.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
+    sqlite3_finalize(st);
+    for (const auto& [key, sql] : pending) {
+        // The table may have been dropped meanwhile: then the index goes with it.
+        int rc = exec_sql(wdb_, sql, err);
+        if (rc != SQLITE_OK && err.find("no such table") == std::string::npos) return rc;
+        if ((rc = exec_sql(wdb_, "DELETE FROM main.hdbrepl_meta WHERE key=" + quote_literal(key), err)) != SQLITE_OK) return rc;
+    }
+    if (!pending.empty()) applier_->forget_caches();
+    return SQLITE_OK;
+}
+
+void node_impl::requeue_and_retry(std::vector<received>& items, std::size_t& i, clock_ms delay) {
+    std::lock_guard lock(rx_m_);
+    for (std::size_t k = items.size(); k > i; --k) rx_.push_front(std::move(items[k - 1]));
+    i = items.size();
+    if (rx_scheduled_) return;
+    rx_scheduled_ = true;
+    on_io([delay](node_impl& m) {
+        m.retry_apply_timer_ = m.io_->after(delay, [w = m.weak_from_this()] {
+            if (auto s = w.lock(); s && !s->stopped_) s->on_db([](node_impl& n) { n.drain_received(); });
+        });
+    });
+}
+
+void node_impl::publish_resume_point() {
+    std::optional<w::copy_resume> point;
+    if (resume_.has_point) point = w::copy_resume{resume_.table, resume_.phase, resume_.key};
+    on_io([point, rows = resume_.rows_done](node_impl& m) {
+        m.resume_point_ = point;
+        m.resume_rows_ = rows;
+    });
+}
+
+void node_impl::pause_intake(const std::string& why, std::vector<received>& items, std::size_t& i) {
+    intake_retry_ms_ = std::min<std::int64_t>(intake_retry_ms_ ? intake_retry_ms_ * 2 : 250, 4000);
+    if (intake_paused_.empty()) log_line(name_, "intake paused: " + why + " (retrying; nothing is lost)");
+    set_intake_paused(why);
+    requeue_and_retry(items, i, clock_ms(intake_retry_ms_));
+}
+
+void node_impl::intake_ok() {
+    if (intake_paused_.empty()) return;
+    log_line(name_, "intake resumed");
+    intake_retry_ms_ = 0;
+    set_intake_paused("");
+}
+
+void node_impl::set_intake_paused(const std::string& why) {
+    intake_paused_ = why;
+    on_io([why](node_impl& m) {
+        m.intake_status_ = why;
+        m.update_status();
+    });
+}
+
+void node_impl::drain_received() {
+    std::vector<received> items;
+    {
+        std::lock_guard lock(rx_m_);
+        items.assign(std::make_move_iterator(rx_.begin()), std::make_move_iterator(rx_.end()));
+        rx_.clear();
+        rx_scheduled_ = false;
+    }
+    std::size_t i = 0;
+    while (i < items.size() && !stopped_) apply_batch(items, i);
+}
+
+void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
+    auto& first = items[i];
+    if (first.what == received::copy_begin) {
+        ++i;
+        if (synced_) return; // only initial copies resume (a full resync is merged anew)
+        progress_map next;
+        for (const auto& o : first.end.progress) next[o.origin] = o.hlc;
+        if (resume_.has_base) lower_copy_base(resume_.base, next);
+        else resume_.base = std::move(next);
+        resume_.has_base = true;
+        if (int rc = wstore_->save_copy_resume(resume_); rc != SQLITE_OK)
+            log_line(name_, std::string("saving the copy's resume point: ") + sqlite3_errstr(rc));
+        return;
+    }
+    if (first.what == received::copy_rows) {
+        auto& r = first.rows;
+        const auto& t = first.tables[r.table];
+        std::vector<copied_row> rows;
+        rows.reserve(r.rows.size());
+        for (auto& row : r.rows) rows.push_back({row.deleted, row.hlc, std::move(row.origin), std::move(row.values)});
+        // A table that is empty when its copy starts gets its secondary indexes back at the
+        // end of the copy: building an index once is many times cheaper than maintaining it
+        // row by row in random order. The CREATE INDEX statements wait in hdbrepl_meta, so a
+        // crash mid-copy cannot lose them (restored when the node starts).
+        // The `system` tables are copied only where `system` replicates.
+        const sub_rules rules = rules_for(first.peer);
+        const bool skip = is_system_table(t.name) ? !replicate_system_ : !shares_data_with(first.peer) || !rules_allow(rules, t.name, false);
+        bool defer = !skip && !deferred_checked_.count(t.name) && table_empty(t.name);
+        deferred_checked_.insert(t.name);
+        auto res = skip ? apply_result{} : applier_->apply_copy(t.name, t.definition, rows);
+        if (res.rc != SQLITE_OK && is_resource_error(res.rc)) {
+            // As for streamed records (below): the chunk waits, nothing is refused.
+            for (std::size_t k = 0; k < rows.size(); ++k) {
+                r.rows[k].origin = std::move(rows[k].origin);
+                r.rows[k].values = std::move(rows[k].values);
+            }
+            return pause_intake(res.error, items, i);
+        }
+        if (res.rc == SQLITE_OK) intake_ok();
+        if (defer && res.rc == SQLITE_OK) defer_indexes(t.name);
+        if (res.rc == SQLITE_OK && !synced_ && !rows.empty()) {
+            // The resume point follows the rows in (a crash before this write only re-copies
+            // one chunk, merged by version). The rows' values were moved into `rows`.
+            const auto& last = rows.back();
+            const std::size_t pk = pk_of(t.definition);
+            resume_.has_point = true;
+            resume_.table = t.name;
+            resume_.phase = last.deleted ? 1 : 0;
+            resume_.key = last.deleted ? last.values[0] : last.values[std::min(pk, last.values.size() - 1)];
+            resume_.rows_done += rows.size();
+            if (int rc = wstore_->save_copy_resume(resume_); rc != SQLITE_OK)
+                log_line(name_, std::string("saving the copy's resume point: ") + sqlite3_errstr(rc));
+            publish_resume_point();
+        }
+        if (!skip && is_system_table(t.name) && res.rc == SQLITE_OK) {
+            refresh_users();
+            refresh_membership(false);
+        }
+        std::string peer = first.peer;
+        auto link_id = first.link_id;
+        ++i;
+        on_io([peer, link_id, res](node_impl& m) {
+            auto* p = m.find_peer(peer);
+            if (!p || p->link_id != link_id) return;
+            if (res.rc != SQLITE_OK) {
+                p->last_error = res.error;
+                log_line(m.name_, "copy from " + peer + " failed: " + res.error);
+                if (p->link) p->link->close("copy failed: " + res.error);
+                return;
+            }
+            m.send(*p, w::copy_ack{++p->copy_chunks});
+        });
+        return;
+    }
+    if (first.what == received::copy_end) {
+        progress_map prog;
+        for (const auto& o : first.end.progress) prog[o.origin] = o.hlc;
+        // A copy that was cut and resumed claims no more than its earliest snapshot held.
+        const bool was_resumed = resume_.has_point;
+        if (!synced_ && resume_.has_base) lower_copy_base(prog, resume_.base);
+        std::string err;
+        int rc = exec_sql(wdb_, "BEGIN IMMEDIATE", err);
+        // Tables that are empty at the source came without rows: create them, or the progress
+        // raised below would claim their CREATE while they are missing here.
+        for (const auto& t : first.tables) {
+            if (rc != SQLITE_OK) break;
+            const bool skip = is_system_table(t.name) ? !replicate_system_ : !shares_data_with(first.peer);
+            if (skip) continue;
+            auto res = applier_->ensure_copied_table(t.name, t.definition);
+            rc = res.rc;
+            if (rc != SQLITE_OK) err = res.error;
+        }
+        // What the copy brought is in our data but not in our log: those are the floors.
+        if (rc == SQLITE_OK) rc = wstore_->raise_progress(prog, &prog);
+        if (rc == SQLITE_OK) rc = restore_deferred_indexes(err);
+        if (rc == SQLITE_OK) rc = wstore_->system().set_meta("synced", "1");
+        if (rc == SQLITE_OK) rc = wstore_->clear_copy_resume();
+        if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+        if (rc == SQLITE_OK) {
+            if (was_resumed) log_line(name_, "the resumed initial copy is complete (" + std::to_string(resume_.rows_done) + " rows in all)");
+            resume_ = {};
+            publish_resume_point();
+        }
+        else exec_sql(wdb_, "ROLLBACK", err);
+        deferred_checked_.clear();
+        if (rc == SQLITE_OK)
+            for (const auto& [o, h] : prog) {
+                progress_[o] = std::max(progress_[o], h);
+                floors_[o] = std::max(floors_[o], h);
+            }
+        {
+            std::lock_guard lock(shared_m_);
+            progress_copy_ = progress_;
+        }
+        std::string peer = first.peer;
+        auto link_id = first.link_id;
+        ++i;
+        on_io([peer, link_id, rc, prog](node_impl& m) {
+            auto* p = m.find_peer(peer);
+            if (p && p->link_id == link_id) p->copying = false;
+            if (rc != SQLITE_OK) return;
+            m.synced_ = true;
+            if (m.copy_link_ == link_id) m.copy_link_ = 0;
+            if (auto* li = m.find_link(link_id)) li->copy_source = false;
+            // What the copy brought is not in our log, so we cannot stream it: a peer that
+            // subscribed meanwhile and wants it gets a copy from us instead.
+            for (auto& [name, q] : m.peers_) {
+                if (name == peer || !q.link || !q.subscribed || q.sending_copy) continue;
+                bool wants = false;
+                for (const auto& [o, h] : prog) wants = wants || (h > 0 && q.filter.wants(o, h));
+                if (wants) m.start_copy_to(name, true);
+            }
+            m.resubscribe_all();
+            m.pump_all();
+            m.update_status();
+        });
+        return;
+    }
+    // A run of transactions: applied in one SQLite transaction, each in its own savepoint.
+    std::string err;
+    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) {
+        // Busy for longer than the timeout: try again shortly, keeping the order.
+        return requeue_and_retry(items, i, clock_ms(100));
+    }
+    progress_map batch;
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> acks; // peer -> (link, seq)
+    std::map<std::string, std::string> failed;                            // peer -> error
+    bool logged = false, skew = false, users_touched = false;
+    std::size_t count = 0;
+    apply_options opt;
+    opt.max_clock_skew_ms = static_cast<std::uint64_t>(cfg_.max_clock_skew_ms);
+    // First pass without savepoints (a savepoint per record journals every page it
+    // touches); if a record fails, undo the batch and replay it with savepoints, so only
+    // the failing record is left out.
+    const std::size_t batch_start = i;
+    std::string resource_error;
+    auto undo_batch = [&] {
+        exec_sql(wdb_, "ROLLBACK", err);
+        applier_->forget_caches();
+        progress_.clear();
+        floors_.clear();
+        wstore_->load_progress(progress_, floors_);
+    };
+    for (int pass = 0;; ++pass) {
+        opt.savepoint = pass > 0;
+        bool replay = false;
+        batch.clear();
+        acks.clear();
+        failed.clear();
+        logged = skew = false;
+        count = 0;
+        while (i < items.size() && items[i].what == received::txn && count < 1000) {
+            auto& r = items[i];
+            if (failed.count(r.peer)) { ++i; continue; }
+            hlc_t hlc = 0;
+            std::string origin;
+            peek_record_head(r.record.data(), r.record.size(), hlc, origin);
+            auto& have = progress_[origin];
+            if (hlc > have) { // each origin's changes apply once, in order
+                const sub_rules rules = rules_for(r.peer);
+                const bool shares = shares_data_with(r.peer);
+                if (!rules.empty() || !replicate_system_ || !shares) // explicit subscriptions, system, shards
+                    r.record = filter_record(r.record.data(), r.record.size(), [&](const std::string& t) {
+                        return is_system_table(t) ? replicate_system_ : shares && rules_allow(rules, t, false);
+                    });
+                auto res = r.record.empty() ? apply_result{} : applier_->apply(r.record.data(), r.record.size(), opt);
+                // Rows placed elsewhere were withheld (placed and trimmed): lookups that miss forward.
+                if (res.rc == SQLITE_OK && record_is_placed(r.record.data(), r.record.size()) &&
+                    record_is_trimmed(r.record.data(), r.record.size()) && !holds_part_.exchange(true))
+                    wstore_->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
+                if (res.clock_skew) { skew = true; break; }
+                if (res.rc != SQLITE_OK && is_resource_error(res.rc)) { resource_error = res.error; break; }
+                if (res.rc != SQLITE_OK) {
+                    if (!opt.savepoint) { replay = true; break; }
+                    failed[r.peer] = res.error;
+                    ++i;
+                    continue;
+                }
+                logged = logged || res.logged;
+                // A cheap over-approximation: a system table's name prefix in the record's bytes.
+                static const std::string system_prefix = "hdbrepl_";
+                users_touched = users_touched || std::search(r.record.begin(), r.record.end(), system_prefix.begin(), system_prefix.end()) != r.record.end();
+                have = hlc;
+                batch[origin] = hlc;
+            }
+            acks[r.peer] = {r.link_id, r.seq};
+            ++i;
+            ++count;
+        }
+        if (!replay || !resource_error.empty()) break;
+        undo_batch();
+        i = batch_start;
+        if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return requeue_and_retry(items, i, clock_ms(100));
+    }
+    int rc = SQLITE_OK;
+    if (resource_error.empty()) {
+        rc = batch.empty() ? SQLITE_OK : wstore_->raise_progress(batch);
+        if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+        if (rc != SQLITE_OK) resource_error = sqlite3_errmsg(wdb_);
+    }
+    if (!resource_error.empty()) {
+        // The disk is full (or failing), not the record bad: nothing is refused or acked.
+        // Every record waits, in order, and the batch is tried again after a pause that
+        // grows to a few seconds (no event says that space came back). Senders stop when
+        // their flow-control windows fill, so a paused node costs them bounded memory.
+        undo_batch();
+        i = batch_start;
+        return pause_intake(resource_error, items, i);
+    }
+    intake_ok();
+    if (users_touched) {
+        // Before the acks below: a peer that saw its change confirmed can rely on it here.
+        refresh_users();
+        refresh_membership(false);
+    }
+    if (skew) {
+        // Too far ahead of our clock: keep the rest, in order, and retry in a while.
+        requeue_and_retry(items, i, clock_ms(500));
+    }
+    {
+        std::lock_guard lock(shared_m_);
+        progress_copy_ = progress_;
+    }
+    std::vector<std::string> applied_origins;
+    for (const auto& [o, h] : batch) applied_origins.push_back(o);
+    on_io([acks, failed, logged, skew, applied_origins](node_impl& m) {
+        for (const auto& [peer, a] : acks)
+            if (auto* p = m.find_peer(peer); p && p->link_id == a.first) m.send(*p, w::ack{a.second});
+        for (const auto& [peer, e] : failed)
+            if (auto* p = m.find_peer(peer)) {
+                p->last_error = "cannot apply: " + e;
+                log_line(m.name_, "cannot apply a transaction from " + peer + ": " + e);
+                if (p->link) p->link->close("apply failed");
+            }
+        if (skew)
+            for (auto& [n, p] : m.peers_) p.last_error = "waiting: a received transaction is ahead of this node's clock";
+        // Forward what we applied, to the peers that take it from us: in a steady full mesh
+        // every peer hears each origin directly (excluded), and a log read for each of them
+        // after each applied batch would find nothing (n(n-1) empty reads per commit).
+        if (logged)
+            for (auto& [name, p] : m.peers_) {
+                bool wants = false;
+                for (const auto& o : applied_origins) wants = wants || (o != name && !p.filter.exclude.count(o));
+                if (wants) m.pump(name);
+            }
+        if (!failed.empty() || skew) m.update_status();
+    });
+}
+
+} // namespace hdbrepl::ext::node_detail

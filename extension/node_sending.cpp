@@ -1,0 +1,401 @@
+// Sending: streaming the log to each subscribed peer within its flow-control window,
+// initial copies (snapshots in chunks), which rows of either go to the peer (residency,
+// placement), and pruning from the log what every peer has.
+// Thread: the io thread; log and snapshot reads, row filters and pruning run on the db thread.
+#include "extension/node_impl.hpp"
+
+#include "engine/placement.hpp"
+#include "engine/txn_record.hpp"
+
+#include <algorithm>
+
+namespace hdbrepl::ext::node_detail {
+
+// ---- sending (io thread, reads on the db thread) -----------------------------------------
+
+void node_impl::pump_all() {
+    for (auto& [name, p] : peers_) pump(name);
+}
+
+void node_impl::pump(const std::string& name) {
+    auto* p = find_peer(name);
+    if (!p || !p->link || !p->subscribed || p->sending_copy) return;
+    if (p->reading) { // the read under way may have started before this commit
+        p->pump_again = true;
+        return;
+    }
+    p->pump_again = false;
+    auto budget = static_cast<std::size_t>(cfg_.max_bytes_in_flight);
+    if (p->inflight_bytes >= budget) return; // flow control: wait for ACKs
+    p->reading = true;
+    auto f = p->filter;
+    auto from = p->send_pos;
+    auto gen = p->send_generation;
+    auto max_bytes = budget - p->inflight_bytes;
+    on_db([name, f, from, gen, max_bytes](node_impl& n) {
+        std::vector<replication_store::log_record> recs;
+        std::int64_t scanned = from;
+        int rc = n.rstore_->read_after(from, f, max_bytes, recs, scanned);
+        const sub_rules rules = n.rules_for(name);
+        // A trimmed record of another origin is not the whole transaction (filters upstream
+        // withheld rows the peer may need): it and everything after it from that origin wait
+        // for the peer to hear the origin itself. Skipping one and relaying later ones would
+        // carry the peer's progress for that origin past rows it never got.
+        std::set<std::string> held;
+        for (auto& r : recs)
+            if (r.origin != n.name_ && (held.count(r.origin) || record_is_trimmed(r.body.data(), r.body.size()))) {
+                held.insert(r.origin);
+                r.body.clear();
+            }
+        n.keep_resident_rows(recs, name);
+        n.keep_placed_rows(recs, name);
+        const bool shares = n.shares_data_with(name);
+        if (!rules.empty() || !n.replicate_system_ || !shares) // explicit subscriptions, system, shards
+            for (auto& r : recs)
+                r.body = filter_record(r.body.data(), r.body.size(), [&](const std::string& t) {
+                    return is_system_table(t) ? n.replicate_system_ : shares && rules_allow(rules, t, true);
+                });
+        std::int64_t last = 0;
+        n.rstore_->last_seq(last);
+        n.on_io([name, recs = std::move(recs), scanned, rc, last, gen, held = std::move(held)](node_impl& m) mutable {
+            m.log_last_seq_ = std::max(m.log_last_seq_, last);
+            auto* p = m.find_peer(name);
+            if (!p) return;
+            p->reading = false;
+            if (rc != SQLITE_OK || !p->link) return;
+            // The subscription changed while this read ran: it read for the old one.
+            if (gen != p->send_generation) return m.pump(name);
+            // Until the next subscribe, which restarts from the peer's own progress.
+            for (const auto& o : held) p->filter.exclude.insert(o);
+            for (auto& r : recs) {
+                if (r.body.empty()) continue; // nothing of it is published to this peer
+                p->inflight_q.push_back({r.seq, r.body.size(), r.origin, r.hlc});
+                p->inflight_bytes += r.body.size();
+                m.send(*p, w::txn{static_cast<std::uint64_t>(r.seq), std::move(r.body)});
+                p->last_send = now_ms();
+            }
+            bool more = scanned > p->send_pos || p->pump_again;
+            p->send_pos = std::max(p->send_pos, scanned);
+            if (more) m.pump(name);
+        });
+    });
+}
+
+void node_impl::start_copy_to(const std::string& name, bool behind_log, const std::optional<w::copy_resume>& resume) {
+    auto* p = find_peer(name);
+    if (!p || !p->link) return;
+    p->full_resync = behind_log;
+    if (behind_log) {
+        ++p->full_resyncs;
+        p->last_full_resync = now_ms();
+        log_line(name_, name + " needs changes our log no longer holds: sending it a full copy (a merge: it deletes nothing)");
+        update_status();
+    }
+    auto cs = std::make_shared<copy_state>();
+    p->sending_copy = cs;
+    p->copy_chunks_sent = p->copy_chunks_acked = 0;
+    p->copy_reading = p->copy_done_reading = false;
+    if (resume)
+        log_line(name_, "resuming a copy for " + name + " after table " + resume->table + (resume->phase ? " (tombstones)" : "") +
+                            " key " + resume->key.to_string());
+    on_db([name, cs, resume](node_impl& n) {
+        std::string err;
+        bool ok = n.open_connection(&cs->db, err);
+        if (ok) {
+            cs->reader = std::make_unique<snapshot_reader>(cs->db, "main");
+            ok = cs->reader->begin(err) == SQLITE_OK;
+        }
+        std::vector<w::copy_table> tables;
+        w::copy_start start;
+        if (ok) {
+            for (const auto& t : cs->reader->tables()) tables.push_back({t.name, t.definition});
+            start.total_rows = cs->reader->total_rows();
+            for (const auto& [o, h] : cs->reader->progress()) start.progress.push_back({o, h});
+            if (resume) {
+                cs->reader->resume_after(resume->table, resume->phase, resume->key);
+                cs->resumed = true;
+            }
+        }
+        n.on_io([name, cs, ok, err, tables, start = std::move(start)](node_impl& m) {
+            auto* p = m.find_peer(name);
+            if (!p || p->sending_copy != cs) return;
+            if (!ok) {
+                log_line(m.name_, "cannot start a copy for " + name + ": " + err);
+                p->last_error = "copy failed: " + err;
+                if (p->link) p->link->close("copy failed");
+                return;
+            }
+            m.send(*p, start);
+            for (const auto& t : tables) m.send(*p, t);
+            m.copy_pump(name);
+        });
+    });
+}
+
+void node_impl::copy_pump(const std::string& name) {
+    auto* p = find_peer(name);
+    if (!p || !p->sending_copy || p->copy_reading || !p->link) return;
+    constexpr std::uint64_t window = 4; // chunks in flight
+    // An ack from an earlier, interrupted copy may count past this one's chunks.
+    auto unacked = p->copy_chunks_sent > p->copy_chunks_acked ? p->copy_chunks_sent - p->copy_chunks_acked : 0;
+    if (p->copy_done_reading || unacked >= window) return;
+    p->copy_reading = true;
+    auto cs = p->sending_copy;
+    on_db([name, cs](node_impl& n) {
+        std::uint32_t table = 0;
+        std::vector<snapshot_row> rows;
+        int rc = SQLITE_OK;
+        // 2,000 rows a chunk: one receiver transaction each, small enough to interleave
+        // with streamed transactions on both database threads.
+        bool more = cs->reader->next_chunk(2000, table, rows, rc);
+        w::copy_end end;
+        if (!more && rc == SQLITE_OK) {
+            end.seq = static_cast<std::uint64_t>(cs->reader->log_seq());
+            for (const auto& [o, h] : cs->reader->progress()) end.progress.push_back({o, h});
+        }
+        w::copy_rows chunk;
+        chunk.table = table;
+        // Explicit subscriptions hold for copies too: a table not published to this peer
+        // sends no rows (its definition still goes, as definitions do in the stream).
+        const sub_rules rules = n.rules_for(name);
+        if (more && !rules.empty() && table < cs->reader->tables().size() && !is_system_table(cs->reader->tables()[table].name) &&
+            !rules_allow(rules, cs->reader->tables()[table].name, true))
+            rows.clear();
+        if (more && !rows.empty() && table < cs->reader->tables().size()) n.keep_placed_copy_rows(*cs, cs->reader->tables()[table], name, rows);
+        for (auto& r : rows) chunk.rows.push_back({r.deleted, r.hlc, std::move(r.origin), std::move(r.values)});
+        n.on_io([name, cs, more, rc, chunk = std::move(chunk), end = std::move(end)](node_impl& m) mutable {
+            auto* p = m.find_peer(name);
+            if (!p || p->sending_copy != cs) return;
+            p->copy_reading = false;
+            if (rc != SQLITE_OK) {
+                p->last_error = "copy failed reading the snapshot";
+                if (p->link) p->link->close("copy failed");
+                return;
+            }
+            if (more) {
+                cs->rows_sent += chunk.rows.size();
+                m.send(*p, chunk);
+                ++p->copy_chunks_sent;
+                return m.copy_pump(name);
+            }
+            // The snapshot is complete: stream from its log position with its progress.
+            p->copy_done_reading = true;
+            p->full_resync = false;
+            m.send(*p, end);
+            log_line(m.name_, std::string(cs->resumed ? "resumed copy" : "copy") + " for " + name + " sent: " + std::to_string(cs->rows_sent) + " rows");
+            if (cs->resumed) {
+                // The receiver streams from below this snapshot (what changed in the rows it
+                // got before the cut): nothing goes until its subscribe says from where.
+                p->filter = {};
+                p->filter.start_after = ~hlc_t{0};
+            } else {
+                for (const auto& o : end.progress) {
+                    auto& h = p->filter.progress[o.origin];
+                    h = std::max(h, o.hlc);
+                }
+                p->filter.start_after = std::min<hlc_t>(p->filter.start_after, 0);
+            }
+            p->send_pos = static_cast<std::int64_t>(end.seq);
+            ++p->send_generation;
+            p->sending_copy.reset();
+            m.on_db([cs](node_impl&) { cs->reader->end(); });
+            m.pump(name);
+        });
+    });
+}
+
+// ---- which rows go to a peer: residency and placement (db thread) --------------------------
+
+bool node_impl::resident_on(const std::string& table, const std::string& definition, const std::vector<value>& row, const std::string& peer) {
+    auto& ev = residency_of_definition_[definition];
+    if (!ev) {
+        ev = std::make_unique<residency_eval>();
+        std::string err;
+        auto def = parse_table_def(std::string_view(definition), err);
+        if (!def || def->residency.empty()) {
+            ev->error = def ? "no residency" : err;
+        } else if (sqlite3_prepare_v2(rdb_, residency_query(*def).c_str(), -1, &ev->stmt, nullptr) != SQLITE_OK) {
+            ev->error = sqlite3_errmsg(rdb_);
+            log_line(name_, "table " + table + ": residency expression does not prepare (" + ev->error + "); its rows go to every node");
+        }
+    }
+    if (!ev->stmt) return true;
+    for (std::size_t i = 0; i < row.size(); ++i) bind_arg(ev->stmt, static_cast<int>(i + 1), row[i]);
+    bool keep = true;
+    if (sqlite3_step(ev->stmt) == SQLITE_ROW) {
+        int type = sqlite3_column_type(ev->stmt, 0);
+        if (type != SQLITE_NULL) {
+            const auto* text = sqlite3_column_text(ev->stmt, 0);
+            auto where = parse_residency(text ? reinterpret_cast<const char*>(text) : "", type == SQLITE_INTEGER, sqlite3_column_int64(ev->stmt, 0));
+            if (auto* shard = std::get_if<residency_shard>(&where)) keep = shard_of(peer) == *shard;
+            else if (auto* nodes = std::get_if<residency_nodes>(&where)) keep = std::find(nodes->begin(), nodes->end(), peer) != nodes->end();
+            // an error (not a shard, not a list): the row goes everywhere
+        }
+    }
+    sqlite3_reset(ev->stmt);
+    sqlite3_clear_bindings(ev->stmt);
+    return keep;
+}
+
+void node_impl::keep_resident_rows(std::vector<replication_store::log_record>& recs, const std::string& peer) {
+    static const std::string marker = "residency=";
+    for (auto& r : recs) {
+        // Most records carry no residency table: a byte search spares decoding them.
+        if (r.body.empty() || std::search(r.body.begin(), r.body.end(), marker.begin(), marker.end()) == r.body.end()) continue;
+        r.body = filter_changes(r.body.data(), r.body.size(), [&](const record_table& t, const change& c) {
+            if (c.op != change_op::put || t.definition.find(marker) == std::string::npos) return true;
+            return resident_on(t.name, t.definition, c.values, peer);
+        });
+    }
+}
+
+void node_impl::keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer) {
+    std::vector<std::string> members;
+    for (auto& r : recs) {
+        if (r.body.empty()) continue;
+        // Rows placed by their writer (row_placer.hpp) go to their nodes; the others, under
+        // replicateTo, to the nodes the membership gives them now.
+        const bool placed = record_is_placed(r.body.data(), r.body.size());
+        if (!placed && cfg_.replicate_to < 0) continue;
+        hlc_t hlc = 0;
+        std::string origin;
+        if (!peek_record_head(r.body.data(), r.body.size(), hlc, origin)) continue;
+        if (members.empty()) members = placement_members();
+        std::vector<std::vector<std::string>> lists;
+        if (placed) {
+            std::string err;
+            if (auto rec = decode_record(r.body.data(), r.body.size(), err)) lists = std::move(rec->placements);
+        }
+        // Where every row is everywhere by configuration, a receiver with none of a placed
+        // record's rows still gets its header (a trimmed record without changes): it then
+        // knows the origin wrote rows it does not hold, and forwards lookups that miss.
+        const bool tell_empty = placed && cfg_.replicate_to < 0;
+        r.body = filter_changes(r.body.data(), r.body.size(), [&](const record_table& t, const change& c) {
+            if (c.placement >= 0) {
+                const auto& nodes = lists.at(static_cast<std::size_t>(c.placement));
+                return std::binary_search(nodes.begin(), nodes.end(), peer);
+            }
+            if (cfg_.replicate_to < 0) return true;
+            // An unplaced delete goes everywhere: its row may have been written by another
+            // node, whose placement this one cannot recompute.
+            if (is_system_table(t.name) || c.op != change_op::put || c.values.empty()) return true;
+            if (t.definition.find("residency=") != std::string::npos) return true; // residency decides for those
+            const std::size_t pk = pk_of(t.definition);
+            const value& key = c.values[std::min(pk, c.values.size() - 1)];
+            auto nodes = place_row(key, origin, members, cfg_.replicate_to);
+            return std::binary_search(nodes.begin(), nodes.end(), peer);
+        }, tell_empty);
+    }
+}
+
+void node_impl::keep_placed_copy_rows(copy_state& cs, const snapshot_reader::table& t, const std::string& peer, std::vector<snapshot_row>& rows) {
+    if (is_system_table(t.name)) return;
+    if (t.definition.find("residency=") != std::string::npos) {
+        // Residency decides for such tables, in copies as in streams (tombstones carry only
+        // a key, so they go everywhere, as deletes do).
+        std::erase_if(rows, [&](const snapshot_row& r) { return !r.deleted && !resident_on(t.name, t.definition, r.values, peer); });
+        return;
+    }
+    if (!cs.sys) {
+        cs.sys = std::make_unique<system_store>(cs.db, "main");
+        cs.placements = std::make_unique<placement_store>(*cs.sys, cs.db);
+    }
+    bool stored = false;
+    cs.placements->in_use(stored);
+    if (!stored && cfg_.replicate_to < 0) return;
+    const auto members = cfg_.replicate_to >= 0 ? placement_members() : std::vector<std::string>{};
+    const std::size_t pk = pk_of(t.definition);
+    std::erase_if(rows, [&](const snapshot_row& r) {
+        // Tombstones go everywhere, as unplaced deletes do (a deleted row's placement is gone).
+        if (r.values.empty() || r.deleted) return false;
+        const value& key = r.values[std::min(pk, r.values.size() - 1)];
+        std::optional<std::vector<std::string>> nodes;
+        if (stored && cs.placements->get(t.name, key, nodes) != SQLITE_OK)
+            return false; // unreadable: send it (a copy merges; an extra row is harmless)
+        if (!nodes && cfg_.replicate_to >= 0) nodes = place_row(key, r.origin, members, cfg_.replicate_to);
+        return nodes && !std::binary_search(nodes->begin(), nodes->end(), peer);
+    });
+}
+
+// ---- log pruning ----------------------------------------------------------------------------
+
+void node_impl::schedule_prune() {
+    std::weak_ptr<node_impl> weak = shared_from_this();
+    prune_timer_ = io_->after(clock_ms(5000), [weak] {
+        auto s = weak.lock();
+        if (!s || s->stopped_) return;
+        std::map<std::string, progress_map> known;
+        for (auto& [name, p] : s->peers_) known[name] = p.known_progress;
+        s->on_db([known](node_impl& n) { n.prune_log(known); });
+        s->schedule_prune();
+    });
+}
+
+void node_impl::prune_log(const std::map<std::string, progress_map>& known) {
+    // A record goes once every known node has it, or once it is older than the retention.
+    // The log stays a contiguous suffix, so what is gone is described by a floor per origin.
+    std::vector<node_row> rows;
+    if (wstore_->load_nodes(rows) != SQLITE_OK) return;
+    std::set<std::string> nodes;
+    for (const auto& r : rows) nodes.insert(r.name);
+    for (const auto& [n, p] : known) nodes.insert(n);
+    nodes.erase(name_);
+    std::uint64_t now = now_ms();
+    hlc_t cutoff = now > static_cast<std::uint64_t>(cfg_.log_retention_ms) ? hlc_from_ms(now - static_cast<std::uint64_t>(cfg_.log_retention_ms)) : 0;
+    auto& sys = wstore_->system();
+    std::string sql = "SELECT seq, hlc, origin, clock FROM " + sys.table("hdbrepl_log") + " WHERE seq < (SELECT max(seq) FROM " +
+                      sys.table("hdbrepl_log") + ") ORDER BY seq LIMIT 256"; // small batches: the sender shares this thread
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(wdb_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) { sqlite3_finalize(st); return; }
+    std::int64_t last = 0;
+    hlc_t max_clock = 0;
+    progress_map floors;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        hlc_t hlc = static_cast<hlc_t>(sqlite3_column_int64(st, 1));
+        std::string origin = sys.origin_name(sqlite3_column_int64(st, 2));
+        bool prunable = hlc < cutoff;
+        if (!prunable && !nodes.empty()) {
+            prunable = true;
+            for (const auto& n : nodes) {
+                if (n == origin) continue;
+                auto k = known.find(n);
+                hlc_t have = 0;
+                if (k != known.end())
+                    if (auto o = k->second.find(origin); o != k->second.end()) have = o->second;
+                if (have < hlc) { prunable = false; break; }
+            }
+        }
+        if (!prunable) break;
+        last = sqlite3_column_int64(st, 0);
+        max_clock = std::max(max_clock, static_cast<hlc_t>(sqlite3_column_int64(st, 3)));
+        auto& f = floors[origin];
+        f = std::max(f, hlc);
+    }
+    sqlite3_finalize(st);
+    if (last == 0) return;
+    std::string err;
+    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return;
+    int rc = exec_sql(wdb_, "DELETE FROM " + sys.table("hdbrepl_log") + " WHERE seq <= " + std::to_string(last), err);
+    auto deleted = static_cast<std::uint64_t>(sqlite3_changes(wdb_));
+    if (rc == SQLITE_OK) rc = wstore_->raise_progress(floors, &floors);
+    if (rc == SQLITE_OK) rc = sys.raise_clock_floor(max_clock);
+    if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+    if (rc != SQLITE_OK) {
+        exec_sql(wdb_, "ROLLBACK", err);
+        return;
+    }
+    for (const auto& [o, h] : floors) {
+        floors_[o] = std::max(floors_[o], h);
+        progress_[o] = std::max(progress_[o], h);
+    }
+    {
+        std::lock_guard lock(shared_m_);
+        progress_copy_ = progress_;
+        pruned_total_ += deleted;
+    }
+    // A full batch: more may be prunable. Go on at once, behind whatever else waits for
+    // this thread (one batch per 5 s pass let a log under steady writes grow without bound).
+    if (deleted >= 256) on_db([known](node_impl& n) { n.prune_log(known); });
+}
+
+} // namespace hdbrepl::ext::node_detail
