@@ -140,8 +140,11 @@ w::subscription node_impl::my_subscription(const std::string& peer_name, const l
     // A route or node with a start time skips the history before it.
     if (li)
         if (auto st = start_time_for(*li); st > 0) sub.start_after = hlc_from_ms(static_cast<std::uint64_t>(st));
-    // While an initial copy runs from another peer, ask for nothing yet.
-    if (copy_link_ != 0 && (!li || li->id != copy_link_)) sub.start_after = ~hlc_t{0}, sub.progress.clear();
+    // Until the initial copy is done, ask only the copy's link for anything. Not only while
+    // a copy runs: when the copy's link is replaced as a duplicate there is no copy link for
+    // a moment, and an empty progress sent to another peer then looks "behind its log" to
+    // it, so it sent a second full copy (seen under load: a new node copied from two peers).
+    if (!synced_ && (!li || copy_link_ == 0 || li->id != copy_link_)) sub.start_after = ~hlc_t{0}, sub.progress.clear();
     return sub;
 }
 
