@@ -230,7 +230,7 @@ void fn_operation(sqlite3_context* c, int, sqlite3_value** argv) {
 }
 
 // repl_forward_reads(on): whether this connection's key lookups that find nothing here ask
-// the other nodes (read_forward.hpp); returns the previous setting.
+// the other nodes (sql/node_hooks.hpp); returns the previous setting.
 void fn_forward_reads(sqlite3_context* c, int, sqlite3_value** argv) {
     sql::guarded_fn(c, [&] {
         if (sqlite3_value_type(argv[0]) != SQLITE_INTEGER || (sqlite3_value_int64(argv[0]) != 0 && sqlite3_value_int64(argv[0]) != 1))
@@ -274,7 +274,7 @@ void free_context(void* p) { delete static_cast<fn_context*>(p); }
 } // namespace
 
 int register_cluster_functions(sqlite3* db, sql::connection_state* state, const sqlite3_api_routines* api) {
-    sql::set_read_forwarder(&forward_through_node);
+    sql::read_forward_hook.set(&forward_through_node);
     auto* x = new fn_context{state, api};
     // Shares x; freed with repl_operation below, the last function of this connection's set.
     if (int rc = register_security_functions(db, x); rc != SQLITE_OK) {

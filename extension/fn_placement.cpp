@@ -23,7 +23,7 @@
 
 #include "extension/json.hpp"
 #include "extension/runtime.hpp"
-#include "sql/commit_confirm.hpp"
+#include "sql/node_hooks.hpp"
 #include "sql/sql_error.hpp"
 
 #include <boost/json/parse.hpp>
@@ -246,7 +246,7 @@ int confirm_through_node(const std::string& path, engine::hlc_t hlc, int n, cons
 } // namespace
 
 int register_placement_functions(sqlite3* db, sql::connection_state* state) {
-    sql::set_confirm_waiter(&confirm_through_node);
+    sql::confirm_hook.set(&confirm_through_node);
     // Not DIRECTONLY: the setting only concerns this connection's own later writes.
     int rc = sqlite3_create_function_v2(db, "repl_replicate_to", 1, SQLITE_UTF8, state, fn_replicate_to, nullptr, nullptr, nullptr);
     if (rc == SQLITE_OK) rc = sqlite3_create_function_v2(db, "repl_replicate_to", 2, SQLITE_UTF8, state, fn_replicate_to, nullptr, nullptr, nullptr);

@@ -27,7 +27,7 @@
 #include "engine/hlc.hpp"
 #include "engine/sqlite_api.hpp"
 #include "extension/config.hpp"
-#include "sql/read_forward.hpp"
+#include "sql/node_hooks.hpp"
 
 namespace hdbrepl::net {
 class io_runtime;

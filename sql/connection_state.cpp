@@ -2,7 +2,7 @@
 #include "sql/connection_state.hpp"
 
 #include "engine/commit_signal.hpp"
-#include "sql/commit_confirm.hpp"
+#include "sql/node_hooks.hpp"
 #include "engine/table_def.hpp"
 #include "engine/txn_record.hpp"
 
@@ -183,7 +183,7 @@ void connection_state::wait_confirmations() {
         // Waiting could only time out: say so at once (HarperDB answers this with a 400).
         out.status = "cannot confirm: asked for " + std::to_string(confirm) + " confirmations but the rows went to " +
                      std::to_string(out.placed_on.size()) + " other node(s)";
-    } else if (auto w = get_confirm_waiter(); !w || main_path_.empty()) {
+    } else if (auto w = confirm_hook.get(); !w || main_path_.empty()) {
         out.status = "no node running";
     } else {
         // Counting only the nodes that got rows: a node that holds none of them confirms

@@ -77,7 +77,7 @@ public:
     // The database file of the main schema ("" for :memory: and temp databases).
     const std::string& main_path() const { return main_path_; }
 
-    // Forwarded reads (read_forward.hpp): on for user connections unless repl_forward_reads(0)
+    // Forwarded reads (node_hooks.hpp): on for user connections unless repl_forward_reads(0)
     // turned them off; always off on the node's own connections (a node answering a
     // forwarded read must never forward it again).
     bool forward_reads = true;

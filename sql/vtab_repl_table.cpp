@@ -30,7 +30,7 @@
 #include "engine/apply.hpp"
 #include "engine/row_store.hpp"
 #include "engine/table_def.hpp"
-#include "sql/read_forward.hpp"
+#include "sql/node_hooks.hpp"
 #include "sql/sql_error.hpp"
 #include "sql/value_encode.hpp"
 
@@ -438,7 +438,7 @@ int step(repl_cursor* c) {
 // WHERE key = ? found nothing here: the row may live on other nodes only (replicateTo,
 // residency, shards). The forwarder says whether that can be, and asks them if so.
 [[gnu::noinline]] int forward_lookup(repl_cursor* c, repl_vtab* t, sqlite3_value* key_arg) {
-    auto forward = get_read_forwarder();
+    auto forward = read_forward_hook.get();
     if (!forward || t->schema != "main" || !t->replicate) return SQLITE_OK;
     const char* path = sqlite3_db_filename(t->conn->db(), "main");
     if (!path || !*path) return SQLITE_OK;
