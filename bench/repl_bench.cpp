@@ -51,7 +51,10 @@
 //      own: the local insert rate the rate visible on B is compared with. (Fresh tables,
 //      because SQLite's insert rate with the random-order INDEXED column falls as the table
 //      outgrows the default 2 MB page cache, plain SQLite too, so the 1,000,000-row table t
-//      is no baseline.) Figures are medians (the machine is usually shared and noisy). Then
+//      is no baseline.) Figures are medians (the machine is usually shared and noisy). The
+//      CPU time of every thread of the writer's and the reader's processes over the rounds
+//      (/proc/<pid>/task/*/stat, by thread name: hdbrepl-io, hdbrepl-db, and "main", the
+//      process's own connection) is printed per row, and C's likewise. Then
 //      the TLS pair's tables are checked as in 6 and the TLS pair stops.
 //   5. Stalled peer: B is stopped with SIGSTOP, A inserts 500,000 more rows into t and then
 //      idles 2 s while this program samples A's VmRSS every 10 ms; the figure is A's VmHWM
