@@ -105,7 +105,10 @@ int replication_store::remove_node(const std::string& name, bool& existed) {
 }
 
 int replication_store::ensure_node(const std::string& name, const std::string& url) {
-    cached_stmt s(sys_.cache(), "INSERT OR IGNORE INTO " + sys_.table("hdbrepl_nodes") + "(name, url, added_at) VALUES(?1, ?2, ?3)");
+    // Never for a removed node: a link that came up just before remove_node queues this
+    // after the removal's delete, and would bring the row back (seen under TSan).
+    cached_stmt s(sys_.cache(), "INSERT OR IGNORE INTO " + sys_.table("hdbrepl_nodes") + "(name, url, added_at) SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM " +
+                                    sys_.table("hdbrepl_meta") + " WHERE key = 'removed:' || ?1)");
     if (!s) return s.prepare_rc();
     sqlite3_bind_text(s.get(), 1, name.c_str(), -1, SQLITE_STATIC);
     sqlite3_bind_text(s.get(), 2, url.c_str(), -1, SQLITE_STATIC);
