@@ -69,18 +69,27 @@ int placement_store::in_use(bool& out) {
 }
 
 int placement_store::ensure() {
-    if (table_known_) return SQLITE_OK;
+    // A look at sqlite_schema first: connections call this at the first write of every
+    // transaction that asked for placement, and the table nearly always exists.
+    if (table_known_ || have_table(db_, sys_.schema())) {
+        table_known_ = true;
+        return SQLITE_OK;
+    }
     std::string err;
     int rc = exec_sql(db_, "CREATE TABLE IF NOT EXISTS " + sys_.table("hdbrepl_placement") +
                                "(tbl TEXT NOT NULL, key NOT NULL, nodes TEXT NOT NULL, PRIMARY KEY(tbl, key)) WITHOUT ROWID", err);
+    if (rc == SQLITE_OK) table_known_ = true;
+    return rc;
+}
+
+int placement_store::clear_stale_flag() {
     // The flag says placements exist, not that the table does: a fully replicated database
     // (the table made at node start, never used) must not pay a lookup per written row.
     // Databases whose flag was set with the table (before this distinction) lose it here
     // while the table is empty.
-    if (rc == SQLITE_OK)
-        rc = exec_sql(db_, "DELETE FROM " + sys_.table("hdbrepl_meta") + " WHERE key = 'placement' AND NOT EXISTS (SELECT 1 FROM " +
+    std::string err;
+    int rc = exec_sql(db_, "DELETE FROM " + sys_.table("hdbrepl_meta") + " WHERE key = 'placement' AND NOT EXISTS (SELECT 1 FROM " +
                                sys_.table("hdbrepl_placement") + ")", err);
-    if (rc == SQLITE_OK) table_known_ = true;
     known_ = -1; // read the flag again
     return rc;
 }
@@ -136,8 +145,7 @@ int placement_store::put(const std::string& table, const value& key, const std::
     bool have = false;
     in_use(have);
     if (!have) { // the first placement of this schema: the flag (and the table, normally made already)
-        if (!table_known_ && !have_table(db_, sys_.schema()))
-            if (int rc = ensure(); rc != SQLITE_OK) return rc;
+        if (int rc = ensure(); rc != SQLITE_OK) return rc;
         if (int rc = sys_.set_meta("placement", "1"); rc != SQLITE_OK) return rc;
         known_ = 1;
     }

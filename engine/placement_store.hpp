@@ -39,8 +39,8 @@ int rename_placements(sqlite3* db, const std::string& schema, const std::string&
 class placement_store {
 public:
     explicit placement_store(system_store& sys, sqlite3* db) : sys_(sys), db_(db) {}
-    // Whether a placement was stored in this schema (the meta flag; cleared by ensure()
-    // while the table is empty).
+    // Whether a placement was stored in this schema (the meta flag; cleared by
+    // clear_stale_flag() while the table is empty).
     int in_use(bool& out);
     // The caller read the flag already (row_placer reads it with the other settings).
     void set_in_use(bool known) { known_ = known ? 1 : 0; }
@@ -50,8 +50,10 @@ public:
     int put(const std::string& table, const value& key, const std::vector<std::string>& nodes);
     int erase(const std::string& table, const value& key);
     // Creates the table when missing (a schema change: call it where DDL is safe, not from
-    // inside a commit), and clears the flag when the table is empty.
+    // inside a commit).
     int ensure();
+    // Clears the flag while the table is empty (node start; the table must exist).
+    int clear_stale_flag();
 
 private:
     system_store& sys_;

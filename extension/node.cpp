@@ -143,6 +143,7 @@ bool node_impl::start(std::string& error) {
             if (rc == SQLITE_OK) {
                 placement_store ps(wstore_->system(), wdb_);
                 rc = ps.ensure();
+                if (rc == SQLITE_OK) rc = ps.clear_stale_flag();
                 if (rc == SQLITE_OK)
                     rc = cfg_.replicate_to >= 0 ? wstore_->system().set_meta("replicate_to", std::to_string(cfg_.replicate_to))
                                                 : exec_sql(wdb_, "DELETE FROM main.hdbrepl_meta WHERE key = 'replicate_to'", err);
