@@ -504,6 +504,7 @@ int run(const options& o) {
                 o.rounds, o.quick ? " (--quick)" : "", grouped(static_cast<double>(sz.insert_rows)).c_str(),
                 grouped(static_cast<double>(sz.commits * o.rounds)).c_str(), grouped(static_cast<double>(sz.point_lookups)).c_str(),
                 grouped(static_cast<double>(sz.range_scans)).c_str(), grouped(static_cast<double>(sz.breed_lookups)).c_str());
+    std::printf("Databases in %s, on %s.\n", dir.str().c_str(), dir.storage().c_str());
     std::fflush(stdout);
 
     std::vector<figures> all;

@@ -9,6 +9,8 @@
 
 #include <sqlite3.h>
 
+#include <linux/magic.h>
+#include <sys/statfs.h>
 #include <time.h>
 
 #include <cerrno>
@@ -206,6 +208,14 @@ public:
         tmpl.push_back('\0');
         if (!mkdtemp(tmpl.data())) fail(std::string("mkdtemp: ") + std::strerror(errno));
         path_ = tmpl.data();
+    }
+    // What the directory is on: "tmpfs (memory)" or "disk", for the report's header (the
+    // storage decides the absolute figures: on a slow virtual disk SQLite's own WAL writes
+    // bound them, and the ratios against plain SQLite on the same storage are what compare).
+    std::string storage() const {
+        struct statfs fs {};
+        if (statfs(path_.c_str(), &fs) != 0) return "unknown storage";
+        return fs.f_type == TMPFS_MAGIC ? "tmpfs (memory)" : "disk";
     }
     ~temp_dir() {
         if (keep) return;

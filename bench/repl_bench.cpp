@@ -43,7 +43,7 @@
 //      pairs one by one (P T, T P, T P, P T, ...).
 //   4. Throughput, 5 rounds on each pair: the writer creates a fresh table tpN and inserts
 //      200,000 rows in 1,000-row transactions as fast as it can, while the reader polls
-//      max(id) every 200 us: the reader's rate from its first visible row to its last (rows
+//      max(id) every 1 ms: the reader's rate from its first visible row to its last (rows
 //      already visible at the first sighting do not count), and the end-to-end time from the
 //      first BEGIN to the last row on the reader. Each round runs on both pairs, in
 //      alternating order. Alternately before and after each round, a third process C (the
@@ -191,7 +191,7 @@ private:
 //   insert TABLE FIRST COUNT     COUNT rows from id FIRST, 1,000-row transactions -> t_begin t_end
 //   commit1 TABLE ID             one autocommit INSERT with ts = now           -> ts t_after
 //   waitrow TABLE ID MS          @polling, then polls id=ID in a tight loop    -> t_seen ts
-//   watch TABLE FIRST LAST MS    (waits for TABLE) @polling, then polls max(id) every 200 us
+//   watch TABLE FIRST LAST MS    (waits for TABLE) @polling, then polls max(id) every 1 ms
 //                                until >= LAST                                 -> t_first max_at_first t_last
 //   waitall TABLE N LAST MS      polls until TABLE exists, max(id) >= LAST, count(*) >= N -> t_done count
 //   digest TABLE                 count, sum(id), sum(length(name)), sum(length(breed)), sum(ts % 1000003)
@@ -1310,10 +1310,10 @@ int run(const options& o) {
     std::printf("A' = %s:%d, B' = %s:%d (securePort only, mutual TLS: B' joined A' with add_node and credentials)\n", ip_ta, tls_port_a,
                 ip_tb, tls_port_b);
     std::printf("%s rows for the initial sync, %s latency samples, %d x %s rows for throughput (each on both pairs), %s rows written while\n"
-                "B is stopped%s; bulk writes in 1,000-row transactions. Load average %s. Working directory %s%s\n",
+                "B is stopped%s; bulk writes in 1,000-row transactions. Load average %s. Working directory %s on %s%s\n",
                 grouped(static_cast<double>(sz.sync_rows)).c_str(), grouped(static_cast<double>(sz.latency_samples)).c_str(), sz.tp_rounds,
                 grouped(static_cast<double>(sz.tp_rows)).c_str(), grouped(static_cast<double>(sz.stall_rows)).c_str(),
-                o.quick ? " (--quick)" : "", r.load_start.c_str(), dir.str().c_str(), o.keep ? " (kept)" : "");
+                o.quick ? " (--quick)" : "", r.load_start.c_str(), dir.str().c_str(), dir.storage().c_str(), o.keep ? " (kept)" : "");
     std::fflush(stdout);
 
     cluster c;
