@@ -13,11 +13,22 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 .PHONY: deps build test bench demo sanitize tsan fuzz clean scale
 
+# Every build directory is generated for Ninja: it starts a target's compiles before the
+# libraries it links are finished, so on 2 cores the long net/ sources overlap with the rest
+# (Unix Makefiles waited for each library first). A directory configured earlier for another
+# generator has its cache dropped first (cmake refuses to switch generators in place).
+# $(call configure,DIR,FLAGS)
+define configure
+	@if [ -f $(1)/CMakeCache.txt ] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$$' $(1)/CMakeCache.txt; then \
+		rm -rf $(1)/CMakeCache.txt $(1)/CMakeFiles; fi
+	cmake -S . -B $(1) -G Ninja $(2) >/dev/null
+endef
+
 deps:
 	@bash scripts/install-deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	$(call configure,$(BUILD),$(CMAKE_FLAGS))
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build
@@ -30,7 +41,7 @@ test: build
 # measures on disk; README.md gives both.
 BENCH_DIR ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm || echo /tmp)
 bench: deps
-	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DHDBREPL_BUILD_TESTS=OFF >/dev/null
+	$(call configure,build-bench,-DCMAKE_BUILD_TYPE=Release -DHDBREPL_BUILD_TESTS=OFF)
 	cmake --build build-bench -j $(JOBS) --target hdbrepl hdbrepl_bench hdbrepl_repl_bench
 	TMPDIR=$(BENCH_DIR) ./build-bench/hdbrepl_bench --lib ./build-bench/libhdbrepl
 	TMPDIR=$(BENCH_DIR) ./build-bench/hdbrepl_repl_bench --lib ./build-bench/libhdbrepl
@@ -40,7 +51,7 @@ demo: build
 	/usr/bin/python3 samples/demo.py ./$(BUILD)/libhdbrepl
 
 sanitize: deps
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE="address;undefined" >/dev/null
+	$(call configure,build-asan,-DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE="address;undefined")
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) --timeout 900
 
@@ -51,7 +62,7 @@ sanitize: deps
 TSAN_BUILD ?= build-tsan
 TSAN_CLUSTER ?= basic|resync|topology|initial_sync|membership|placement|security|hostile
 tsan: deps
-	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE=thread >/dev/null
+	$(call configure,$(TSAN_BUILD),-DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE=thread)
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target net_tests unit_tests node_host hdbrepl
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L "net|unit" --timeout 900
 	cd $(TSAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L cluster -R 'cluster\.($(TSAN_CLUSTER))_test$$' --timeout 900
@@ -63,8 +74,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_JOBS ?= 2
 fuzz:
 	@bash scripts/install-deps.sh clang libclang-rt-dev
-	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DHDBREPL_FUZZ=ON \
-		-DHDBREPL_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	$(call configure,build-fuzz,-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DHDBREPL_FUZZ=ON \
+		-DHDBREPL_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo)
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) bash scripts/run-fuzz.sh build-fuzz
 
@@ -84,6 +95,6 @@ scale: build
 CHAOS_SECONDS ?= 120
 .PHONY: chaos
 chaos: deps
-	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	$(call configure,$(BUILD),$(CMAKE_FLAGS))
 	cmake --build $(BUILD) -j $(JOBS) --target hdbrepl
 	CHAOS_SECONDS=$(CHAOS_SECONDS) bash scripts/run-chaos.sh $(BUILD)

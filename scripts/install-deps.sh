@@ -3,7 +3,7 @@
 # Used by every Makefile target, so a fresh machine needs nothing else.
 set -euo pipefail
 # Extra packages a target needs can be given as arguments (make fuzz: clang libclang-rt-dev).
-pkgs=(libsqlite3-dev sqlite3 libboost1.81-dev libboost-json1.81-dev libssl-dev libyaml-cpp-dev catch2 cmake g++ make pkg-config python3 "$@")
+pkgs=(libsqlite3-dev sqlite3 libboost1.81-dev libboost-json1.81-dev libssl-dev libyaml-cpp-dev catch2 cmake ninja-build g++ make pkg-config python3 "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
