@@ -87,6 +87,7 @@ struct received {
     w::copy_end end; // copy_begin: its progress is the copy_start's
     std::vector<w::copy_table> tables;
     std::uint64_t link_id = 0;
+    bool resumed = false; // copy_end: of a copy this node asked to resume (rows after a point only)
 };
 
 struct copy_state; // sender side of an initial copy, lives on the db thread
@@ -155,6 +156,7 @@ struct link_info {
     bool hello_sent = false;
     bool copy_source = false; // we asked this link for an initial copy
     std::uint64_t copy_rows_before = 0; // rows already here when we asked it to resume one
+    bool copy_resumed = false;          // we asked it to resume a cut copy (sent a resume point)
     std::string peer;         // set after HELLO
     bool sign = false;        // an inbound certificate exchange (/hdbrepl/sign), not replication
     bool sign_requested = false; // its one request arrived (more are ignored)

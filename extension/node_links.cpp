@@ -180,6 +180,7 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
         h.needs_copy = true;
         h.resume = resume_point_;
         li.copy_rows_before = resume_point_ ? resume_rows_ : 0;
+        li.copy_resumed = resume_point_.has_value();
         li.copy_source = true;
         copy_link_ = id;
     }
@@ -338,6 +339,7 @@ void node_impl::ensure_copy_source() {
             p->copying = true;
             p->copy_done = p->copy_total = 0;
             li.copy_rows_before = resume_point_ ? resume_rows_ : 0;
+            li.copy_resumed = resume_point_.has_value();
             send_link(li.link, w::copy_request{resume_point_});
             return;
         }
@@ -440,6 +442,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 received r;
                 r.what = received::copy_end;
                 r.peer = p->name;
+                r.resumed = li.copy_source && li.copy_resumed;
                 r.end = std::move(x);
                 r.tables = p->copy_tables;
                 r.link_id = li.id;

@@ -5,6 +5,9 @@
 #include "engine/txn_record.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 
 namespace hdbrepl::ext::node_detail {
 
@@ -14,6 +17,17 @@ namespace {
 bool is_resource_error(int rc) {
     const int primary = rc & 0xff;
     return primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_NOMEM;
+}
+
+// Test hook: HDBREPL_TEST_COPY_END_DELAY_MS (read once; never set outside tests) holds each
+// copy end that long on the db thread, so a cluster test can replace the copy's link while
+// the end of a complete copy is still queued (initial_sync_test).
+void copy_end_test_delay() {
+    static const long ms = [] {
+        const char* s = std::getenv("HDBREPL_TEST_COPY_END_DELAY_MS");
+        return s ? std::clamp(std::strtol(s, nullptr, 10), 0L, 10000L) : 0L;
+    }();
+    if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
 } // namespace
@@ -211,11 +225,25 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     if (first.what == received::copy_end) {
         progress_map prog;
         for (const auto& o : first.end.progress) prog[o.origin] = o.hlc;
-        // A copy that was cut and resumed claims no more than its earliest snapshot held.
-        const bool was_resumed = resume_.has_point;
-        if (!synced_ && resume_.has_base) lower_copy_base(prog, resume_.base);
+        copy_end_test_delay();
+        bool claim_nothing = false;
+        if (first.resumed && !resume_.has_base) {
+            // A resumed copy brings only the rows after its resume point, and skips the rows
+            // before it, including what changed in them since the first snapshot. Without
+            // the earlier attempt's base (that attempt's end was still queued when its link
+            // was replaced, and completed this node's copy first) its progress is not ours
+            // to claim: the rows merge by version, and the stream brings the rest.
+            claim_nothing = true;
+            prog.clear();
+        } else if (!synced_ && resume_.has_base) {
+            // A copy that was cut and resumed claims no more than its earliest snapshot held.
+            lower_copy_base(prog, resume_.base);
+        }
         std::string err;
         int rc = exec_sql(wdb_, "BEGIN IMMEDIATE", err);
+        // Busy past the timeout: try again shortly, keeping the order (dropping the end would
+        // leave this node waiting for a copy that already arrived).
+        if (rc != SQLITE_OK) return requeue_and_retry(items, i, clock_ms(100));
         // Tables that are empty at the source came without rows: create them, or the progress
         // raised below would claim their CREATE while they are missing here.
         for (const auto& t : first.tables) {
@@ -232,12 +260,19 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         if (rc == SQLITE_OK) rc = wstore_->system().set_meta("synced", "1");
         if (rc == SQLITE_OK) rc = wstore_->clear_copy_resume();
         if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+        if (rc != SQLITE_OK) {
+            exec_sql(wdb_, "ROLLBACK", err);
+            if (is_resource_error(rc)) return pause_intake(err, items, i); // as for rows: wait, lose nothing
+        }
         if (rc == SQLITE_OK) {
-            if (was_resumed) log_line(name_, "the resumed initial copy is complete (" + std::to_string(resume_.rows_done) + " rows in all)");
+            if (claim_nothing)
+                log_line(name_, "a resumed copy from " + first.peer + " ended after this node's copy had completed: its rows merged, "
+                                "the rest comes by the stream");
+            else if (first.resumed)
+                log_line(name_, "the resumed initial copy is complete (" + std::to_string(resume_.rows_done) + " rows in all)");
             resume_ = {};
             publish_resume_point();
         }
-        else exec_sql(wdb_, "ROLLBACK", err);
         deferred_checked_.clear();
         if (rc == SQLITE_OK)
             for (const auto& [o, h] : prog) {
@@ -248,13 +283,25 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
             std::lock_guard lock(shared_m_);
             progress_copy_ = progress_;
         }
+        // Set here, not only on the io thread: a copy_begin already queued behind this end
+        // (another peer's, or a resumed attempt's) must see the node synced, or it would
+        // record that copy's snapshot as the base to claim.
+        if (rc == SQLITE_OK) synced_ = true;
         std::string peer = first.peer;
         auto link_id = first.link_id;
         ++i;
-        on_io([peer, link_id, rc, prog](node_impl& m) {
+        on_io([peer, link_id, rc, prog, err](node_impl& m) {
             auto* p = m.find_peer(peer);
             if (p && p->link_id == link_id) p->copying = false;
-            if (rc != SQLITE_OK) return;
+            if (rc != SQLITE_OK) {
+                // Not a resource error (those wait above): ask again on a fresh link.
+                if (p && p->link_id == link_id && p->link) {
+                    p->last_error = "copy end failed: " + err;
+                    log_line(m.name_, "copy from " + peer + " could not be completed: " + err);
+                    p->link->close("copy end failed");
+                }
+                return;
+            }
             m.synced_ = true;
             if (m.copy_link_ == link_id) m.copy_link_ = 0;
             if (auto* li = m.find_link(link_id)) li->copy_source = false;
