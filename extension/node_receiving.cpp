@@ -302,8 +302,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                 }
                 return;
             }
-            m.synced_ = true;
-            if (m.copy_link_ == link_id) m.copy_link_ = 0;
+            if (m.copy_link_ == link_id) m.copy_link_ = 0; // synced_ was set with the commit
             if (auto* li = m.find_link(link_id)) li->copy_source = false;
             // What the copy brought is not in our log, so we cannot stream it: a peer that
             // subscribed meanwhile and wants it gets a copy from us instead.

@@ -300,7 +300,6 @@ def test_cut_copy_resumes_where_it_stopped(c):
     wait_rows(b, "SELECT pad FROM big WHERE id = -5", [["after"]], what="a write after the resumed copy")
 
 
-
 def test_copy_end_still_queued_when_its_link_is_replaced(c):
     """B's copy from A is complete on the wire, but B has not applied its end yet (held
     2 s by a test hook) when A dials B and that link replaces B's (the smaller name's dial
