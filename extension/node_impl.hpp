@@ -285,6 +285,7 @@ private:
     void send(peer& p, const w::message& m);
     void send_link(const net::link_ptr& l, const w::message& m);
     w::subscription my_subscription(const std::string& peer_name, const link_info* li);
+    void choose_copy_source(link_info& li); // io thread
     void resubscribe_all();
     // A never-synced node with no copy under way asks a connected peer for one.
     void ensure_copy_source();

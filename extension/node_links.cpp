@@ -179,10 +179,7 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
     if (!synced_ && copy_link_ == 0) {
         h.needs_copy = true;
         h.resume = resume_point_;
-        li.copy_rows_before = resume_point_ ? resume_rows_ : 0;
-        li.copy_resumed = resume_point_.has_value();
-        li.copy_source = true;
-        copy_link_ = id;
+        choose_copy_source(li);
     }
     h.sub = my_subscription("", &li);
     if (h.needs_copy) { h.sub.start_after = ~hlc_t{0}; h.sub.progress.clear(); }
@@ -333,16 +330,23 @@ void node_impl::ensure_copy_source() {
             if (li.peer.empty() || !li.link || (pass == 0 && li.peer != copy_peer_)) continue;
             auto* p = find_peer(li.peer);
             if (!p || p->link_id != id) continue;
-            copy_link_ = id;
             copy_peer_.clear();
-            li.copy_source = true;
+            choose_copy_source(li);
             p->copying = true;
             p->copy_done = p->copy_total = 0;
-            li.copy_rows_before = resume_point_ ? resume_rows_ : 0;
-            li.copy_resumed = resume_point_.has_value();
             send_link(li.link, w::copy_request{resume_point_});
             return;
         }
+}
+
+// The one link this node takes its initial copy from, and what it asked that link for: the
+// rows after the resume point (if a copy was cut) or all of them. Set in one place because the
+// copy's end reads all three (node_receiving.cpp: a resumed copy claims less).
+void node_impl::choose_copy_source(link_info& li) {
+    li.copy_source = true;
+    li.copy_resumed = resume_point_.has_value();
+    li.copy_rows_before = li.copy_resumed ? resume_rows_ : 0;
+    copy_link_ = li.id;
 }
 
 void node_impl::resubscribe_all() {
