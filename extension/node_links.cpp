@@ -404,6 +404,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 r.link_id = li.id;
                 enqueue(std::move(r));
             } else if constexpr (std::is_same_v<T, w::ack>) {
+                const auto before = p->inflight_q.size();
                 while (!p->inflight_q.empty() && p->inflight_q.front().seq <= static_cast<std::int64_t>(x.seq)) {
                     auto& f = p->inflight_q.front();
                     if (f.origin == name_) p->confirmed_own = std::max(p->confirmed_own, f.hlc);
@@ -413,6 +414,10 @@ void node_impl::handle(link_info& li, w::message&& m) {
                     p->inflight_q.pop_front();
                 }
                 p->last_commit_confirmed = now_ms();
+                // The status first, then the waiters: once repl_confirm returns, the
+                // peer's backlog and lastCommitConfirmed in repl_cluster_status say so too
+                // (the 250 ms refresh alone left them stale after a confirmed write).
+                if (p->inflight_q.size() != before) update_status();
                 notify_confirmations();
                 pump(p->name);
             } else if constexpr (std::is_same_v<T, w::copy_start>) {

@@ -87,8 +87,17 @@ def main():
             for n in nodes:
                 wait_for(n, query, expected)
                 show("", n, query)
+            # Pings measure a link's round trip once it has been quiet for a second, and
+            # the backlog empties as the peers confirm: give both a moment (bounded).
+            deadline = time.time() + 5
+            while True:
+                status = json.loads(a.sql("SELECT repl_cluster_status()")[0][0])
+                settled = all(c["backlog"] == 0 and (c["database_sockets"][0].get("latency") or -1) >= 0
+                              for c in status["connections"])
+                if settled or time.time() > deadline:
+                    break
+                time.sleep(0.1)
             print("== cluster status of %s:" % a.ip)
-            status = json.loads(a.sql("SELECT repl_cluster_status()")[0][0])
             for conn in status["connections"]:
                 sock = conn["database_sockets"][0]
                 print("  %-10s state=%s connected=%s latency=%s ms backlog=%s lastCommitConfirmed=%s" % (
