@@ -122,13 +122,16 @@ bool node_impl::start(std::string& error) {
     for (const auto& r : cfg_.routes)
         if (r.shard >= 0) given_shards_[r.hostname] = r.shard;
     db_ = std::make_unique<db_thread>();
-    // Open the connections and read the persisted state on the database thread.
-    std::promise<std::string> opened;
-    auto fut = opened.get_future();
-    std::vector<node_row> known;
-    db_->post([&] {
+    // Open the connections and read the persisted state on the database thread. What the
+    // thread hands back is shared with it, not on this stack: after a timeout here it may
+    // still finish (the node's own members are safe: the destructor joins that thread).
+    auto opened = std::make_shared<std::promise<std::string>>();
+    auto fut = opened->get_future();
+    auto known_rows = std::make_shared<std::vector<node_row>>();
+    db_->post([this, opened, known_rows] {
+        auto& known = *known_rows;
         std::string err;
-        if (!open_connection(&wdb_, err) || !open_connection(&rdb_, err)) { opened.set_value(err); return; }
+        if (!open_connection(&wdb_, err) || !open_connection(&rdb_, err)) { opened->set_value(err); return; }
         int rc = ensure_replication_tables(wdb_, "main", err);
         if (rc == SQLITE_OK) {
             wstore_ = std::make_unique<replication_store>(wdb_, "main");
@@ -159,7 +162,7 @@ bool node_impl::start(std::string& error) {
         if (rc == SQLITE_OK) {
             security_ = std::make_unique<node_security>(wdb_, path_, cfg_);
             if (std::string e = security_->load(sec_); !e.empty()) {
-                opened.set_value(e);
+                opened->set_value(e);
                 return;
             }
             users_seen_ = sec_.users.users;
@@ -185,20 +188,21 @@ bool node_impl::start(std::string& error) {
             }
         }
         if (rc != SQLITE_OK && err.empty()) err = sqlite3_errmsg(wdb_);
-        opened.set_value(rc == SQLITE_OK ? "" : "preparing the database: " + err);
+        opened->set_value(rc == SQLITE_OK ? "" : "preparing the database: " + err);
     });
     if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) { error = "timed out opening the database"; return false; }
     error = fut.get();
     if (!error.empty()) return false;
+    const std::vector<node_row> known = std::move(*known_rows);
     {
         std::lock_guard lock(shared_m_);
         progress_copy_ = progress_;
     }
     // Listen, then dial; both on the io thread.
-    std::promise<std::string> listening;
-    auto lfut = listening.get_future();
+    auto listening = std::make_shared<std::promise<std::string>>();
+    auto lfut = listening->get_future();
     auto self = shared_from_this();
-    io_->post([self, &listening, known] {
+    io_->post([self, listening, known] {
         std::string err;
         net::link_options opts = self->link_opts();
         if (self->cfg_.has_port) {
@@ -213,7 +217,7 @@ bool node_impl::start(std::string& error) {
                     if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
                 },
                 err);
-            if (!l) { listening.set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.port) + ": " + err); return; }
+            if (!l) { listening->set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.port) + ": " + err); return; }
             self->listeners_.push_back(l);
         }
         if (self->cfg_.serve_secure) {
@@ -230,7 +234,7 @@ bool node_impl::start(std::string& error) {
                 },
                 err);
             if (!l) {
-                listening.set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.secure_port) + " (securePort): " + err);
+                listening->set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.secure_port) + " (securePort): " + err);
                 return;
             }
             self->tls_listener_ = l;
@@ -243,7 +247,7 @@ bool node_impl::start(std::string& error) {
         }
         self->update_status();
         self->on_db([](node_impl& n) { n.refresh_membership(true); });
-        listening.set_value("");
+        listening->set_value("");
     });
     if (lfut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) { error = "timed out starting the listener"; return false; }
     error = lfut.get();
@@ -293,9 +297,16 @@ void node_impl::stop() {
     if (stopped_.exchange(true)) return;
     if (commit_sub_) commit_signal::unsubscribe(commit_sub_);
     // Close sockets on the io thread and wait for that (bounded).
-    std::promise<void> closed;
-    auto fut = closed.get_future();
-    io_->post([this, &closed] {
+    auto closed = std::make_shared<std::promise<void>>();
+    auto fut = closed->get_future();
+    // Should the wait below give up, the node may be gone when this runs: hold it if it is
+    // owned (stop() called through a shared_ptr); from the destructor, `this` is only used
+    // while the destructor waits, as before.
+    std::weak_ptr<node_impl> weak = weak_from_this();
+    const bool owned = !weak.expired();
+    io_->post([this, weak, owned, closed] {
+        auto hold = weak.lock();
+        if (owned && !hold) return closed->set_value();
         for (auto& l : listeners_) l->close();
         listeners_.clear();
         tls_listener_.reset();
@@ -308,7 +319,7 @@ void node_impl::stop() {
         if (retry_apply_timer_) retry_apply_timer_->cancel();
         if (prune_timer_) prune_timer_->cancel();
         peers_.clear();
-        closed.set_value();
+        closed->set_value();
     });
     fut.wait_for(std::chrono::seconds(5));
     confirm_cv_.notify_all();

@@ -29,6 +29,17 @@ bool is_refusal(const std::string& error) {
     return error.rfind("TLS: server certificate", 0) == 0 || error.rfind("handshake refused: HTTP 4", 0) == 0;
 }
 
+// How long an operation waits for the node's threads. They are normally free within
+// milliseconds; a long wait means the database thread is inside a big step (an initial
+// copy's end building the indexes of a large table, a large batch).
+constexpr std::chrono::seconds op_wait{10};
+
+std::string busy_node_error(const std::string& what) {
+    return what + ": the node's database thread has been busy for " + std::to_string(op_wait.count()) +
+           " s (an initial copy or a large batch); the change is queued and takes effect when it gets to it "
+           "(see hdb_nodes and repl_cluster_status)";
+}
+
 } // namespace
 
 // ---- status ------------------------------------------------------------------------------
@@ -204,27 +215,30 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
         if (!e.empty()) return "certificate exchange with '" + hostname + "' failed: " + e;
         verify_tls = true; // we trust its CA now
     }
-    std::promise<int> done;
-    auto fut = done.get_future();
+    auto done = std::make_shared<std::promise<int>>();
+    auto fut = done->get_future();
     {
         std::lock_guard lock(shared_m_);
         if (row.subscriptions_json.empty()) rules_.erase(row.name);
         else rules_[row.name] = parse_rules(row.subscriptions_json);
     }
-    on_db([row, &done](node_impl& n) {
+    // The row, then the dialing, chained from the database thread: if that thread is busy
+    // past the wait below, the operation still completes as a whole when it gets to it.
+    on_db([row, done, hostname, port, scheme, start_time, verify_tls](node_impl& n) {
         if (row.shard >= 0) n.given_shards_[row.name] = row.shard;
         int rc = n.wstore_->put_node(row);
         if (rc == SQLITE_OK) rc = n.wstore_->set_removed(row.name, false);
         if (rc == SQLITE_OK) rc = clear_removal(n.wdb_, "main", row.name);
         n.removals_seen_.erase(row.name);
-        done.set_value(rc);
+        if (rc != SQLITE_OK) return done->set_value(rc);
+        n.on_io([done, hostname, port, scheme, start_time, verify_tls](node_impl& m) {
+            m.removed_.erase(hostname);
+            m.add_target(hostname, port, scheme, start_time, verify_tls);
+            done->set_value(SQLITE_OK);
+        });
     });
-    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "timed out writing hdb_nodes";
+    if (fut.wait_for(op_wait) != std::future_status::ready) return busy_node_error("adding '" + hostname + "'");
     if (int rc = fut.get(); rc != SQLITE_OK) return std::string("writing hdb_nodes: ") + sqlite3_errstr(rc);
-    on_io([hostname, port, scheme, start_time, verify_tls](node_impl& m) {
-        m.removed_.erase(hostname);
-        m.add_target(hostname, port, scheme, start_time, verify_tls);
-    });
     if (scheme == "wss") {
         // A refusal (untrusted certificate, name mismatch, refused credentials) is the
         // answer to this add_node; a node that is merely down is kept and retried.
@@ -238,12 +252,12 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
                 }
                 m.update_status();
             });
-            std::promise<void> removed;
-            auto rfut = removed.get_future();
-            on_db([name = row.name, &removed](node_impl& n) {
+            auto removed = std::make_shared<std::promise<void>>();
+            auto rfut = removed->get_future();
+            on_db([name = row.name, removed](node_impl& n) {
                 bool existed = false;
                 n.wstore_->remove_node(name, existed);
-                removed.set_value();
+                removed->set_value();
             });
             rfut.wait_for(std::chrono::seconds(10));
             return "cannot connect to '" + hostname + "': " + e;
@@ -275,43 +289,48 @@ std::string node_impl::remove_node(const std::string& operation_json, std::strin
         if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
     }
     if (name.empty()) return "'hostname' (or 'name' or 'url') is required";
-    std::promise<std::pair<int, bool>> done;
-    auto fut = done.get_future();
-    on_db([name, &done](node_impl& n) {
-        bool existed = false;
-        int rc = n.wstore_->remove_node(name, existed);
-        if (rc == SQLITE_OK) rc = n.wstore_->set_removed(name, true);
+    struct removal {
+        int rc = SQLITE_OK;
+        bool existed = false; // a row in hdb_nodes
+        bool known = false;   // a peer or a target of this node
+    };
+    auto done = std::make_shared<std::promise<removal>>();
+    auto fut = done->get_future();
+    // As in set_node: the io step is chained from the database step, so a removal the wait
+    // below gives up on still completes.
+    on_db([name, done](node_impl& n) {
+        removal r;
+        r.rc = n.wstore_->remove_node(name, r.existed);
+        if (r.rc == SQLITE_OK) r.rc = n.wstore_->set_removed(name, true);
         // Every member learns it (and no stale membership row brings the node back).
-        if (rc == SQLITE_OK) rc = put_removal(n.wdb_, "main", name, n.name_);
+        if (r.rc == SQLITE_OK) r.rc = put_removal(n.wdb_, "main", name, n.name_);
         n.removals_seen_.insert(name);
-        done.set_value({rc, existed});
+        if (r.rc != SQLITE_OK) return done->set_value(r);
+        n.on_io([name, done, r](node_impl& m) mutable {
+            r.known = m.peers_.count(name) > 0;
+            for (const auto& [key, t] : m.targets_) r.known = r.known || t.peer_name == name || t.host == name;
+            m.forget_node(name);
+            done->set_value(r);
+        });
     });
-    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "timed out writing hdb_nodes";
-    auto [rc, existed] = fut.get();
-    if (rc != SQLITE_OK) return std::string("writing hdb_nodes: ") + sqlite3_errstr(rc);
-    std::promise<bool> known;
-    auto kfut = known.get_future();
-    on_io([name, &known](node_impl& m) {
-        bool k = m.peers_.count(name) > 0;
-        for (const auto& [key, t] : m.targets_) k = k || t.peer_name == name || t.host == name;
-        m.forget_node(name);
-        known.set_value(k);
-    });
-    bool was_known = kfut.wait_for(std::chrono::seconds(5)) == std::future_status::ready && kfut.get();
+    if (fut.wait_for(op_wait) != std::future_status::ready) return busy_node_error("removing '" + name + "'");
+    const removal r = fut.get();
+    if (r.rc != SQLITE_OK) return std::string("writing hdb_nodes: ") + sqlite3_errstr(r.rc);
+    const bool existed = r.existed, was_known = r.known;
     if (!existed && !was_known) return "'" + name + "' does not exist";
     reply_json = json::message("Successfully removed '" + name + "' from cluster");
     return "";
 }
 
 std::string node_impl::search_nodes_json() {
-    std::promise<std::vector<node_row>> done;
-    auto fut = done.get_future();
-    on_db([&done](node_impl& n) {
+    auto done = std::make_shared<std::promise<std::vector<node_row>>>();
+    auto fut = done->get_future();
+    on_db([done](node_impl& n) {
         std::vector<node_row> rows;
         n.wstore_->load_nodes(rows);
-        done.set_value(rows);
+        done->set_value(rows);
     });
-    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "[]";
+    if (fut.wait_for(op_wait) != std::future_status::ready) return "[]";
     json::array out;
     json::object self;
     self["name"] = name_;

@@ -21,11 +21,12 @@ bool is_resource_error(int rc) {
 
 // Test hook: HDBREPL_TEST_COPY_END_DELAY_MS (read once; never set outside tests) holds each
 // copy end that long on the db thread, so a cluster test can replace the copy's link while
-// the end of a complete copy is still queued (initial_sync_test).
+// the end of a complete copy is still queued (initial_sync_test), or keep the db thread busy
+// past an operation's wait (membership_test).
 void copy_end_test_delay() {
     static const long ms = [] {
         const char* s = std::getenv("HDBREPL_TEST_COPY_END_DELAY_MS");
-        return s ? std::clamp(std::strtol(s, nullptr, 10), 0L, 10000L) : 0L;
+        return s ? std::clamp(std::strtol(s, nullptr, 10), 0L, 20000L) : 0L;
     }();
     if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
