@@ -52,6 +52,21 @@ void node_impl::notify_confirmations() {
     confirm_cv_.notify_all();
 }
 
+// The status first, then the waiters: once repl_confirm returns, the peers it counted show
+// their confirmation (backlog, lastCommitConfirmed) in repl_cluster_status too; the 250 ms
+// refresh alone left them stale. One rebuild for all the acks already queued on the io
+// thread: with many peers each commit brings an ack from each, and rebuilding the whole
+// document for every one of them would cost the io thread more than the acks themselves.
+void node_impl::confirmations_changed() {
+    if (confirm_refresh_posted_) return;
+    confirm_refresh_posted_ = true;
+    on_io([](node_impl& m) {
+        m.confirm_refresh_posted_ = false;
+        m.update_status();
+        m.notify_confirmations();
+    });
+}
+
 int node_impl::wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout, const std::set<std::string>& only) {
     std::unique_lock lock(shared_m_);
     auto count = [&] {

@@ -286,6 +286,8 @@ private:
     void send_link(const net::link_ptr& l, const w::message& m);
     w::subscription my_subscription(const std::string& peer_name, const link_info* li);
     void choose_copy_source(link_info& li); // io thread
+    void confirmations_changed();           // io thread: status, then repl_confirm's waiters
+    bool confirm_refresh_posted_ = false;   // io thread
     void resubscribe_all();
     // A never-synced node with no copy under way asks a connected peer for one.
     void ensure_copy_source();

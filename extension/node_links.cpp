@@ -414,11 +414,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                     p->inflight_q.pop_front();
                 }
                 p->last_commit_confirmed = now_ms();
-                // The status first, then the waiters: once repl_confirm returns, the
-                // peer's backlog and lastCommitConfirmed in repl_cluster_status say so too
-                // (the 250 ms refresh alone left them stale after a confirmed write).
-                if (p->inflight_q.size() != before) update_status();
-                notify_confirmations();
+                if (p->inflight_q.size() != before) confirmations_changed();
                 pump(p->name);
             } else if constexpr (std::is_same_v<T, w::copy_start>) {
                 p->copying = true;
