@@ -302,7 +302,8 @@ def test_cut_copy_resumes_where_it_stopped(c):
 
 def test_copy_end_still_queued_when_its_link_is_replaced(c):
     """B's copy from A is complete on the wire, but B has not applied its end yet (held
-    2 s by a test hook) when A dials B and that link replaces B's (the smaller name's dial
+    6 s by a test hook: 2 s was missed under TSan on a loaded CI machine, where add_node and
+    A's dial took longer) when A dials B and that link replaces B's (the smaller name's dial
     wins). B asks the new link to resume after the rows it holds; the first copy's end then
     completes B's copy. The resumed copy that follows skips the rows before its resume
     point, so its snapshot's progress must not be claimed: A's own member row, rewritten
@@ -312,7 +313,7 @@ def test_copy_end_still_queued_when_its_link_is_replaced(c):
     # A knows B's address (so it accepts B's link) but dials a port where nothing listens:
     # A dials B for real only when told to, inside B's window.
     a.start(routes=[{"hostname": B_IP, "port": pick_port("nobody", [B_IP])}])
-    os.environ["HDBREPL_TEST_COPY_END_DELAY_MS"] = "2000"
+    os.environ["HDBREPL_TEST_COPY_END_DELAY_MS"] = "6000"
     try:
         b = c.node(B_IP)
     finally:
