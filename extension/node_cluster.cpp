@@ -274,7 +274,7 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
                 n.wstore_->remove_node(name, existed);
                 removed->set_value();
             });
-            rfut.wait_for(std::chrono::seconds(10));
+            rfut.wait_for(op_wait);
             return "cannot connect to '" + hostname + "': " + e;
         }
     }

@@ -92,7 +92,8 @@ def main():
             deadline = time.time() + 5
             while True:
                 status = json.loads(a.sql("SELECT repl_cluster_status()")[0][0])
-                settled = all(c["backlog"] == 0 and (c["database_sockets"][0].get("latency") or -1) >= 0
+                settled = all(c["backlog"] == 0 and (c["database_sockets"][0].get("latency") is not None and
+                                                     c["database_sockets"][0]["latency"] >= 0)
                               for c in status["connections"])
                 if settled or time.time() > deadline:
                     break

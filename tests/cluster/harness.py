@@ -178,8 +178,9 @@ def yaml_config(hostname, port, routes=(), bind=None, extra=None):
 class Node:
     """A node process on one database file. `ip` is its hostname, bind address and name."""
 
-    def __init__(self, cluster, ip, db_name=None):
+    def __init__(self, cluster, ip, db_name=None, env=None):
         self.cluster = cluster
+        self.env = dict(env or {})  # extra environment of this node's process (test hooks), kept across restarts
         self.ip = ip
         self.name = ip
         # ":memory:" and "" (a temporary database) are passed as they are.
@@ -198,7 +199,7 @@ class Node:
         log = open(self.log_path, "ab")
         log.write(f"---- harness: node process starting at {time.strftime('%H:%M:%S')} ----\n".encode())
         log.flush()
-        env = dict(os.environ)
+        env = dict(os.environ, **self.env)
         env["HDBREPL_SO"] = SO
         host = os.environ.get("HDBREPL_NODE_HOST")  # a node program (node_host) instead of node_proc.py
         argv = [host, self.db_path] if host else [PYTHON, NODE_PROC, self.db_path]
@@ -384,8 +385,8 @@ class Cluster:
         # Fast redial so restarts are noticed quickly in tests.
         self.default_extra = {"reconnectMaxDelay": "500ms"}
 
-    def node(self, ip, db_name=None):
-        n = Node(self, ip, db_name)
+    def node(self, ip, db_name=None, env=None):
+        n = Node(self, ip, db_name, env)
         self.nodes.append(n)
         return n
 

@@ -313,11 +313,7 @@ def test_copy_end_still_queued_when_its_link_is_replaced(c):
     # A knows B's address (so it accepts B's link) but dials a port where nothing listens:
     # A dials B for real only when told to, inside B's window.
     a.start(routes=[{"hostname": B_IP, "port": pick_port("nobody", [B_IP])}])
-    os.environ["HDBREPL_TEST_COPY_END_DELAY_MS"] = "6000"
-    try:
-        b = c.node(B_IP)
-    finally:
-        del os.environ["HDBREPL_TEST_COPY_END_DELAY_MS"]
+    b = c.node(B_IP, env={"HDBREPL_TEST_COPY_END_DELAY_MS": "6000"})
     b.start(routes=[A_IP])
     wait_until(lambda: any("copy for " + B_IP + " sent" in line for line in a.log_lines()), 10, "A's copy for B sent")
     a.op("add_node", {"hostname": B_IP})

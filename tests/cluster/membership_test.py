@@ -375,11 +375,7 @@ def test_operation_on_a_busy_node_says_so_and_completes_late(c):
     a.start(routes=[{"hostname": b_ip, "port": pick_port("nobody", [b_ip])}])
     a.sql("CREATE VIRTUAL TABLE dog USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT)")
     a.sql("INSERT INTO dog VALUES (1, 'before')")
-    os.environ["HDBREPL_TEST_COPY_END_DELAY_MS"] = "13000"
-    try:
-        b = c.node(b_ip)
-    finally:
-        del os.environ["HDBREPL_TEST_COPY_END_DELAY_MS"]
+    b = c.node(b_ip, env={"HDBREPL_TEST_COPY_END_DELAY_MS": "13000"})
     b.start(routes=[a_ip])
     wait_until(lambda: any("copy for " + b_ip + " sent" in line for line in a.log_lines()), 10, "A's copy for B sent")
     time.sleep(0.5)  # B's database thread is in the held copy end now
