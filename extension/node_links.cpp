@@ -67,7 +67,7 @@ void node_impl::dial(const std::string& key) {
                   for (auto& waiter : std::exchange(it->second.first_result, {})) waiter(error);
                   if (!link) {
                       if (!it->second.peer_name.empty())
-                          if (auto* p = s->find_peer(it->second.peer_name)) {
+                          if (auto* p = s->find_peer(it->second.peer_name); p && !p->link) { // else it is reached the other way
                               p->last_error = error;
                               p->state = "unreachable";
                           }
@@ -263,6 +263,16 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     }
     li.peer = h.node_name;
     if (!li.target.empty()) targets_[li.target].peer_name = h.node_name;
+    // A target of ours whose own dial never reached this peer (refused before the peer knew
+    // us, or backing off) while the peer's dial did: it is this peer, not a node down (a
+    // forwarded read would wait for it as unreachable; the status would list it twice).
+    // Matched by the URL the peer advertises, host and port: nodes on one machine share an
+    // address.
+    if (!h.node_url.empty()) {
+        const node_url u = split_node_url(h.node_url);
+        for (auto& [key, t] : targets_)
+            if (t.peer_name.empty() && t.host == u.host && t.port == u.port) t.peer_name = h.node_name;
+    }
     allowed_ips_.insert(li.link->remote_address());
     auto& p = peers_[h.node_name];
     p.name = h.node_name;

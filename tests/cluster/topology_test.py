@@ -211,5 +211,23 @@ def test_hdb_nodes_system_table(c):
     check("hdb_nodes" in msg or "read" in msg.lower(), f"hdb_nodes is read-only: {msg}")
 
 
+def test_target_reached_the_other_way_is_that_peer(c):
+    """A's dial of B is refused (B does not know A yet), and A waits 10-20 s to try again;
+    meanwhile B adds A and dials it. That link is A's link to B: A's status lists B once, as
+    connected (it used to list the refused target beside the connected peer, both named B,
+    and a forwarded read counted such a target as a node that may hold the row but is
+    down)."""
+    a, b = c.node(A_IP), c.node(B_IP)
+    b.start()
+    a.start(routes=[B_IP], extra={"reconnectMinDelay": "20s", "reconnectMaxDelay": "20s"})
+    wait_until(lambda: (lambda x: x and x.get("lastError"))(a.connection(B_IP)), 10, "A's first dial of B refused")
+    b.op("add_node", {"hostname": A_IP})
+    wait_connected(a, b)
+    entries = [x for x in a.status()["connections"] if x["name"] == B_IP]
+    check_eq([x["database_sockets"][0]["connected"] for x in entries], [True],
+             f"A's status entries for B (one, connected): {entries}")
+    check(entries[0]["state"] in ("connected", "copying"), f"B's state on A: {entries[0]['state']}")
+
+
 if __name__ == "__main__":
     run_tests(globals())
