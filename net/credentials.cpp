@@ -279,7 +279,7 @@ private:
 // ---- passwords --------------------------------------------------------------------------------
 
 constexpr int min_iterations = 100000;
-constexpr int max_iterations = 10000000;
+constexpr int max_iterations = max_password_iterations;
 constexpr std::size_t salt_size = 16;
 constexpr std::size_t hash_size = 32;
 constexpr char hash_scheme[] = "pbkdf2-sha256";
@@ -378,22 +378,41 @@ std::string hash_password(const std::string& password, int iterations) {
            base64_encode(hash);
 }
 
-bool verify_password(const std::string& password, const std::string& stored) {
-    error_mark mark;
+namespace {
+// The parts of a stored hash; false for malformed text or a count outside the range, which
+// is refused before any work (the stored text may come from another node).
+bool parse_stored(const std::string& stored, long& iterations, std::string& salt, std::string& expected) {
     std::vector<std::string> parts = split(stored, '$');
     if (parts.size() != 4 || parts[0] != hash_scheme) return false;
     const std::string& iter = parts[1];
     if (iter.empty() || iter.size() > 8 || iter[0] == '0') return false;
-    long iterations = 0;
+    iterations = 0;
     for (char c : iter) {
         if (c < '0' || c > '9') return false;
         iterations = iterations * 10 + (c - '0');
     }
     if (iterations < min_iterations || iterations > max_iterations) return false;
+    return base64_decode(parts[2], salt) && !salt.empty() && base64_decode(parts[3], expected) && expected.size() == hash_size;
+}
+} // namespace
+
+bool password_hash_usable(const std::string& stored) {
+    long iterations = 0;
+    std::string salt, expected;
+    return parse_stored(stored, iterations, salt, expected);
+}
+
+const std::string& dummy_password_hash() {
+    // A hash of random bytes nobody knows, at the default cost; made once (thread-safe static).
+    static const std::string dummy = hash_password(random_bytes(32), default_password_iterations);
+    return dummy;
+}
+
+bool verify_password(const std::string& password, const std::string& stored) {
+    error_mark mark;
+    long iterations = 0;
     std::string salt, expected, actual;
-    if (!base64_decode(parts[2], salt) || salt.empty() || !base64_decode(parts[3], expected) ||
-        expected.size() != hash_size)
-        return false;
+    if (!parse_stored(stored, iterations, salt, expected)) return false;
     if (!pbkdf2(password, salt, static_cast<int>(iterations), hash_size, actual)) return false;
     wipe_on_exit w(actual);
     return CRYPTO_memcmp(actual.data(), expected.data(), hash_size) == 0;

@@ -4,9 +4,10 @@
 // Formats:
 //   password hash  "pbkdf2-sha256$<iterations>$<salt, base64>$<hash, base64>"
 //                  PBKDF2-HMAC-SHA256, 16-byte random salt, 32-byte hash, iterations in
-//                  100000..10000000 (hash_password clamps into that range; verify_password
-//                  refuses stored text outside it, which also bounds the work an attacker
-//                  who can write the stored text could cause).
+//                  100000..1000000 (hash_password clamps into that range; verify_password
+//                  refuses stored text outside it before any work: user rows replicate, so
+//                  the stored text may come from another node, and this bounds the work one
+//                  check can cost to ~8x the default).
 //   JWT            base64url(header) "." base64url(payload) "." base64url(HMAC-SHA256),
 //                  no padding, header {"alg":"HS256","typ":"JWT"}. Claims such as "exp" are
 //                  not interpreted here: check_jwt returns the payload JSON to the caller.
@@ -34,12 +35,20 @@ std::string base64_encode(const std::string& bytes);
 // trailing bits. Returns false (and leaves `out` empty) on bad input.
 bool base64_decode(const std::string& text, std::string& out);
 
-// A salted password hash in the format above; iterations are clamped to 100000..10000000.
+constexpr int default_password_iterations = 120000;
+constexpr int max_password_iterations = 1000000;
+
+// A salted password hash in the format above; iterations are clamped to 100000..1000000.
 // Empty on failure (no random bytes).
-std::string hash_password(const std::string& password, int iterations = 120000);
+std::string hash_password(const std::string& password, int iterations = default_password_iterations);
 // True if `password` matches the stored hash (constant-time compare of the hashes); false for
-// a wrong password and for malformed stored text.
+// a wrong password and for malformed stored text (or a count over 1000000: no work is done).
 bool verify_password(const std::string& password, const std::string& stored);
+// Whether verify_password would compute anything for this stored text (well formed, count in range).
+bool password_hash_usable(const std::string& stored);
+// A hash of the default cost that no password matches: verifying against it when there is no
+// usable stored hash (unknown user) makes a refusal cost what a wrong password costs.
+const std::string& dummy_password_hash();
 
 // HMAC-SHA256 of data under key: the raw 32 bytes (empty on failure).
 std::string hmac_sha256(const std::string& key, const std::string& data);

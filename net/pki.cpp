@@ -239,6 +239,36 @@ gens_ptr dns_and_ip_sans(const STACK_OF(X509_EXTENSION)* exts, std::string& erro
     return out;
 }
 
+// "" when the name can be a certificate's one name (an IP literal or a host name).
+std::string check_node_name(const std::string& name) {
+    std::string ip;
+    if (parse_ip(name, ip) || valid_dns_name(name)) return "";
+    return "node name '" + name + "' is neither an IP address nor a host name (1..64 letters, digits, '-', '_', '.')";
+}
+
+// A subjectAltName of exactly one entry: IP:<name> for an IP literal, else DNS:<name>. Built
+// as a structure, not from config text, so no name can inject entries. nullptr: no memory.
+gens_ptr single_name_san(const std::string& name) {
+    gens_ptr sans(GENERAL_NAMES_new());
+    gen_ptr gen(GENERAL_NAME_new());
+    if (!sans || !gen) return nullptr;
+    std::string ip;
+    if (parse_ip(name, ip)) {
+        octets_ptr octets(ASN1_OCTET_STRING_new());
+        if (!octets || ASN1_OCTET_STRING_set(octets.get(), reinterpret_cast<const unsigned char*>(ip.data()),
+                                             static_cast<int>(ip.size())) != 1)
+            return nullptr;
+        GENERAL_NAME_set0_value(gen.get(), GEN_IPADD, octets.release());
+    } else {
+        ia5_ptr ia5(ASN1_IA5STRING_new());
+        if (!ia5 || ASN1_STRING_set(ia5.get(), name.data(), static_cast<int>(name.size())) != 1) return nullptr;
+        GENERAL_NAME_set0_value(gen.get(), GEN_DNS, ia5.release());
+    }
+    if (!sk_GENERAL_NAME_push(sans.get(), gen.get())) return nullptr;
+    gen.release();
+    return sans;
+}
+
 // ---- building certificates ----------------------------------------------------------------
 
 const EVP_MD* digest_for(const EVP_PKEY* key) {
@@ -269,17 +299,22 @@ bool add_ext(X509* cert, X509V3_CTX* ctx, int nid, const char* value) {
 
 bool valid_days(int days) { return days >= 1 && days <= 36500; }
 
-// The leaf for a CSR; `window` = {not_before, not_after} offsets in seconds from now.
+// The leaf for a CSR; `window` = {not_before, not_after} offsets in seconds from now. With
+// `only_name` set, the leaf is for that name alone (CN and one subjectAltName) and takes
+// nothing from the CSR but its public key; otherwise CN and DNS/IP SANs come from the CSR.
 result issue(const std::string& csr_pem, const std::string& ca_cert_pem, const std::string& ca_key_pem,
-             std::int64_t not_before_s, std::int64_t not_after_s, bool check_ca_validity) {
+             std::int64_t not_before_s, std::int64_t not_after_s, bool check_ca_validity,
+             const std::string* only_name = nullptr) {
     req_ptr req = read_req(csr_pem);
     if (!req) return fail(unreadable(csr_pem, "invalid CSR: cannot read the CSR PEM"));
     EVP_PKEY* req_key = X509_REQ_get0_pubkey(req.get());
     if (!req_key) return fail(ossl_error("invalid CSR: no public key"));
     if (X509_REQ_verify(req.get(), req_key) != 1)
         return fail("invalid CSR: its signature does not verify");
-    std::string cn = common_name_of(X509_REQ_get_subject_name(req.get()));
+    std::string cn = only_name ? *only_name : common_name_of(X509_REQ_get_subject_name(req.get()));
     if (cn.empty()) return fail("invalid CSR: no common name");
+    if (only_name)
+        if (std::string e = check_node_name(cn); !e.empty()) return fail(e);
 
     x509_ptr ca = read_cert(ca_cert_pem);
     if (!ca) return fail(unreadable(ca_cert_pem, "invalid CA certificate: cannot read the certificate PEM"));
@@ -300,9 +335,14 @@ result issue(const std::string& csr_pem, const std::string& ca_cert_pem, const s
             return fail("CA certificate is not yet valid");
     }
 
-    std::string san_error;
-    ext_stack_ptr req_exts(X509_REQ_get_extensions(req.get()));
-    gens_ptr sans = dns_and_ip_sans(req_exts.get(), san_error);
+    std::string san_error = "out of memory";
+    gens_ptr sans;
+    if (only_name) {
+        sans = single_name_san(*only_name);
+    } else {
+        ext_stack_ptr req_exts(X509_REQ_get_extensions(req.get()));
+        sans = dns_and_ip_sans(req_exts.get(), san_error);
+    }
     if (!sans) return fail("invalid CSR: " + san_error);
 
     x509_ptr cert(X509_new());
@@ -502,11 +542,7 @@ result make_ca_certificate(const std::string& key_pem, const std::string& common
 
 result make_csr(const std::string& key_pem, const std::string& node_name) {
     error_mark mark;
-    std::string ip;
-    bool is_ip = parse_ip(node_name, ip);
-    if (!is_ip && !valid_dns_name(node_name))
-        return fail("node name '" + node_name + "' is neither an IP address nor a host name "
-                    "(1..64 letters, digits, '-', '_', '.')");
+    if (std::string e = check_node_name(node_name); !e.empty()) return fail(e);
     pkey_ptr key = read_key(key_pem);
     if (!key) return fail(unreadable(key_pem, "invalid key: cannot read the private key PEM"));
 
@@ -518,24 +554,8 @@ result make_csr(const std::string& key_pem, const std::string& node_name) {
         X509_REQ_set_pubkey(req.get(), key.get()) != 1)
         return fail(ossl_error("cannot build the CSR"));
 
-    // The SAN is built as a structure, not from config text, so no name can inject entries.
-    gens_ptr sans(GENERAL_NAMES_new());
-    gen_ptr gen(GENERAL_NAME_new());
-    if (!sans || !gen) return fail("out of memory");
-    if (is_ip) {
-        octets_ptr octets(ASN1_OCTET_STRING_new());
-        if (!octets || ASN1_OCTET_STRING_set(octets.get(), reinterpret_cast<const unsigned char*>(ip.data()),
-                                             static_cast<int>(ip.size())) != 1)
-            return fail("out of memory");
-        GENERAL_NAME_set0_value(gen.get(), GEN_IPADD, octets.release());
-    } else {
-        ia5_ptr ia5(ASN1_IA5STRING_new());
-        if (!ia5 || ASN1_STRING_set(ia5.get(), node_name.data(), static_cast<int>(node_name.size())) != 1)
-            return fail("out of memory");
-        GENERAL_NAME_set0_value(gen.get(), GEN_DNS, ia5.release());
-    }
-    if (!sk_GENERAL_NAME_push(sans.get(), gen.get())) return fail("out of memory");
-    gen.release();
+    gens_ptr sans = single_name_san(node_name);
+    if (!sans) return fail("out of memory");
 
     STACK_OF(X509_EXTENSION)* raw = nullptr;
     if (!X509V3_add1_i2d(&raw, NID_subject_alt_name, sans.get(), 0, X509V3_ADD_DEFAULT))
@@ -553,6 +573,13 @@ result sign_csr(const std::string& csr_pem, const std::string& ca_cert_pem, cons
     error_mark mark;
     if (!valid_days(days)) return fail("days must be between 1 and 36500");
     return issue(csr_pem, ca_cert_pem, ca_key_pem, -3600, std::int64_t{days} * 86400, true);
+}
+
+result sign_csr_for_name(const std::string& csr_pem, const std::string& name, const std::string& ca_cert_pem,
+                         const std::string& ca_key_pem, int days) {
+    error_mark mark;
+    if (!valid_days(days)) return fail("days must be between 1 and 36500");
+    return issue(csr_pem, ca_cert_pem, ca_key_pem, -3600, std::int64_t{days} * 86400, true, &name);
 }
 
 result sign_csr_with_validity(const std::string& csr_pem, const std::string& ca_cert_pem,

@@ -56,6 +56,15 @@ result make_csr(const std::string& key_pem, const std::string& node_name);
 result sign_csr(const std::string& csr_pem, const std::string& ca_cert_pem,
                 const std::string& ca_key_pem, int days);
 
+// What the certificate exchange issues: a leaf for exactly `name` and nothing the CSR asks
+// for but its public key. Checks the CSR's self-signature (proof that the requester holds the
+// key) and the CA as sign_csr does. The leaf has subject CN=name and exactly one
+// subjectAltName, IP:<name> for an IPv4/IPv6 literal, else DNS:<name> (a host name as
+// make_csr accepts it; anything else is an error); the CSR's subject and extensions are
+// ignored. Extensions, serial and validity as sign_csr.
+result sign_csr_for_name(const std::string& csr_pem, const std::string& name, const std::string& ca_cert_pem,
+                         const std::string& ca_key_pem, int days);
+
 // sign_csr with an explicit validity window, in seconds relative to now (may be negative):
 // notBefore = now + not_before_offset_s, notAfter = now + not_after_offset_s; requires
 // not_before_offset_s < not_after_offset_s. The CA's own validity is not checked here, so

@@ -5,7 +5,10 @@
 
 #include "net/credentials.hpp"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
+#include <chrono>
 #include <set>
 
 using namespace hdbrepl::net::cred;
@@ -148,6 +151,43 @@ TEST_CASE("cred: password hashes", "[net]") {
             INFO(bad);
             CHECK_FALSE(verify_password("correct horse", bad));
         }
+    }
+}
+
+// A genuine stored hash of `password` at any iteration count (hash_password clamps).
+std::string raw_hash(const std::string& password, int iterations) {
+    const std::string salt = random_bytes(16);
+    std::string out(32, '\0');
+    REQUIRE(PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), reinterpret_cast<const unsigned char*>(salt.data()),
+                              static_cast<int>(salt.size()), iterations, EVP_sha256(), 32, reinterpret_cast<unsigned char*>(out.data())) == 1);
+    return "pbkdf2-sha256$" + std::to_string(iterations) + "$" + base64_encode(salt) + "$" + base64_encode(out);
+}
+
+TEST_CASE("cred: the cost of a password check is bounded and the same for unknown users", "[net]") {
+    SECTION("hash_password never creates above 1000000 iterations") {
+        CHECK(hash_password("pw", 2000000).rfind("pbkdf2-sha256$1000000$", 0) == 0);
+        CHECK(hash_password("pw").rfind("pbkdf2-sha256$" + std::to_string(default_password_iterations) + "$", 0) == 0);
+    }
+    SECTION("a genuine stored hash above the cap is refused without computing it") {
+        const std::string at_cap = raw_hash("pw", max_password_iterations);
+        CHECK(password_hash_usable(at_cap));
+        CHECK(verify_password("pw", at_cap));
+        const std::string over = raw_hash("pw", 2000000); // what a hostile member could replicate
+        CHECK_FALSE(password_hash_usable(over));
+        auto t0 = std::chrono::steady_clock::now();
+        CHECK_FALSE(verify_password("pw", over));
+        CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(20));
+        CHECK_FALSE(password_hash_usable(raw_hash("pw", 1000001)));
+        CHECK_FALSE(password_hash_usable("pbkdf2-sha256$10000000$AAAA$AAAA"));
+        CHECK_FALSE(password_hash_usable(""));
+    }
+    SECTION("the dummy hash has the default cost and matches nothing") {
+        const std::string& d = dummy_password_hash();
+        CHECK(d.rfind("pbkdf2-sha256$" + std::to_string(default_password_iterations) + "$", 0) == 0);
+        CHECK(&d == &dummy_password_hash());
+        CHECK(password_hash_usable(d));
+        CHECK_FALSE(verify_password("", d));
+        CHECK_FALSE(verify_password("pw", d));
     }
 }
 

@@ -538,6 +538,64 @@ TEST_CASE("pki: sign_csr refuses bad requests and bad signers", "[net]") {
     }
 }
 
+TEST_CASE("pki: sign_csr_for_name issues for the one authorised name, nothing the CSR asks", "[net]") {
+    ca_t ca = make_ca();
+    auto key = pki::generate_private_key();
+    REQUIRE(key.ok());
+    // A CSR asking for another CN, other members' addresses, DNS names and an e-mail.
+    const std::string greedy = csr_with(key.value, "127.0.0.3", "IP:127.0.0.3,DNS:evil.example,IP:127.0.0.2,IP:::1,email:x@y.z");
+    REQUIRE(pki::sign_csr(greedy, ca.cert, ca.key, 5).ok()); // (sign_csr copies its DNS/IP SANs)
+
+    SECTION("an IP name: CN and exactly one IP subjectAltName") {
+        auto r = pki::sign_csr_for_name(greedy, "127.0.0.2", ca.cert, ca.key, 5);
+        INFO(r.error);
+        REQUIRE(r.ok());
+        pki::cert_details d;
+        REQUIRE(pki::parse_certificate(r.value, d) == "");
+        CHECK(d.subject == "CN=127.0.0.2");
+        CHECK(d.subject_alt_name == "IP Address:127.0.0.2");
+        CHECK(d.names == std::vector<std::string>{"127.0.0.2"});
+        CHECK_FALSE(d.is_authority);
+        CHECK(pki::verify_certificate(r.value, {ca.cert}, false, "127.0.0.2") == "");
+        for (const char* other : {"127.0.0.3", "evil.example", "::1"}) CHECK_FALSE(pki::certificate_matches_name(r.value, other));
+        CHECK(pki::check_key_matches(r.value, key.value) == ""); // the CSR's key, and only that
+        x509_t cert = load_cert(r.value);
+        REQUIRE(cert);
+        CHECK((X509_get_extension_flags(cert.get()) & EXFLAG_BCONS));
+        CHECK_FALSE((X509_get_extension_flags(cert.get()) & EXFLAG_CA));
+        CHECK(X509_get_key_usage(cert.get()) == (KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT));
+        CHECK(X509_get_extended_key_usage(cert.get()) == (XKU_SSL_SERVER | XKU_SSL_CLIENT));
+    }
+    SECTION("a DNS name: exactly one DNS subjectAltName") {
+        auto r = pki::sign_csr_for_name(greedy, "node-a.example", ca.cert, ca.key, 5);
+        REQUIRE(r.ok());
+        pki::cert_details d;
+        REQUIRE(pki::parse_certificate(r.value, d) == "");
+        CHECK(d.subject == "CN=node-a.example");
+        CHECK(d.subject_alt_name == "DNS:node-a.example");
+        CHECK(d.names == std::vector<std::string>{"node-a.example"});
+    }
+    SECTION("a CSR without CN or SAN is signed for the name too") {
+        auto r = pki::sign_csr_for_name(csr_with(key.value, "", ""), "127.0.0.2", ca.cert, ca.key, 5);
+        REQUIRE(r.ok());
+        CHECK(pki::certificate_matches_name(r.value, "127.0.0.2"));
+    }
+    SECTION("refusals: a CSR whose self-signature fails, a name that is not a host, bad signers") {
+        std::string tampered = patch_der(greedy, "evil.example", "evil.exampl3");
+        REQUIRE(tampered != greedy);
+        auto r = pki::sign_csr_for_name(tampered, "127.0.0.2", ca.cert, ca.key, 5);
+        CHECK(r.error == "invalid CSR: its signature does not verify");
+        for (const std::string bad : {std::string(), std::string("a b"), std::string("x,IP:127.0.0.3"), std::string(65, 'a'),
+                                      std::string("a\0b", 3)})
+            CHECK_FALSE(pki::sign_csr_for_name(greedy, bad, ca.cert, ca.key, 5).ok());
+        node_t n = make_node(ca, "node-b");
+        CHECK_FALSE(pki::sign_csr_for_name(greedy, "127.0.0.2", n.cert, n.key, 5).ok());
+        CHECK_FALSE(pki::sign_csr_for_name(greedy, "127.0.0.2", ca.cert, n.key, 5).ok());
+        CHECK_FALSE(pki::sign_csr_for_name(greedy, "127.0.0.2", ca.cert, ca.key, 0).ok());
+        CHECK_FALSE(pki::sign_csr_for_name("garbage", "127.0.0.2", ca.cert, ca.key, 5).ok());
+    }
+}
+
 TEST_CASE("pki: check_key_matches both ways", "[net]") {
     ca_t ca = make_ca();
     node_t a = make_node(ca, "127.0.0.2"), b = make_node(ca, "127.0.0.3");
