@@ -50,4 +50,41 @@ private:
     bool ok_ = true;
 };
 
+// The memory a decoder may spend on what it builds from `input_bytes` of hostile input: the
+// decoded objects (sizeof of each element of every vector, strings' heap payload) may take at
+// most decode_ratio times the input plus decode_slack. Decoders charge a count before they
+// reserve or resize for it, so a lying count is refused before anything is allocated. Every
+// value takes at least one byte on the wire and 56 in memory, so without this a frame of
+// NULLs decodes to ~56 times its size. Small messages are never refused (the slack), and
+// ordinary rows (a few short values each) decode to 5-20 times their encoding.
+inline constexpr std::size_t decode_ratio = 16;
+inline constexpr std::size_t decode_slack = std::size_t{64} << 20;
+
+constexpr std::size_t decoded_bytes_limit(std::size_t input_bytes) {
+    return input_bytes > (SIZE_MAX - decode_slack) / decode_ratio ? SIZE_MAX : input_bytes * decode_ratio + decode_slack;
+}
+
+// The heap bytes a std::string of `len` characters owns beyond its own object (no short-string
+// buffer counted; libstdc++ keeps up to 15 characters inline).
+constexpr std::size_t string_heap_bytes(std::size_t len) { return len > 15 ? len + 1 : 0; }
+
+// What a decoder has left to spend (see decoded_bytes_limit). One per decoded message; the
+// decoding thread only.
+class decode_budget {
+public:
+    explicit decode_budget(std::size_t input_bytes) : left_(decoded_bytes_limit(input_bytes)) {}
+    // Charges `count` objects of `each` bytes; false (charging nothing) when they do not fit.
+    bool take(std::uint64_t count, std::size_t each) {
+        if (each != 0 && count > left_ / each) return !(spent_ = true);
+        left_ -= static_cast<std::size_t>(count) * each;
+        return true;
+    }
+    bool take_string(std::size_t len) { return take(1, string_heap_bytes(len)); }
+    std::size_t left() const { return left_; }
+    bool spent() const { return spent_; } // a take() was refused
+private:
+    std::size_t left_;
+    bool spent_ = false;
+};
+
 } // namespace hdbrepl::engine

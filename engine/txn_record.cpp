@@ -109,15 +109,17 @@ bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, st
     if (r.get_u8() != record_magic || !known_format(r.get_u8())) return false;
     hlc = r.get_u64le();
     origin.assign(r.get_str(max_name_len));
-    return r.ok();
+    return r.ok() && hlc <= max_hlc;
 }
 
 std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t size, std::string& error) {
     byte_reader r(data, size);
+    decode_budget budget(size);
     auto fail = [&](const std::string& what) {
         error = "malformed change record: " + what + " at byte " + std::to_string(size - r.remaining());
         return std::nullopt;
     };
+    const char* const too_big = "decoded size over the limit";
     if (r.get_u8() != record_magic) return fail("bad magic");
     auto fmt = r.get_u8();
     if (!r.ok()) return fail("truncated header");
@@ -129,8 +131,14 @@ std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t si
     if (!r.ok()) return fail("truncated header");
     if (rec.origin.empty()) return fail("empty origin");
     if (rec.hlc == 0) return fail("zero timestamp");
+    if (rec.hlc > max_hlc) return fail("timestamp out of range (>= 2^63)");
+    // Every count is checked against the least its elements take on the wire, and charged to
+    // the budget, before anything is reserved for it.
     auto ntables = r.get_varint();
-    if (!r.ok() || ntables > r.remaining()) return fail("bad table count");
+    if (!r.ok() || ntables > r.remaining() / 3) return fail("bad table count"); // name >= 2, definition >= 1
+    // Each table: its entry, and its name's copy in `names` (a set node: ~4 pointers + string).
+    if (!budget.take(ntables, sizeof(record_table) + sizeof(std::string) + 4 * sizeof(void*))) return fail(too_big);
+    rec.tables.reserve(static_cast<std::size_t>(ntables));
     std::set<std::string> names;
     for (std::uint64_t i = 0; i < ntables; ++i) {
         record_table t;
@@ -138,11 +146,14 @@ std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t si
         t.definition.assign(r.get_str(max_definition_len));
         if (!r.ok()) return fail("truncated table list");
         if (t.name.empty()) return fail("empty table name");
+        if (!budget.take_string(t.name.size()) || !budget.take_string(t.name.size()) || !budget.take_string(t.definition.size()))
+            return fail(too_big);
         if (!names.insert(t.name).second) return fail("table '" + t.name + "' listed twice");
         rec.tables.push_back(std::move(t));
     }
     auto nchanges = r.get_varint();
-    if (!r.ok() || nchanges > r.remaining()) return fail("bad change count");
+    if (!r.ok() || nchanges > r.remaining() / 2) return fail("bad change count"); // table index + op
+    if (!budget.take(nchanges, sizeof(change))) return fail(too_big);
     rec.changes.reserve(static_cast<std::size_t>(nchanges));
     for (std::uint64_t i = 0; i < nchanges; ++i) {
         change c;
@@ -156,18 +167,21 @@ std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t si
         case change_op::put: {
             auto n = r.get_varint();
             if (!r.ok() || n == 0 || n > max_columns || n > r.remaining()) return fail("bad column count");
+            if (!budget.take(n, sizeof(value))) return fail(too_big);
             c.values.resize(static_cast<std::size_t>(n));
             for (auto& v : c.values)
-                if (!decode_value(r, v)) return fail("bad value");
+                if (!decode_value(r, v, budget)) return fail(budget.spent() ? too_big : "bad value");
             break;
         }
         case change_op::del:
+            if (!budget.take(1, sizeof(value))) return fail(too_big);
             c.values.resize(1);
-            if (!decode_value(r, c.values[0])) return fail("bad key");
+            if (!decode_value(r, c.values[0], budget)) return fail(budget.spent() ? too_big : "bad key");
             break;
         case change_op::rename_table: {
             auto s = r.get_str(max_name_len);
             if (!r.ok() || s.empty()) return fail("bad new table name");
+            if (!budget.take(1, sizeof(value)) || !budget.take_string(s.size())) return fail(too_big);
             c.values.push_back(value::of_text(std::string(s)));
             break;
         }
@@ -179,15 +193,20 @@ std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t si
     }
     if (format_placed(fmt)) {
         auto nlists = r.get_varint();
-        if (!r.ok() || nlists == 0 || nlists > r.remaining()) return fail("bad placement count");
+        // A list takes at least its node count and one name (length + 1 byte).
+        if (!r.ok() || nlists == 0 || nlists > r.remaining() / 3) return fail("bad placement count");
+        if (!budget.take(nlists, sizeof(std::vector<std::string>))) return fail(too_big);
         rec.placements.resize(static_cast<std::size_t>(nlists));
         for (auto& l : rec.placements) {
             auto n = r.get_varint();
-            if (!r.ok() || n == 0 || n > max_placement_nodes || n > r.remaining()) return fail("bad placement node count");
+            if (!r.ok() || n == 0 || n > max_placement_nodes || n > r.remaining() / 2) return fail("bad placement node count");
+            if (!budget.take(n, sizeof(std::string))) return fail(too_big);
+            l.reserve(static_cast<std::size_t>(n));
             for (std::uint64_t i = 0; i < n; ++i) {
                 auto name = r.get_str(max_name_len);
                 if (!r.ok() || name.empty()) return fail("bad placement node name");
                 if (!l.empty() && !(l.back() < name)) return fail("placement nodes not sorted and unique");
+                if (!budget.take_string(name.size())) return fail(too_big);
                 l.emplace_back(name);
             }
         }

@@ -75,6 +75,12 @@ inline constexpr std::size_t max_name_len = 1024;
 inline constexpr std::size_t max_definition_len = 1 << 20;
 inline constexpr std::size_t max_columns = 1000;
 
+// Timestamps a decoder accepts are below 2^63 (SQLite keeps them as signed 64-bit integers, so
+// a larger one would read back negative and sort first): max_hlc is the largest. The one
+// exception is the sentinel hlc_nothing, legal only as a subscription's start_after (wire.hpp).
+inline constexpr hlc_t max_hlc = (hlc_t{1} << 63) - 1;
+inline constexpr hlc_t hlc_nothing = ~hlc_t{0};
+
 bytes encode_record(const txn_record& rec);
 // Writes the part before the changes; the change count follows (see pending_txn).
 void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables, bool trimmed = false,
@@ -84,7 +90,9 @@ void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, cons
 void encode_placements(byte_writer& w, const std::vector<std::vector<std::string>>& lists, const std::vector<std::int32_t>& per_change);
 
 // Decodes and validates a record. On failure returns nullopt with `error` saying what and
-// where (byte offset).
+// where (byte offset). What it builds stays within decoded_bytes_limit(size) (bytes.hpp): a
+// record whose counts or values would take more is refused as malformed, before the memory is
+// reserved; so is a timestamp of 0 or above max_hlc.
 std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t size, std::string& error);
 
 // The same record with only the changes of tables that `keep` accepts; empty when none
@@ -98,7 +106,8 @@ bytes filter_record(const std::uint8_t* data, std::size_t size, const std::funct
 bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::function<bool(const record_table& table, const change& c)>& keep,
                      bool keep_empty = false);
 
-// Reads only the header (hlc and origin) of an encoded record.
+// Reads only the header (hlc and origin) of an encoded record; false when malformed, also for
+// an hlc above max_hlc.
 bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin);
 // Whether an encoded record is marked trimmed (false for anything malformed).
 bool record_is_trimmed(const std::uint8_t* data, std::size_t size);

@@ -105,6 +105,17 @@ bool decode_value(byte_reader& r, value& out) {
     }
 }
 
+bool decode_value(byte_reader& r, value& out, decode_budget& budget) {
+    if (!decode_value(r, out)) return false;
+    // Checked after the copy: a payload's length is already bounded by the input it came in.
+    if ((out.type == value_type::text || out.type == value_type::blob) && !budget.take_string(out.s.size())) {
+        out = value{};
+        r.fail();
+        return false;
+    }
+    return true;
+}
+
 std::string normalized_key(std::string_view encoded) {
     if (encoded.size() == 9 && static_cast<std::uint8_t>(encoded[0]) == static_cast<std::uint8_t>(value_type::real)) {
         byte_reader r(reinterpret_cast<const std::uint8_t*>(encoded.data()), encoded.size());

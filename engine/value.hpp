@@ -41,6 +41,9 @@ struct value {
 void encode_value(byte_writer& w, const value& v);
 // Returns false (and leaves r failed) on a malformed or truncated value.
 bool decode_value(byte_reader& r, value& out);
+// The same, charging a TEXT or BLOB payload's heap bytes to `budget` (the value object itself
+// is charged by whoever holds it); false when the budget is spent.
+bool decode_value(byte_reader& r, value& out, decode_budget& budget);
 // The encoding of a key as SQLite compares keys: a REAL with an exact integer value is the
 // same key as that INTEGER (1.0 = 1), so it is rewritten as the INTEGER. Other encodings
 // are returned unchanged.

@@ -33,9 +33,12 @@ void put_subscription(byte_writer& w, const subscription& s) {
     for (const auto& e : s.exclude) w.put_str(e);
 }
 
+// Every count is checked against the least bytes its elements take on the wire, and what is
+// built is charged to `budget` before it is reserved (decoded_bytes_limit, bytes.hpp).
 struct reader {
-    explicit reader(byte_reader in) : r(in) {}
+    reader(byte_reader in, std::size_t message_bytes) : r(in), budget(message_bytes) {}
     byte_reader r;
+    decode_budget budget;
     bool failed = false;
     std::string reason;
     bool fail(const std::string& why) {
@@ -43,24 +46,42 @@ struct reader {
         r.fail();
         return false;
     }
+    bool over_budget() { return fail("decoded size over the limit"); }
     std::string str(const char* field, std::size_t max_len = max_name_len, bool allow_empty = true) {
         auto s = r.get_str(max_len);
         if (!r.ok()) { fail(std::string("bad ") + field); return {}; }
         if (!allow_empty && s.empty()) { fail(std::string("empty ") + field); return {}; }
         return std::string(s);
     }
-    std::uint64_t count(const char* field, std::size_t max) {
+    // A list string: its heap payload is charged too.
+    std::string list_str(const char* field) {
+        auto s = str(field, max_name_len, false);
+        if (r.ok() && !budget.take_string(s.size())) { over_budget(); return {}; }
+        return s;
+    }
+    // A count of elements of at least `min_bytes` each, `each` bytes apiece once decoded.
+    std::uint64_t count(const char* field, std::size_t max, std::size_t min_bytes, std::size_t each) {
         auto n = r.get_varint();
-        // Each element takes at least one byte, so a count beyond what remains is a lie.
-        if (!r.ok() || n > max || n > r.remaining()) { fail(std::string("bad ") + field + " count"); return 0; }
+        if (!r.ok() || n > max || n > r.remaining() / min_bytes) { fail(std::string("bad ") + field + " count"); return 0; }
+        if (!budget.take(n, each)) { over_budget(); return 0; }
         return n;
     }
+    bool hlc(const char* field, hlc_t& out) {
+        out = r.get_u64le();
+        if (r.ok() && out > max_hlc) return fail(std::string(field) + " out of range (>= 2^63)");
+        return r.ok();
+    }
+    bool val(value& out, const char* what) {
+        if (decode_value(r, out, budget)) return true;
+        return budget.spent() ? over_budget() : fail(what);
+    }
     bool progress(std::vector<origin_progress>& out) {
-        auto n = count("origin", max_origins);
+        auto n = count("origin", max_origins, 10, sizeof(origin_progress)); // name >= 2, hlc 8
+        out.reserve(static_cast<std::size_t>(n));
         for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
             origin_progress p;
-            p.origin = str("origin name", max_name_len, false);
-            p.hlc = r.get_u64le();
+            p.origin = list_str("origin name");
+            if (!hlc("progress hlc", p.hlc)) break;
             out.push_back(std::move(p));
         }
         return r.ok() || fail("truncated progress list");
@@ -70,14 +91,16 @@ struct reader {
         out.phase = r.get_u8();
         if (!r.ok()) return fail("truncated copy resume point");
         if (out.phase > 1) return fail("bad copy resume phase");
-        if (!decode_value(r, out.key)) return fail("bad copy resume key");
-        return true;
+        return val(out.key, "bad copy resume key");
     }
     bool sub(subscription& s) {
         s.start_after = r.get_u64le();
+        // hlc_nothing: "nothing without a progress entry" (a node whose copy is not done).
+        if (r.ok() && s.start_after > max_hlc && s.start_after != hlc_nothing) return fail("start_after out of range (>= 2^63)");
         if (!progress(s.progress)) return false;
-        auto n = count("exclude", max_origins);
-        for (std::uint64_t i = 0; i < n && r.ok(); ++i) s.exclude.push_back(str("excluded origin", max_name_len, false));
+        auto n = count("exclude", max_origins, 2, sizeof(std::string));
+        s.exclude.reserve(static_cast<std::size_t>(n));
+        for (std::uint64_t i = 0; i < n && r.ok(); ++i) s.exclude.push_back(list_str("excluded origin"));
         return r.ok() || fail("truncated subscription");
     }
 };
@@ -167,7 +190,7 @@ bytes encode(const message& m) {
 
 std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::string& error) {
     if (size == 0) { error = "empty message"; return std::nullopt; }
-    reader rd(byte_reader(data + 1, size - 1));
+    reader rd(byte_reader(data + 1, size - 1), size);
     message result;
     bool have = false;
     switch (static_cast<msg>(data[0])) {
@@ -238,23 +261,26 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
     case msg::copy_rows: {
         copy_rows c;
         c.table = static_cast<std::uint32_t>(rd.r.get_varint());
-        auto n = rd.count("row", max_rows_per_chunk);
+        // A row takes at least 12 bytes: op, hlc (8), origin (2), one value.
+        auto n = rd.count("row", max_rows_per_chunk, 12, sizeof(copy_row));
+        c.rows.reserve(static_cast<std::size_t>(n));
         for (std::uint64_t i = 0; i < n && rd.r.ok(); ++i) {
             copy_row row;
             auto op = rd.r.get_u8();
             if (op != 1 && op != 2) { rd.fail("bad row operation"); break; }
             row.deleted = op == 2;
-            row.hlc = rd.r.get_u64le();
-            row.origin = rd.str("row origin", max_name_len, false);
+            if (!rd.hlc("row hlc", row.hlc)) break;
+            row.origin = rd.list_str("row origin");
             if (!rd.r.ok()) break;
             if (row.hlc == 0) { rd.fail("zero row version"); break; }
             std::uint64_t ncols = 1;
-            if (!row.deleted) ncols = rd.count("column", max_columns);
+            if (!row.deleted) ncols = rd.count("column", max_columns, 1, sizeof(value));
+            else if (!rd.budget.take(1, sizeof(value))) rd.over_budget();
             if (!rd.r.ok()) break;
             if (ncols == 0) { rd.fail("row without columns"); break; }
             row.values.resize(static_cast<std::size_t>(ncols));
             for (auto& v : row.values)
-                if (!decode_value(rd.r, v)) { rd.fail("bad row value"); break; }
+                if (!rd.val(v, "bad row value")) break;
             c.rows.push_back(std::move(row));
         }
         if (rd.r.ok()) { result = std::move(c); have = true; }
@@ -301,7 +327,7 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
         q.table = rd.str("table name", max_name_len, false);
         q.key_column = rd.str("key column", max_name_len, false);
         if (!rd.r.ok()) break;
-        if (!decode_value(rd.r, q.key)) { rd.fail("bad key"); break; }
+        if (!rd.val(q.key, "bad key")) break;
         result = std::move(q);
         have = true;
         break;
@@ -314,14 +340,13 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
         if (status > 2) { rd.fail("bad read status"); break; }
         a.status = static_cast<read_status>(status);
         if (a.status == read_status::found) {
-            auto n = rd.count("column", max_columns);
+            auto n = rd.count("column", max_columns, 1, sizeof(value));
             if (!rd.r.ok()) break;
             if (n == 0) { rd.fail("row without columns"); break; }
             a.row.resize(static_cast<std::size_t>(n));
-            bool ok = true;
             for (auto& v : a.row)
-                if (!decode_value(rd.r, v)) { ok = false; break; }
-            if (!ok) { rd.fail("bad row value"); break; }
+                if (!rd.val(v, "bad row value")) break;
+            if (!rd.r.ok()) break;
         }
         result = std::move(a);
         have = true;
