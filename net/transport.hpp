@@ -108,6 +108,17 @@ struct link_options {
                                                        // handshake (both sides), close handshake
     std::chrono::milliseconds ping_interval{1000};     // keepalive period (see link); <= 0: none
     std::chrono::milliseconds ping_timeout{3000};      // nothing received for this long: close
+    // Listeners only: connections held at once (from the TCP accept, through the handshake,
+    // until the link has ended) per remote IP address and in total; 0 = no cap. A connection
+    // over a cap is closed at once, before anything is read from it or any TLS is done (so it
+    // costs the listener nothing), with one log line "refused <ip:port> on <listener>: <n>
+    // connections from <ip> (limit <cap>)"; a dialer sees the stream end. The defaults leave
+    // room for a cluster's real traffic (a peer holds one or two links, a few more while it
+    // reconnects; 32 lets a dozen nodes share one NAT address) while one address cannot hold
+    // more than 32 sockets, nor everyone together more than 512 (half the usual 1024 soft
+    // descriptor limit, the rest left for the database, the log and outgoing dials).
+    std::size_t max_connections_per_address = 32;
+    std::size_t max_connections = 512;
 };
 
 class link;
@@ -151,6 +162,21 @@ struct accept_decision {
     int http_status = 0;
     std::string reason;
 };
+
+// An accept filter that may answer later, from any thread (e.g. after checking a password
+// hash on a worker thread: the io thread must not be held by such work).
+//   The filter itself is called on the io thread, once per upgrade request, and must return
+//   promptly. `check` is valid only during that call: copy what is needed later.
+//   `respond` may be called from any thread, during the call or after it; the decision then
+//   takes effect on the io thread. Only the first call counts: later ones are ignored (one
+//   log line). Not calling it at all is allowed: the connection waits at most
+//   handshake_timeout for the answer (counted from the filter's call), then is closed with
+//   one log line and no HTTP answer. If the filter throws before responding, the connection
+//   is refused with 403.
+//   `respond` is safe to call, and to keep, after the connection, the listener or the
+//   io_runtime has gone (it then does nothing); it holds none of them alive.
+using respond_fn = std::function<void(accept_decision)>;
+using async_accept_filter = std::function<void(const peer_check& check, respond_fn respond)>;
 
 // How dial_tls() checks the server.
 struct tls_dial_options {
@@ -264,7 +290,9 @@ private:
 };
 
 // Any thread. Binds and listens on bind_address:port (port 0: any free port). For each
-// accepted TCP connection, reads the HTTP upgrade request (within handshake_timeout) and
+// accepted TCP connection within the connection caps (link_options::max_connections*), reads
+// the HTTP upgrade request (within handshake_timeout from the accept, TLS handshake included
+// for listen_tls: a client that sends nothing, or trickles its request, is closed then) and
 // calls accept_filter(remote_ip, target) on the io thread BEFORE completing the upgrade:
 // false answers "HTTP 403 Forbidden" (empty body) and closes (nothing else is exchanged,
 // one log line);
@@ -297,6 +325,18 @@ std::shared_ptr<listener> listen_tls(io_runtime& rt, const std::string& bind_add
                                      link_options options, std::shared_ptr<const tls_identity> identity,
                                      std::function<accept_decision(const peer_check&)> filter,
                                      std::function<void(const link_ptr&)> on_open, std::string& error);
+
+// Any thread. As listen_checked() and listen_tls(), with a filter that may answer later and
+// from another thread (see async_accept_filter). A null filter accepts everyone
+// (listen_checked_async) or the clients whose certificate is verified (listen_tls_async),
+// as the synchronous forms do; those are thin wrappers of these.
+std::shared_ptr<listener> listen_checked_async(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
+                                               link_options options, async_accept_filter filter,
+                                               std::function<void(const link_ptr&)> on_open, std::string& error);
+std::shared_ptr<listener> listen_tls_async(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
+                                           link_options options, std::shared_ptr<const tls_identity> identity,
+                                           async_accept_filter filter, std::function<void(const link_ptr&)> on_open,
+                                           std::string& error);
 
 // Any thread. Connects to host:port (host: IP literal or name, resolved), binding the source
 // address to `bind_address` when it is not empty (so IP-authenticating peers see it), then

@@ -96,34 +96,59 @@ std::shared_ptr<listener> start_listener(io_runtime& rt, const char* what, const
 } // namespace
 } // namespace detail
 
+namespace {
+
+// The synchronous filters as asynchronous ones that answer during the call.
+async_accept_filter answering_now(std::function<accept_decision(const peer_check&)> f) {
+    if (!f) return nullptr;
+    return [f = std::move(f)](const peer_check& c, respond_fn respond) { respond(f(c)); };
+}
+
+accept_decision verified_only(const peer_check& c) {
+    if (c.certificate_verified) return accept_decision{};
+    return accept_decision{403, "client certificate not verified: " + c.verify_error};
+}
+
+} // namespace
+
 std::shared_ptr<listener> listen(io_runtime& rt, const std::string& bind_address, std::uint16_t port, link_options options,
                                  std::function<bool(const std::string&, const std::string&)> accept_filter,
                                  std::function<void(const link_ptr&)> on_open, std::string& error) {
-    detail::listener_impl::filter_fn filter;
+    std::function<accept_decision(const peer_check&)> filter;
     if (accept_filter) {
         filter = [f = std::move(accept_filter)](const peer_check& c) {
             return f(c.remote_ip, c.target) ? accept_decision{} : accept_decision{403, {}};
         };
     }
-    return detail::start_listener(rt, "listen", bind_address, port, options, std::move(filter), std::move(on_open), nullptr, error);
+    return listen_checked(rt, bind_address, port, options, std::move(filter), std::move(on_open), error);
 }
 
 std::shared_ptr<listener> listen_checked(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
                                          link_options options, std::function<accept_decision(const peer_check&)> filter,
                                          std::function<void(const link_ptr&)> on_open, std::string& error) {
-    return detail::start_listener(rt, "listen", bind_address, port, options, std::move(filter), std::move(on_open), nullptr, error);
+    return listen_checked_async(rt, bind_address, port, options, answering_now(std::move(filter)), std::move(on_open), error);
 }
 
 std::shared_ptr<listener> listen_tls(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
                                      link_options options, std::shared_ptr<const tls_identity> identity,
                                      std::function<accept_decision(const peer_check&)> filter,
                                      std::function<void(const link_ptr&)> on_open, std::string& error) {
-    if (!filter) {
-        filter = [](const peer_check& c) {
-            if (c.certificate_verified) return accept_decision{};
-            return accept_decision{403, "client certificate not verified: " + c.verify_error};
-        };
-    }
+    return listen_tls_async(rt, bind_address, port, options, std::move(identity), answering_now(std::move(filter)),
+                            std::move(on_open), error);
+}
+
+std::shared_ptr<listener> listen_checked_async(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
+                                               link_options options, async_accept_filter filter,
+                                               std::function<void(const link_ptr&)> on_open, std::string& error) {
+    if (!filter) filter = [](const peer_check&, respond_fn respond) { respond({}); };
+    return detail::start_listener(rt, "listen", bind_address, port, options, std::move(filter), std::move(on_open), nullptr, error);
+}
+
+std::shared_ptr<listener> listen_tls_async(io_runtime& rt, const std::string& bind_address, std::uint16_t port,
+                                           link_options options, std::shared_ptr<const tls_identity> identity,
+                                           async_accept_filter filter, std::function<void(const link_ptr&)> on_open,
+                                           std::string& error) {
+    if (!filter) filter = answering_now(verified_only);
     return detail::start_listener(rt, "listen_tls", bind_address, port, options, std::move(filter), std::move(on_open),
                                   std::move(identity), error);
 }

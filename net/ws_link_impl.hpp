@@ -4,8 +4,11 @@
 // each asynchronous step is a do_x() / on_x(ec) pair whose handler holds shared_from_this().
 //
 // A link's life:
-//   handshake  inbound:  [TLS handshake (timeout)] -> HTTP request read (timeout) -> accept
-//                        filter -> refusal (status + reason body) or WebSocket accept
+//   handshake  inbound:  connection caps (a slot per connection, connection_caps.hpp) ->
+//                        [TLS handshake] -> HTTP request read (both within one
+//                        handshake_timeout from the accept) -> accept filter (its answer may
+//                        come later from any thread, posted back; awaited handshake_timeout)
+//                        -> refusal (status + reason body) or WebSocket accept
 //              outbound: resolve (timeout) -> bind source address -> connect (timeout) ->
 //                        [TLS handshake (timeout)] -> WebSocket handshake
 //              a failure here is logged (and reported to dial's done), never to on_closed
@@ -50,6 +53,7 @@
 // link type (plain_link, tls_link) with its dial and accept entry points. Split so that the
 // two instantiations, most of the compile time of net/, build in parallel.
 #pragma once
+#include "net/connection_caps.hpp"
 #include "net/runtime_state.hpp"
 #include "net/tls_context.hpp"
 
@@ -223,7 +227,8 @@ public:
     // ---- starting
 
     // io thread. An accepted TCP connection: read the upgrade request, ask the filter, accept.
-    void start_inbound(std::shared_ptr<listener_impl> from);
+    // `slot` is its place under the listener's connection caps, held until the link ends.
+    void start_inbound(std::shared_ptr<listener_impl> from, std::unique_ptr<connection_counts::slot> slot);
 
     // io thread, before start_outbound(). How a TLS dial checks the server (ignored by plain
     // links), and the Authorization header of the upgrade request ("" = none).
@@ -316,6 +321,12 @@ private:
     }
     void read_request();
     void on_request(error_code ec, std::size_t);
+    void on_decision(accept_decision decision);
+    void on_decision_deadline(error_code ec) {
+        if (ec || phase_ != phase::handshake || !awaiting_decision_) return;
+        awaiting_decision_ = false;
+        handshake_failed("the accept filter did not answer within " + std::to_string(opts_.handshake_timeout.count()) + " ms");
+    }
     void on_refused(error_code, std::size_t) {
         if (phase_ == phase::finished) return;
         error_code ignored;
@@ -702,6 +713,7 @@ private:
         deadline_.cancel();
         if (resolver_) resolver_->cancel();
         lowest().close();
+        slot_.reset(); // the connection has ended: its place under the listener's caps is free
     }
 
     // Releases user callbacks (they may hold link_ptrs: no cycles survive the end) and buffers.
@@ -761,6 +773,9 @@ private:
 
     // inbound handshake
     std::shared_ptr<listener_impl> listener_;
+    std::unique_ptr<connection_counts::slot> slot_; // until the connection ends (hard_close)
+    steady::time_point accept_deadline_{};          // TLS handshake and request read
+    bool awaiting_decision_ = false;                // the accept filter has not answered yet
     beast::flat_buffer http_buffer_;
     std::optional<http::request_parser<http::empty_body>> parser_;
     std::string refusal_; // the answer being written to a refused request
@@ -789,20 +804,22 @@ using tls_link = ws_link<tls_stream>;
 
 // A link for an accepted connection, started; each is defined with its link type's code
 // (ws_link_plain.cpp, ws_link_tls.cpp), so that the listener's own code instantiates neither.
-void start_inbound_plain(std::shared_ptr<listener_impl> from, tcp::socket socket);
-void start_inbound_tls(std::shared_ptr<listener_impl> from, tcp::socket socket);
+void start_inbound_plain(std::shared_ptr<listener_impl> from, tcp::socket socket, std::unique_ptr<connection_counts::slot> slot);
+void start_inbound_tls(std::shared_ptr<listener_impl> from, tcp::socket socket, std::unique_ptr<connection_counts::slot> slot);
 
 // ---- listener
 
 struct listener_impl : closable, std::enable_shared_from_this<listener_impl> {
-    using filter_fn = std::function<accept_decision(const peer_check&)>;
+    using filter_fn = async_accept_filter; // never null (listen*() supply the default)
     using open_fn = std::function<void(const link_ptr&)>;
 
     // `tls_context` null: a plain listener.
     listener_impl(std::shared_ptr<runtime_state> st, link_options options, filter_fn filter, open_fn on_open,
                   ssl_context_ptr tls_context)
         : st(std::move(st)), acceptor(this->st->ioc), retry(this->st->ioc), options(options), filter(std::move(filter)),
-          on_open(std::move(on_open)), tls(tls_context != nullptr), tls_context_(std::move(tls_context)) {}
+          on_open(std::move(on_open)), tls(tls_context != nullptr),
+          counts(std::make_shared<connection_counts>(options.max_connections_per_address, options.max_connections)),
+          tls_context_(std::move(tls_context)) {}
 
     // Any thread. The TLS context for the next accepted connection.
     ssl_context_ptr tls_context() const {
@@ -838,10 +855,22 @@ struct listener_impl : closable, std::enable_shared_from_this<listener_impl> {
             log("listener " + where + ": accept: " + ec.message());
             return retry_later(); // e.g. out of file descriptors: do not spin
         }
+        // The caps are checked before anything is read or any TLS is done: a refused
+        // connection costs one accept and one close.
+        error_code peer_ec;
+        auto peer = socket.remote_endpoint(peer_ec);
+        if (peer_ec) return do_accept(); // already gone
+        std::string why;
+        auto slot = counts->take(address_text(peer.address()), why);
+        if (!slot) {
+            log("refused " + host_port(address_text(peer.address()), peer.port()) + " on " + where + ": " + why);
+            socket.close(peer_ec);
+            return do_accept();
+        }
         if (tls)
-            start_inbound_tls(shared_from_this(), std::move(socket));
+            start_inbound_tls(shared_from_this(), std::move(socket), std::move(slot));
         else
-            start_inbound_plain(shared_from_this(), std::move(socket));
+            start_inbound_plain(shared_from_this(), std::move(socket), std::move(slot));
         do_accept();
     }
 
@@ -872,6 +901,7 @@ struct listener_impl : closable, std::enable_shared_from_this<listener_impl> {
     std::string where; // "address:port", for log lines
     bool closed = false; // io thread
     const bool tls;
+    const std::shared_ptr<connection_counts> counts;
 
 private:
     mutable std::mutex tls_mu_;
@@ -879,8 +909,10 @@ private:
 };
 
 template <class Stream>
-void ws_link<Stream>::start_inbound(std::shared_ptr<listener_impl> from) {
+void ws_link<Stream>::start_inbound(std::shared_ptr<listener_impl> from, std::unique_ptr<connection_counts::slot> slot) {
     listener_ = std::move(from);
+    slot_ = std::move(slot);
+    accept_deadline_ = steady::now() + opts_.handshake_timeout;
     if (st_->stopping || !st_->enroll(this->weak_from_this())) return shutdown();
     error_code ec;
     auto ep = lowest().socket().remote_endpoint(ec);
@@ -889,7 +921,7 @@ void ws_link<Stream>::start_inbound(std::shared_ptr<listener_impl> from) {
     remote_port_ = ep.port();
     lowest().socket().set_option(tcp::no_delay(true), ec);
     if constexpr (is_tls) {
-        lowest().expires_after(opts_.handshake_timeout);
+        lowest().expires_at(accept_deadline_);
         return ws_.next_layer().async_handshake(asio::ssl::stream_base::server, step(&ws_link::on_tls_accept));
     }
     read_request();
@@ -899,7 +931,9 @@ template <class Stream>
 void ws_link<Stream>::read_request() {
     parser_.emplace();
     parser_->header_limit(max_request_header);
-    lowest().expires_after(opts_.handshake_timeout);
+    // One deadline from the accept for the TLS handshake and the whole request, however it
+    // trickles in.
+    lowest().expires_at(accept_deadline_);
     http::async_read(ws_.next_layer(), http_buffer_, *parser_, step(&ws_link::on_request));
 }
 
@@ -908,6 +942,7 @@ void ws_link<Stream>::on_request(error_code ec, std::size_t) {
     if (phase_ == phase::finished) return;
     if (ec) return handshake_failed("reading the upgrade request: " + ec.message());
     if (listener_->closed || st_->stopping) return shutdown();
+    lowest().expires_never(); // the decision has its own deadline, then the refusal or the accept theirs
     const auto& req = parser_->get();
     target_ = std::string(req.target());
     peer_check check;
@@ -920,9 +955,43 @@ void ws_link<Stream>::on_request(error_code ec, std::size_t) {
     check.verify_error = peer_.verify_error;
     check.certificate_names = peer_.names;
     check.certificate_pem = peer_.pem;
-    accept_decision decision{403, {}}; // stands if the filter throws
-    std::string threw = call_user("accept_filter", [&] { decision = listener_->filter ? listener_->filter(check) : accept_decision{}; });
-    if (!threw.empty()) log(threw);
+    awaiting_decision_ = true;
+    deadline_.expires_after(opts_.handshake_timeout);
+    deadline_.async_wait(step(&ws_link::on_decision_deadline));
+    // Any thread: the first answer is posted to the io thread; neither the link nor the
+    // runtime is kept alive by `respond`.
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    respond_fn respond = [rt = std::weak_ptr<runtime_state>(st_), self = this->weak_from_this(), answered,
+                          who = host_port(remote_address_, remote_port_)](accept_decision decision) {
+        if (answered->exchange(true)) {
+            log("accept filter answered twice for " + who + ": the later answer is ignored");
+            return;
+        }
+        auto st = rt.lock();
+        if (!st || st->stopping) return;
+        asio::post(st->ioc, [self, decision = std::move(decision)]() mutable {
+            auto l = self.lock();
+            if (!l) return;
+            try {
+                l->on_decision(std::move(decision));
+            } catch (...) {
+                l->internal_error(current_exception_text());
+            }
+        });
+    };
+    std::string threw = call_user("accept_filter", [&] { listener_->filter(check, respond); });
+    if (!threw.empty()) {
+        log(threw);
+        if (!answered->exchange(true)) on_decision({403, {}});
+    }
+}
+
+template <class Stream>
+void ws_link<Stream>::on_decision(accept_decision decision) {
+    if (phase_ != phase::handshake || !awaiting_decision_) return; // timed out, or the link is gone
+    awaiting_decision_ = false;
+    deadline_.cancel();
+    if (listener_->closed || st_->stopping) return shutdown();
     if (decision.http_status != 0) {
         log("refused " + host_port(remote_address_, remote_port_) + " " + target_ + " on " + listener_->where +
             " (accept_filter" +
@@ -934,9 +1003,8 @@ void ws_link<Stream>::on_request(error_code ec, std::size_t) {
         lowest().expires_after(opts_.handshake_timeout);
         return asio::async_write(ws_.next_layer(), asio::buffer(refusal_), step(&ws_link::on_refused));
     }
-    lowest().expires_never(); // the WebSocket layer has its own timeouts from here on
     configure_websocket();
-    ws_.async_accept(req, step(&ws_link::on_accept));
+    ws_.async_accept(parser_->get(), step(&ws_link::on_accept));
 }
 
 template <class Stream>

@@ -7,9 +7,9 @@ namespace detail {
 
 template class ws_link<beast::tcp_stream>;
 
-void start_inbound_plain(std::shared_ptr<listener_impl> from, tcp::socket socket) {
+void start_inbound_plain(std::shared_ptr<listener_impl> from, tcp::socket socket, std::unique_ptr<connection_counts::slot> slot) {
     auto l = std::make_shared<plain_link>(from->st, beast::tcp_stream(std::move(socket)), from->options, true);
-    l->start_inbound(std::move(from));
+    l->start_inbound(std::move(from), std::move(slot));
 }
 
 } // namespace detail

@@ -7,10 +7,10 @@ namespace detail {
 
 template class ws_link<tls_stream>;
 
-void start_inbound_tls(std::shared_ptr<listener_impl> from, tcp::socket socket) {
+void start_inbound_tls(std::shared_ptr<listener_impl> from, tcp::socket socket, std::unique_ptr<connection_counts::slot> slot) {
     auto ctx = from->tls_context();
     auto l = std::make_shared<tls_link>(from->st, tls_stream(beast::tcp_stream(std::move(socket)), *ctx), from->options, true, ctx);
-    l->start_inbound(std::move(from));
+    l->start_inbound(std::move(from), std::move(slot));
 }
 
 } // namespace detail

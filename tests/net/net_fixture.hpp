@@ -260,6 +260,17 @@ inline raw_socket raw_connect(const char* ip, std::uint16_t port) {
     return s;
 }
 
+// As raw_connect(), from source address `from` (a 127.0.0.x other than the listener's).
+inline raw_socket raw_connect_from(const char* from, const char* ip, std::uint16_t port) {
+    raw_socket s(::socket(AF_INET, SOCK_STREAM, 0));
+    auto src = v4(from, 0);
+    auto a = v4(ip, port);
+    if (::bind(s.fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0 ||
+        ::connect(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+        s.reset();
+    return s;
+}
+
 // A listening socket on ip:0 that never accepts: connections complete in the kernel backlog
 // and then nothing is ever said.
 inline raw_socket raw_listen(const char* ip, std::uint16_t& port) {
