@@ -55,6 +55,8 @@ int ensure_security_tables(sqlite3* db, const std::string& schema, std::string& 
                   "certificate TEXT NOT NULL, is_authority INTEGER NOT NULL, key_file TEXT, details TEXT, added_at INTEGER) WITHOUT ROWID;",
                   err);
     if (rc != SQLITE_OK) return rc;
+    rc = exec_sql(db, "CREATE TABLE IF NOT EXISTS " + s + "hdbrepl_used_tokens(jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;", err);
+    if (rc != SQLITE_OK) return rc;
     // Users replicate (with the `system` database): engine/system_tables.hpp.
     return ensure_system_replicated_tables(db, schema, err);
 }
@@ -145,6 +147,29 @@ int security_store::remove_user(const std::string& username, bool& existed) {
     if (rc != SQLITE_OK) return rc;
     bind(s.get(), 1, username);
     return step_done(s.get());
+}
+
+int security_store::use_token(const std::string& jti, std::int64_t expires_s, std::int64_t now_s, std::int64_t max_live, int& outcome) {
+    outcome = 2;
+    stmt_ptr s;
+    int rc = prepare(db_, "DELETE FROM " + table("hdbrepl_used_tokens") + " WHERE expires_at <= ?1", s);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_bind_int64(s.get(), 1, now_s);
+    if ((rc = step_done(s.get())) != SQLITE_OK) return rc;
+    rc = prepare(db_, "SELECT count(*), coalesce(max(jti = ?1), 0) FROM " + table("hdbrepl_used_tokens"), s);
+    if (rc != SQLITE_OK) return rc;
+    bind(s.get(), 1, jti);
+    if ((rc = sqlite3_step(s.get())) != SQLITE_ROW) return rc == SQLITE_DONE ? SQLITE_ERROR : rc;
+    const std::int64_t live = sqlite3_column_int64(s.get(), 0);
+    if (sqlite3_column_int(s.get(), 1) != 0) { outcome = 1; return SQLITE_OK; }
+    if (live >= max_live) return SQLITE_OK;
+    rc = prepare(db_, "INSERT INTO " + table("hdbrepl_used_tokens") + "(jti, expires_at) VALUES(?1, ?2)", s);
+    if (rc != SQLITE_OK) return rc;
+    bind(s.get(), 1, jti);
+    sqlite3_bind_int64(s.get(), 2, expires_s);
+    if ((rc = step_done(s.get())) != SQLITE_OK) return rc;
+    outcome = 0;
+    return SQLITE_OK;
 }
 
 int security_store::get_meta(const std::string& key, std::string& value) {

@@ -6,6 +6,9 @@
 //       key_file:  path of the private key's PEM file (owner-only permissions) when this
 //                  node holds the key; the key itself is never stored in the database
 //       details:   JSON (issuer, subject, subject_alt_name, serial_number, valid_from, valid_to)
+//   hdbrepl_used_tokens(jti PRIMARY KEY, expires_at)
+//       operation tokens this node accepted (they are single use), kept until they expire;
+//       a plain local table: never replicated (tokens are checked by the node that issued them)
 //   hdbrepl_users(username PRIMARY KEY, role, password_hash)
 //       a replicated (hdbrepl) table, so users reach every node that replicates the
 //       `system` database, with last-writer-wins per user and tombstones for drop_user;
@@ -47,6 +50,12 @@ public:
     int find_user(const std::string& username, user_row& out, bool& found);
     int put_user(const user_row& u);
     int remove_user(const std::string& username, bool& existed);
+
+    // Records an accepted operation token's id until `expires_s` (epoch seconds), after
+    // pruning the expired ones. `outcome`: 0 recorded, 1 already used, 2 refused because
+    // `max_live` unexpired ids are held (the table stays bounded; nothing is evicted early,
+    // which would let an id be used again).
+    int use_token(const std::string& jti, std::int64_t expires_s, std::int64_t now_s, std::int64_t max_live, int& outcome);
 
     // A value of hdbrepl_meta (e.g. the token signing secret); "" when absent.
     int get_meta(const std::string& key, std::string& value);

@@ -38,9 +38,15 @@ outcome check_token(const directory& d, const std::string& token, std::int64_t n
     std::string user = json::get_string(o, "sub");
     auto it = d.users.find(user);
     if (it == d.users.end()) return refuse(401, "token of unknown user '" + user + "' (dropped since it was issued?)");
+    // Single use is the caller's to enforce (it remembers ids until they expire): a token
+    // without an id could not be remembered, so it is not accepted.
+    std::string jti = json::get_string(o, "jti");
+    if (jti.empty() || jti.size() > 128) return refuse(401, "invalid token: no token id (jti)");
     outcome ok;
     ok.username = user;
     ok.role = it->second.role;
+    ok.token_id = std::move(jti);
+    ok.token_expires_s = exp->as_int64();
     return ok;
 }
 } // namespace
@@ -55,9 +61,14 @@ bool valid_role(const std::string& role) {
 }
 
 outcome check_password(const directory& d, const std::string& username, const std::string& password) {
+    // Every refusal costs one PBKDF2 of at least the default cost: an unknown user, or a
+    // stored hash that cannot be checked, is verified against a dummy hash, so the time of
+    // the answer does not tell which user names exist.
     auto it = d.users.find(username);
+    const bool usable = it != d.users.end() && net::cred::password_hash_usable(it->second.password_hash);
+    const bool matches = net::cred::verify_password(password, usable ? it->second.password_hash : net::cred::dummy_password_hash());
     if (it == d.users.end()) return refuse(401, "unknown user '" + username + "'");
-    if (!net::cred::verify_password(password, it->second.password_hash)) return refuse(401, "wrong password for user '" + username + "'");
+    if (!usable || !matches) return refuse(401, "wrong password for user '" + username + "'");
     outcome ok;
     ok.username = username;
     ok.role = it->second.role;

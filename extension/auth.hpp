@@ -24,11 +24,17 @@ struct outcome {
     int http_status = 0;   // 0 = allowed; 401 = not authenticated; 403 = authenticated, not allowed
     std::string message;   // why not, in words an operator can act on
     std::string username, role;
+    // An accepted operation token: its id (jti) and expiry, which the caller remembers so
+    // that the token is used once. Empty / 0 for a password.
+    std::string token_id;
+    std::int64_t token_expires_s = 0;
 };
 
-// Checks an HTTP Authorization header ("Basic ...", "Bearer <jwt>") and the role.
+// Checks an HTTP Authorization header ("Basic ...", "Bearer <jwt>") and the role. Whether a
+// token was used before is not checked here (see outcome::token_id).
 outcome check_header(const directory& d, const std::string& header, std::int64_t now_s);
-// Checks a user name and password (no role check).
+// Checks a user name and password (no role check). Costs one PBKDF2 of at least the default
+// cost whatever the outcome (unknown users included).
 outcome check_password(const directory& d, const std::string& username, const std::string& password);
 
 bool role_may_join(const std::string& role);

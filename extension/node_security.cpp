@@ -1,6 +1,7 @@
 // A node's identity, trust and the certificate exchange (see node_security.hpp).
 #include "extension/node_security.hpp"
 
+#include "engine/replication_store.hpp"
 #include "engine/system_tables.hpp"
 #include "extension/json.hpp"
 #include "extension/key_files.hpp"
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 #include <vector>
 
 namespace hdbrepl::ext {
@@ -16,6 +18,7 @@ namespace hdbrepl::ext {
 namespace {
 constexpr int ca_days = 3650;
 constexpr int node_cert_days = 825;
+constexpr std::int64_t max_used_tokens = 10000; // operation tokens remembered at once (each for a day at most)
 
 std::int64_t now_s() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -245,24 +248,14 @@ std::string node_security::issuer_of(const std::string& cert_pem) {
 std::string node_security::make_sign_request(std::string& request_json, std::string& pending_key) {
     json::object o;
     o["node_name"] = cfg_.hostname;
-    std::string own_ca_name, own_ca_pem;
-    store_.get_meta("own_ca", own_ca_name);
-    std::vector<engine::certificate_row> rows;
-    if (store_.load_certificates(rows) != SQLITE_OK) return sql_error(db_, "reading hdbrepl_certificates");
-    if (const auto* r = own_ca_name.empty() ? nullptr : find_row(rows, own_ca_name)) own_ca_pem = r->certificate;
-    std::string issuer = issuer_of(current_cert_);
-    if (!own_ca_pem.empty() && issuer == own_ca_pem) {
-        // Still on the certificate we signed ourselves: ask the peer to sign a new one.
-        auto key = net::pki::generate_private_key();
-        if (!key.ok()) return "generating a key: " + key.error;
-        auto csr = net::pki::make_csr(key.value, cfg_.hostname);
-        if (!csr.ok()) return "making the CSR: " + csr.error;
-        pending_key = std::move(key.value);
-        o["csr"] = csr.value;
-    } else if (!issuer.empty()) {
-        // Already signed by a CA the cluster knows: ask the peer to trust that CA.
-        o["certificate_authority"] = issuer;
-    }
+    // Always a CSR (a new key): the peer signs it unless we are already a member it trusts.
+    // A peer never trusts a CA because the requester sends it.
+    auto key = net::pki::generate_private_key();
+    if (!key.ok()) return "generating a key: " + key.error;
+    auto csr = net::pki::make_csr(key.value, cfg_.hostname);
+    if (!csr.ok()) return "making the CSR: " + csr.error;
+    pending_key = std::move(key.value);
+    o["csr"] = csr.value;
     request_json = json::serialize(o);
     return "";
 }
@@ -304,41 +297,76 @@ std::string node_security::accept_sign_reply(const std::string& reply_json, cons
     return "";
 }
 
+bool node_security::is_current_member(const std::string& name) {
+    std::set<std::string> removed;
+    engine::load_removals(db_, "main", removed);
+    engine::replication_store rs(db_, "main");
+    rs.load_removed(removed);
+    if (removed.count(name)) return false;
+    std::vector<engine::member_row> members;
+    engine::load_members(db_, "main", members);
+    for (const auto& m : members)
+        if (m.name == name) return true;
+    std::vector<engine::node_row> nodes;
+    rs.load_nodes(nodes);
+    for (const auto& n : nodes)
+        if (n.name == name) return true;
+    return false;
+}
+
+std::string node_security::sign_admission(const std::string& name, bool holds_trusted_certificate) {
+    if (name == cfg_.hostname) return "'" + name + "' is this node's own name: no certificate is signed for it";
+    if (holds_trusted_certificate || !is_current_member(name)) return "";
+    return "'" + name + "' is a member of this cluster and presents no certificate this node trusts; a member's name is "
+           "never signed again (remove_node '" + name + "' first to have a new certificate signed for it)";
+}
+
+std::string node_security::use_token(const std::string& jti, std::int64_t expires_s) {
+    int outcome = 2;
+    if (store_.use_token(jti, expires_s, now_s(), max_used_tokens, outcome) != SQLITE_OK) return sql_error(db_, "recording the token's use");
+    if (outcome == 1) return "token already used: an operation token authorizes one exchange; create a new one";
+    if (outcome == 2) return "too many operation tokens in use on this node; retry with a password, or after tokens expire";
+    return "";
+}
+
 std::string node_security::handle_sign_request(const std::string& request_json, const std::string& claimed_name, bool& changed) {
-    changed = false;
+    changed = false; // answering never changes this node's trust: nothing the requester sends is trusted
     json::value v;
     if (std::string e = json::parse_object(request_json, v); !e.empty()) return reply_error("bad request: " + e);
     auto& o = v.as_object();
     std::string name = json::get_string(o, "node_name");
     if (name.empty()) return reply_error("bad request: node_name is missing");
-    if (!claimed_name.empty() && name != claimed_name)
+    if (name != claimed_name)
         return reply_error("bad request: node_name '" + name + "' differs from the node named in the request ('" + claimed_name + "')");
+    if (name == cfg_.hostname) return reply_error("'" + name + "' is this node's own name: no certificate is signed for it");
     json::object reply;
     reply["node_name"] = cfg_.hostname;
-    std::string csr = json::get_string(o, "csr");
-    if (!csr.empty()) {
-        auto cn = net::pki::csr_common_name(csr);
-        if (!cn.ok()) return reply_error("bad CSR: " + cn.error);
-        if (cn.value != name) return reply_error("the CSR is for '" + cn.value + "', not for '" + name + "'");
-        std::string ca_name, ca_key;
-        store_.get_meta("own_ca", ca_name);
-        std::vector<engine::certificate_row> rows;
-        if (store_.load_certificates(rows) != SQLITE_OK) return reply_error("internal error reading certificates");
-        const auto* ca = ca_name.empty() ? nullptr : find_row(rows, ca_name);
-        if (!ca || ca->key_file.empty() || !read_pem_file(ca->key_file, ca_key).empty())
-            return reply_error("node '" + cfg_.hostname + "' holds no CA key to sign with (it uses configured certificates); "
-                               "give both nodes certificates from one CA instead");
-        auto cert = net::pki::sign_csr(csr, ca->certificate, ca_key, node_cert_days);
-        net::cred::wipe(ca_key);
-        if (!cert.ok()) return reply_error("cannot sign the CSR: " + cert.error);
-        reply["certificate"] = cert.value;
-        reply["signing_ca"] = ca->certificate;
-    }
-    std::string their_ca = json::get_string(o, "certificate_authority");
-    if (!their_ca.empty()) {
-        if (std::string e = store_authority(their_ca, changed); !e.empty()) return reply_error("certificate_authority: " + e);
-    }
     if (std::string mine = issuer_of(current_cert_); !mine.empty()) reply["server_ca"] = mine;
+    if (is_current_member(name)) {
+        // Admitted as a member (its certificate verified for its name at the accept filter):
+        // it keeps that certificate. No new one is signed for a name the cluster already has.
+        reply["message"] = "'" + name + "' is a member of this cluster and keeps its certificate";
+        return json::serialize(reply);
+    }
+    std::string csr = json::get_string(o, "csr");
+    if (csr.empty()) return reply_error("bad request: a certificate request needs a CSR (this node never trusts a CA sent by the requester)");
+    auto cn = net::pki::csr_common_name(csr);
+    if (!cn.ok()) return reply_error("bad CSR: " + cn.error);
+    if (cn.value != name) return reply_error("the CSR is for '" + cn.value + "', not for '" + name + "'");
+    std::string ca_name, ca_key;
+    store_.get_meta("own_ca", ca_name);
+    std::vector<engine::certificate_row> rows;
+    if (store_.load_certificates(rows) != SQLITE_OK) return reply_error("internal error reading certificates");
+    const auto* ca = ca_name.empty() ? nullptr : find_row(rows, ca_name);
+    if (!ca || ca->key_file.empty() || !read_pem_file(ca->key_file, ca_key).empty())
+        return reply_error("node '" + cfg_.hostname + "' holds no CA key to sign with (it uses configured certificates); "
+                           "give both nodes certificates from one CA instead");
+    // For the authorised name alone: CN and one subjectAltName; of the CSR only its key.
+    auto cert = net::pki::sign_csr_for_name(csr, name, ca->certificate, ca_key, node_cert_days);
+    net::cred::wipe(ca_key);
+    if (!cert.ok()) return reply_error("cannot sign the CSR: " + cert.error);
+    reply["certificate"] = cert.value;
+    reply["signing_ca"] = ca->certificate;
     return json::serialize(reply);
 }
 

@@ -49,6 +49,8 @@ net::accept_decision node_impl::check_secure(const net::peer_check& pc) {
     };
     if (path == "/hdbrepl/sign") {
         if (claimed.empty()) return refuse(400, "a certificate request must name its node (?node=<hostname>)");
+        if (!security_ || !security_->credential_worker().allow(pc.remote_ip))
+            return refuse(429, "too many certificate requests from " + pc.remote_ip + "; retry in a few seconds");
         auto o = auth::check_header(sec_.users, pc.authorization, static_cast<std::int64_t>(now_ms() / 1000));
         if (o.http_status != 0) return refuse(o.http_status, o.message);
         log_line(name_, "certificate exchange with " + claimed + " (" + pc.remote_ip + ") authorized by user '" + o.username + "'");
@@ -76,8 +78,8 @@ void node_impl::on_sign_request(link_info& li, std::vector<std::uint8_t>&& data)
         std::string reload_error = changed ? n.security_->load(snap) : "";
         json::value v = json::parse_or_null(reply);
         std::string outcome = v.is_object() && v.as_object().contains("error") ? "refused: " + json::get_string(v.as_object(), "error")
-                              : v.is_object() && v.as_object().contains("certificate") ? "signed a certificate"
-                                                                                          : "exchanged CAs";
+                              : v.is_object() && v.as_object().contains("certificate") ? "signed a certificate for exactly '" + claimed + "'"
+                                                                                          : "no certificate signed: " + json::get_string(v.as_object(), "message");
         log_line(n.name_, "certificate exchange with " + claimed + ": " + outcome);
         n.on_io([reply = std::move(reply), id, changed, reload_error, snap = std::move(snap)](node_impl& m) mutable {
             if (changed && reload_error.empty()) m.apply_security(std::move(snap));

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <set>
@@ -220,4 +221,31 @@ TEST_CASE("the registered repl_* functions are exactly the documented ones", "[s
         CHECK((flags[name] & SQLITE_INNOCUOUS) == 0);
     }
     CHECK(db.scalar("SELECT count(*) FROM pragma_module_list WHERE name = 'hdbrepl'") == "1");
+}
+
+TEST_CASE("a password check costs one default PBKDF2 whether or not the user exists", "[sql]") {
+    temp_dir d;
+    test_db db(d.file("users.db"));
+    db.exec(R"(SELECT repl_add_user('{"username": "admin", "password": "right-password", "role": "super_user"}'))");
+    CHECK(db.scalar("SELECT password_hash LIKE 'pbkdf2-sha256$120000$%' FROM hdbrepl_users WHERE username = 'admin'") == "1");
+    auto cost_ms = [&](const char* user, const char* password, const char* want) {
+        const std::string sql = std::string(R"(SELECT repl_create_authentication_tokens('{"username": ")") + user +
+                                R"(", "password": ")" + password + R"("}'))";
+        std::vector<double> ms;
+        for (int i = 0; i < 5; ++i) {
+            auto t0 = std::chrono::steady_clock::now();
+            std::string err = db.try_exec(sql);
+            ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            CHECK_THAT(err, Catch::Contains(want));
+        }
+        std::sort(ms.begin(), ms.end());
+        return ms[2]; // the median
+    };
+    const double wrong = cost_ms("admin", "wrong-password", "wrong password for user 'admin'");
+    const double unknown = cost_ms("nobody", "wrong-password", "unknown user 'nobody'");
+    INFO("wrong password " << wrong << " ms, unknown user " << unknown << " ms");
+    // Before: an unknown user was answered at once (~0.05 ms against ~30 ms), which told
+    // anyone timing the answers which user names exist.
+    CHECK(unknown >= 0.5 * wrong);
+    CHECK(unknown <= 2.0 * wrong + 5.0);
 }
