@@ -2,6 +2,7 @@
 #include "engine/apply.hpp"
 
 #include "engine/placement_store.hpp"
+#include "engine/system_tables.hpp"
 
 #include "engine/txn_record.hpp"
 
@@ -94,6 +95,22 @@ int applier::resolve_table(const std::string& name, const std::string& definitio
             continue;
         }
         if (entry && entry->dropped_hlc >= hlc) return SQLITE_OK; // dropped after this change was written
+        if (is_reserved_table_name(current)) {
+            // hdbrepl's own tables are never made from a record: the node makes them itself,
+            // the same way everywhere (changes to them do apply once they exist).
+            if (!is_system_table(current)) {
+                err = "table '" + current + "': names starting with 'hdbrepl_' are reserved for hdbrepl's own tables; a record cannot create one";
+                return SQLITE_ERROR;
+            }
+            int rc = ensure_system_replicated_tables(db_, sys_.schema(), err);
+            if (rc != SQLITE_OK) return rc;
+            if (auto made = sys_.get_table(current); made && made->live) {
+                out.store = open_store(current, err);
+                return out.store ? SQLITE_OK : SQLITE_ERROR;
+            }
+            err = "table '" + current + "': hdbrepl's own table is missing and could not be made";
+            return SQLITE_ERROR;
+        }
         // Missing here: create it from the replicated definition.
         auto def = parse_table_def(definition, err);
         if (!def) { err = "table '" + current + "': bad definition in record: " + err; return SQLITE_CORRUPT; }
@@ -109,6 +126,17 @@ int applier::resolve_table(const std::string& name, const std::string& definitio
 }
 
 int applier::apply_ddl(const change& c, const record_table& t, hlc_t hlc, const std::string& origin, bool& changed, std::string& err) {
+    // hdbrepl's own tables (users, membership, removals, and any other hdbrepl_ name) are
+    // made by every node alike and never change shape: a record that creates, drops or
+    // renames one, or renames a table to such a name, is refused whole and changes nothing.
+    const bool renames_to_reserved = c.op == change_op::rename_table && !c.values.empty() && is_reserved_table_name(c.values[0].s);
+    if (is_reserved_table_name(t.name) || renames_to_reserved) {
+        const char* what = c.op == change_op::create_table ? "create" : c.op == change_op::drop_table ? "drop" : "rename";
+        err = std::string("refused a replicated ") + what + " of table '" + t.name + "'" +
+              (renames_to_reserved ? " to '" + c.values[0].s + "'" : "") + " from '" + origin +
+              "': names starting with 'hdbrepl_' belong to hdbrepl's own tables, which no record may create, drop or rename";
+        return SQLITE_AUTH;
+    }
     auto entry = sys_.get_table(t.name);
     std::string qname = quote_ident(sys_.schema()) + "." + quote_ident(t.name);
     switch (c.op) {

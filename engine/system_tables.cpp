@@ -5,6 +5,7 @@
 #include "engine/stmt_cache.hpp"
 #include "engine/table_def.hpp"
 
+#include <cctype>
 #include <functional>
 
 namespace hdbrepl::engine {
@@ -19,7 +20,18 @@ constexpr system_table tables[] = {
     {"hdbrepl_members", "name TEXT PRIMARY KEY, url TEXT, shard INTEGER, ca TEXT"},
     {"hdbrepl_removals", "name TEXT PRIMARY KEY, removed_by TEXT"},
 };
+thread_local bool tl_creating = false;
 } // namespace
+
+bool is_reserved_table_name(std::string_view name) {
+    static constexpr std::string_view prefix = "hdbrepl_";
+    if (name.size() < prefix.size()) return false;
+    for (std::size_t i = 0; i < prefix.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(name[i])) != prefix[i]) return false;
+    return true;
+}
+
+bool creating_system_tables() { return tl_creating; }
 
 bool is_system_table(std::string_view name) {
     for (const auto& t : tables)
@@ -46,6 +58,11 @@ bool is_system_table_definition(std::string_view name, const std::string& canoni
 
 int ensure_system_replicated_tables(sqlite3* db, const std::string& schema, std::string& err) {
     remote_ddl_scope unlogged({1, ""}); // created everywhere alike: not a change to replicate
+    struct creating {
+        bool prev = tl_creating;
+        creating() { tl_creating = true; }
+        ~creating() { tl_creating = prev; }
+    } scope;
     for (const auto& t : tables) {
         int rc = exec_sql(db, "CREATE VIRTUAL TABLE IF NOT EXISTS " + quote_ident(schema) + "." + t.name + " USING hdbrepl(" + t.columns + ")", err);
         if (rc != SQLITE_OK) return rc;

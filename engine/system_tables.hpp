@@ -25,6 +25,13 @@ namespace hdbrepl::engine {
 
 // Whether `name` is one of the tables above.
 bool is_system_table(std::string_view name);
+// Whether `name` is reserved for hdbrepl's own tables: it starts with hdbrepl_ (any case).
+// No SQL and no peer's record may create, drop or rename such a table; only the node itself
+// creates the tables above, through ensure_system_replicated_tables.
+bool is_reserved_table_name(std::string_view name);
+// Whether the calling thread is inside ensure_system_replicated_tables (the hdbrepl module's
+// xCreate lets exactly those definitions take a reserved name then, and at no other time).
+bool creating_system_tables();
 // Whether `name` with this canonical column list is one of them, exactly.
 bool is_system_table_definition(std::string_view name, const std::string& canonical_columns);
 // Creates the missing ones (the connection needs the hdbrepl module).

@@ -266,6 +266,97 @@ std::string table_def::canonical() const {
     return r;
 }
 
+const std::vector<std::string_view>& residency_functions() {
+    static const std::vector<std::string_view> names = {
+        "abs",    "coalesce", "ifnull", "iif",      "nullif",       "lower",      "upper",     "substr",    "substring",
+        "length", "trim",     "ltrim",  "rtrim",    "instr",        "min",        "max",       "typeof",    "round",
+        "sign",   "like",     "glob",   "likely",   "unlikely",     "json_array", "json_extract", "json_object", "json_valid",
+        "json_type", "json",  "unicode", "->",      "->>"};
+    return names;
+}
+
+std::string residency_subset_error(std::string_view e) {
+    if (e.size() > 4096) return "the expression is longer than 4096 characters";
+    // Words that would bring in a query, a table, or SQL beyond an expression.
+    static const char* banned[] = {"SELECT", "FROM",   "WHERE", "EXISTS", "VALUES", "WITH",   "RECURSIVE", "UNION",
+                                   "INTERSECT", "EXCEPT", "MATCH", "REGEXP", "RAISE", "OVER", "FILTER", "WINDOW",
+                                   "PRAGMA", "ATTACH", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP",  "TABLE"};
+    // Keywords that may stand before '(' without being a function call.
+    static const char* before_paren[] = {"AND", "OR", "NOT", "IN", "IS", "CASE", "WHEN", "THEN", "ELSE", "CAST",
+                                         "LIKE", "GLOB", "BETWEEN", "ESCAPE", "DISTINCT"};
+    std::size_t i = 0;
+    auto next_is_paren = [&](std::size_t from) {
+        while (from < e.size() && std::isspace(static_cast<unsigned char>(e[from]))) ++from;
+        return from < e.size() && e[from] == '(';
+    };
+    while (i < e.size()) {
+        const char c = e[i];
+        if (std::isspace(static_cast<unsigned char>(c))) { ++i; continue; }
+        if (c == ';') return "';' is not allowed (one expression only)";
+        if ((c == '-' && i + 1 < e.size() && e[i + 1] == '-') || (c == '/' && i + 1 < e.size() && e[i + 1] == '*'))
+            return "comments are not allowed";
+        if (c == '?' || c == ':' || c == '@' || c == '$' || c == '#') return std::string("parameters ('") + c + "') are not allowed";
+        if (c == '\'') { // a string literal, '' inside it
+            for (++i;; ++i) {
+                if (i >= e.size()) return "unterminated string literal";
+                if (e[i] == '\'') {
+                    if (i + 1 < e.size() && e[i + 1] == '\'') { ++i; continue; }
+                    ++i;
+                    break;
+                }
+            }
+            continue;
+        }
+        if (c == '"' || c == '`' || c == '[') { // a quoted column name
+            const char close = c == '[' ? ']' : c;
+            for (++i;; ++i) {
+                if (i >= e.size()) return "unterminated quoted name";
+                if (e[i] == close) {
+                    if (close != ']' && i + 1 < e.size() && e[i + 1] == close) { ++i; continue; }
+                    ++i;
+                    break;
+                }
+            }
+            if (next_is_paren(i)) return "a quoted name cannot be called as a function";
+            if (i < e.size() && e[i] == '.') return "qualified names (x.y) are not allowed: name the row's columns only";
+            continue;
+        }
+        if (std::isdigit(static_cast<unsigned char>(c)) || (c == '.' && i + 1 < e.size() && std::isdigit(static_cast<unsigned char>(e[i + 1])))) {
+            while (i < e.size() && (std::isalnum(static_cast<unsigned char>(e[i])) || e[i] == '.' || e[i] == '_' ||
+                                    ((e[i] == '+' || e[i] == '-') && (e[i - 1] == 'e' || e[i - 1] == 'E'))))
+                ++i;
+            continue;
+        }
+        if (std::isalpha(static_cast<unsigned char>(c)) || c == '_' || static_cast<unsigned char>(c) >= 0x80) {
+            std::size_t start = i;
+            while (i < e.size() && (std::isalnum(static_cast<unsigned char>(e[i])) || e[i] == '_' || e[i] == '$' ||
+                                    static_cast<unsigned char>(e[i]) >= 0x80))
+                ++i;
+            // x'..' is a BLOB literal: the string part is read next.
+            std::string word = upper(e.substr(start, i - start));
+            for (auto* b : banned)
+                if (word == b) return "'" + std::string(e.substr(start, i - start)) + "' is not allowed (no subqueries or table references)";
+            if (i < e.size() && e[i] == '.') return "qualified names (x.y) are not allowed: name the row's columns only";
+            if (!next_is_paren(i)) continue;
+            bool keyword = false;
+            for (auto* k : before_paren) keyword = keyword || word == k;
+            if (keyword) continue;
+            std::string lower = word;
+            for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            const auto& allowed = residency_functions();
+            if (std::find(allowed.begin(), allowed.end(), lower) == allowed.end()) {
+                std::string list;
+                for (auto f : allowed)
+                    if (f[0] != '-') list += (list.empty() ? "" : ", ") + std::string(f);
+                return "function " + std::string(e.substr(start, i - start)) + "() is not allowed (allowed: " + list + ")";
+            }
+            continue;
+        }
+        ++i; // an operator or punctuation
+    }
+    return "";
+}
+
 std::string residency_query(const table_def& def) {
     std::string cols;
     for (std::size_t i = 0; i < def.columns.size(); ++i)

@@ -40,6 +40,17 @@ struct table_def {
 // ?1..?n in declared order. Prepared at CREATE (to check the expression) and by senders.
 std::string residency_query(const table_def& def);
 
+// Whether a residency expression stays within the subset every node agrees to evaluate for a
+// definition that may come from any member: literals, the row's columns, operators, CASE,
+// CAST, IN (list), LIKE/GLOB and the functions of residency_functions(); no subqueries or
+// table references (SELECT, FROM, EXISTS, VALUES, WITH), no parameters, no comments, no ';',
+// at most 4,096 characters. "" when it does, else why not. Lexical: SQLite then checks it
+// again while preparing it (engine/residency_sandbox.hpp).
+std::string residency_subset_error(std::string_view expr);
+// The functions a residency expression may call (lower-case), all deterministic built-ins
+// whose result is at most about as long as their arguments.
+const std::vector<std::string_view>& residency_functions();
+
 // SQLite's rules for the affinity of a declared type (https://sqlite.org/datatype3.html 3.1).
 affinity affinity_of(std::string_view decl_type);
 

@@ -460,11 +460,11 @@ private:
     // expression places them on it (a shard number or a JSON array of node names). Db thread.
     void keep_resident_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
     // Whether a table's residency expression places this row (all columns) on `peer`; true
-    // when the table has none or it cannot be evaluated.
+    // when the table has none, false when it cannot be evaluated (fails closed).
     bool resident_on(const std::string& table, const std::string& definition, const std::vector<value>& row, const std::string& peer);
     struct residency_eval {
-        sqlite3_stmt* stmt = nullptr; // SELECT (expr) FROM (SELECT ?1 AS col1, ...), on rdb_
-        std::string error;            // the expression does not prepare: rows go everywhere
+        sqlite3_stmt* stmt = nullptr; // SELECT (expr) FROM (SELECT ?1 AS col1, ...), in the db thread's sandbox
+        std::string error;            // why it failed (logged once); "no residency": none
         ~residency_eval() { sqlite3_finalize(stmt); }
     };
     std::map<std::string, std::unique_ptr<residency_eval>> residency_of_definition_;

@@ -5,6 +5,7 @@
 #include "extension/node_impl.hpp"
 
 #include "engine/placement.hpp"
+#include "engine/residency_sandbox.hpp"
 #include "engine/txn_record.hpp"
 
 #include <algorithm>
@@ -206,34 +207,46 @@ void node_impl::copy_pump(const std::string& name) {
 
 // ---- which rows go to a peer: residency and placement (db thread) --------------------------
 
+// Fails closed: a row whose expression cannot be prepared (outside the safe subset,
+// engine/residency_sandbox.hpp) or evaluated (an error, the step limit, a result that is
+// neither a shard nor a node list) goes to no peer; the nodes that hold it keep it. NULL is
+// the one "everywhere". Logged once per definition.
 bool node_impl::resident_on(const std::string& table, const std::string& definition, const std::vector<value>& row, const std::string& peer) {
+    static const std::string no_residency = "no residency";
     auto& ev = residency_of_definition_[definition];
     if (!ev) {
         ev = std::make_unique<residency_eval>();
         std::string err;
         auto def = parse_table_def(std::string_view(definition), err);
-        if (!def || def->residency.empty()) {
-            ev->error = def ? "no residency" : err;
-        } else if (sqlite3_prepare_v2(rdb_, residency_query(*def).c_str(), -1, &ev->stmt, nullptr) != SQLITE_OK) {
-            ev->error = sqlite3_errmsg(rdb_);
-            log_line(name_, "table " + table + ": residency expression does not prepare (" + ev->error + "); its rows go to every node");
+        if (def && def->residency.empty()) ev->error = no_residency;
+        else if (!def || prepare_residency(*def, &ev->stmt, err) != SQLITE_OK) {
+            ev->error = err.empty() ? "cannot be prepared" : err;
+            log_line(name_, "table " + table + ": residency expression refused (" + ev->error + "); its rows go to no other node");
         }
     }
-    if (!ev->stmt) return true;
-    for (std::size_t i = 0; i < row.size(); ++i) bind_arg(ev->stmt, static_cast<int>(i + 1), row[i]);
-    bool keep = true;
-    if (sqlite3_step(ev->stmt) == SQLITE_ROW) {
+    if (!ev->stmt) return ev->error == no_residency;
+    std::string why;
+    bool keep = false;
+    for (std::size_t i = 0; i < row.size() && why.empty(); ++i)
+        if (bind_arg(ev->stmt, static_cast<int>(i + 1), row[i]) != SQLITE_OK) why = "a value of the row cannot be bound (too large?)";
+    if (why.empty() && step_residency(ev->stmt, why) == SQLITE_ROW) {
         int type = sqlite3_column_type(ev->stmt, 0);
-        if (type != SQLITE_NULL) {
+        if (type == SQLITE_NULL) {
+            keep = true;
+        } else {
             const auto* text = sqlite3_column_text(ev->stmt, 0);
             auto where = parse_residency(text ? reinterpret_cast<const char*>(text) : "", type == SQLITE_INTEGER, sqlite3_column_int64(ev->stmt, 0));
             if (auto* shard = std::get_if<residency_shard>(&where)) keep = shard_of(peer) == *shard;
             else if (auto* nodes = std::get_if<residency_nodes>(&where)) keep = std::find(nodes->begin(), nodes->end(), peer) != nodes->end();
-            // an error (not a shard, not a list): the row goes everywhere
+            else why = std::get<residency_error>(where);
         }
     }
     sqlite3_reset(ev->stmt);
     sqlite3_clear_bindings(ev->stmt);
+    if (!why.empty() && ev->error.empty()) { // the first failure of this definition
+        ev->error = why;
+        log_line(name_, "table " + table + ": residency expression failed for a row (" + why + "); such rows go to no other node");
+    }
     return keep;
 }
 

@@ -28,6 +28,7 @@
 
 #include "engine/system_tables.hpp"
 #include "engine/apply.hpp"
+#include "engine/residency_sandbox.hpp"
 #include "engine/row_store.hpp"
 #include "engine/table_def.hpp"
 #include "sql/node_hooks.hpp"
@@ -159,19 +160,24 @@ int create_or_connect(sqlite3* db, void* aux, int argc, const char* const* argv,
     if (!def) { *pz_err = error_string("hdbrepl table '" + name + "': " + err); return SQLITE_ERROR; }
     if (create && !def->residency.empty()) {
         // Check the expression now, against the declared columns, rather than when rows leave
-        // (the same query the sender evaluates; unbound parameters are NULL).
+        // (the same sandboxed query the sender evaluates, engine/residency_sandbox.hpp). A
+        // peer's definition passes here too: the apply path creates its tables with CREATE.
         sqlite3_stmt* probe = nullptr;
-        int prc = sqlite3_prepare_v2(db, residency_query(*def).c_str(), -1, &probe, nullptr);
-        std::string why = prc == SQLITE_OK ? "" : sqlite3_errmsg(db);
+        std::string why;
+        int prc = prepare_residency(*def, &probe, why);
         sqlite3_finalize(probe);
         if (prc != SQLITE_OK) {
             *pz_err = error_string("hdbrepl table '" + name + "': residency= is not an expression over its columns: " + why);
             return SQLITE_ERROR;
         }
     }
-    // hdbrepl's own replicated tables (engine/system_tables.hpp) are the one exception.
-    if (create && sqlite3_strnicmp(name.c_str(), "hdbrepl_", 8) == 0 && !engine::is_system_table_definition(name, def->canonical())) {
-        *pz_err = error_string("hdbrepl table '" + name + "': names starting with 'hdbrepl_' are reserved for hdbrepl's own tables");
+    // hdbrepl's own replicated tables (engine/system_tables.hpp) are the one exception, and
+    // only while the node itself creates them: a user's CREATE, or a peer's record, never
+    // makes one (a dropped hdbrepl_users recreated empty by a peer would lose every user).
+    if (create && engine::is_reserved_table_name(name) &&
+        !(engine::creating_system_tables() && engine::is_system_table_definition(name, def->canonical()))) {
+        *pz_err = error_string("hdbrepl table '" + name + "': names starting with 'hdbrepl_' are reserved for hdbrepl's own tables, "
+                               "which only the node creates");
         return SQLITE_ERROR;
     }
     int rc = sqlite3_declare_vtab(db, declaration(*def).c_str());
@@ -244,6 +250,14 @@ int xDisconnect(sqlite3_vtab* v) {
 int xDestroy(sqlite3_vtab* v) {
     auto* t = vt(v);
     int rc = guarded(v, [&] {
+        // Refused before anything is touched: SQLite then rolls the DROP back whole. SQLite
+        // does not pass xDestroy's message on, so the code is what the user sees:
+        // SQLITE_AUTH, "authorization denied".
+        if (engine::is_reserved_table_name(t->name)) {
+            set_vtab_error(v, "cannot drop table '" + t->name + "': it is one of hdbrepl's own tables (users, membership, removals), "
+                              "which every node keeps");
+            return SQLITE_AUTH;
+        }
         std::string err;
         const remote_ddl* remote = current_remote_ddl();
         schema_txn ver;
@@ -274,7 +288,11 @@ int xRename(sqlite3_vtab* v, const char* new_name) {
     auto* t = vt(v);
     return guarded(v, [&] {
         std::string err, to = new_name;
-        if (sqlite3_strnicmp(to.c_str(), "hdbrepl_", 8) == 0) {
+        if (engine::is_reserved_table_name(t->name)) {
+            set_vtab_error(v, "cannot rename table '" + t->name + "': it is one of hdbrepl's own tables, whose names the node relies on");
+            return SQLITE_ERROR;
+        }
+        if (engine::is_reserved_table_name(to)) {
             set_vtab_error(v, "cannot rename to '" + to + "': names starting with 'hdbrepl_' are reserved");
             return SQLITE_ERROR;
         }

@@ -299,3 +299,27 @@ TEST_CASE("table_def: unquoted names as SQLite accepts them, including non-ASCII
     auto back = parse_ok(std::string_view(d.canonical()));
     check_same_columns(d, back);
 }
+
+TEST_CASE("table_def: residency expressions outside the safe subset are named", "[unit][table_def]") {
+    for (const char* ok : {"iif(id % 2 = 0, '[\"b\"]', 2)", "CASE WHEN a THEN 1 ELSE 2 END", "json_array(lower(x))", "CAST(x AS INTEGER)",
+                           "x IN (1, 2)", "x LIKE 'a%' ESCAPE '\\'", "1.5e+3 + .5", "x'00ff' = b", "\"select\" + [from] + `where`",
+                           "'SELECT FROM -- ; /*' || x", "NOT (a AND (b OR c))", "x BETWEEN (1) AND (2)", "doc ->> '$.a'"}) {
+        INFO(ok);
+        CHECK(residency_subset_error(ok) == "");
+    }
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"(SELECT 1)", "'SELECT' is not allowed"}, {"exists(select 1)", "'exists' is not allowed"},
+        {"x in (values(1))", "'values' is not allowed"}, {"x FROM t", "'FROM' is not allowed"},
+        {"random()", "function random() is not allowed"}, {"RANDOMBLOB (4)", "function RANDOMBLOB() is not allowed"},
+        {"\"abs\"(x)", "quoted name cannot be called"}, {"t.x", "qualified names"}, {"[t].x", "qualified names"},
+        {"x; y", "';'"}, {"x -- c", "comments"}, {"x /* c */", "comments"}, {"?1", "parameters"}, {"$a", "parameters"},
+        {"@a", "parameters"}, {":a", "parameters"}, {"'open", "unterminated string"}, {"\"open", "unterminated quoted name"},
+        {"x MATCH 'y'", "'MATCH' is not allowed"}, {"raise(ignore)", "'raise' is not allowed"},
+        {std::string(4097, '1'), "longer than 4096"},
+    };
+    for (const auto& [expr, says] : bad) {
+        INFO(expr);
+        CHECK(residency_subset_error(expr).find(says) != std::string::npos);
+    }
+    CHECK(residency_subset_error("frobnicate(x)").find("allowed: abs, coalesce") != std::string::npos);
+}
