@@ -576,3 +576,41 @@ TEST_CASE("tls: use_system_roots (enableRootCAs) trusts the system root store, a
     unsetenv("SSL_CERT_FILE");
     unsetenv("SSL_CERT_DIR");
 }
+
+TEST_CASE("tls: listen_tls_async answers from a worker thread with the certificate outcome; a null filter verifies", "[net]") {
+    const auto& k = certs();
+    captured_log log;
+    auto rt = make_io_runtime();
+    std::mutex mu;
+    std::vector<std::thread> workers;
+    std::atomic<int> opened{0};
+    std::string error;
+    // Each check is answered 300 ms later on its own thread: verified clients accepted.
+    auto l = listen_tls_async(*rt, "127.0.0.2", 0, {}, identity(k.b, {k.ca1.cert_pem}),
+                              [&](const peer_check& c, respond_fn respond) {
+                                  std::lock_guard lk(mu);
+                                  workers.emplace_back([verified = c.certificate_verified, why = c.verify_error, respond] {
+                                      std::this_thread::sleep_for(300ms);
+                                      respond(verified ? accept_decision{} : accept_decision{403, "untrusted: " + why});
+                                  });
+                              },
+                              [&](const link_ptr&) { ++opened; }, error);
+    REQUIRE(l);
+    auto good = dial_tls_and_wait(*rt, "127.0.0.2", l->port(), "127.0.0.3", identity(k.c, {k.ca1.cert_pem}));
+    CHECK(good.link);
+    CHECK(good.error.empty());
+    auto bad = dial_tls_and_wait(*rt, "127.0.0.2", l->port(), "127.0.0.3", identity(k.c_other_ca, {k.ca1.cert_pem}));
+    CHECK_FALSE(bad.link);
+    CHECK(bad.error.find("handshake refused: HTTP 403 Forbidden: untrusted: unknown CA") == 0);
+    CHECK(eventually([&] { return opened == 1; }));
+
+    // A null asynchronous filter is the synchronous default: verified clients only.
+    auto strict = listen_tls_async(*rt, "127.0.0.2", 0, {}, identity(k.b, {k.ca1.cert_pem}), nullptr, [](const link_ptr&) {}, error);
+    REQUIRE(strict);
+    CHECK(dial_tls_and_wait(*rt, "127.0.0.2", strict->port(), "127.0.0.3", identity(k.c, {k.ca1.cert_pem})).link);
+    auto refused = dial_tls_and_wait(*rt, "127.0.0.2", strict->port(), "127.0.0.3", identity(k.c_other_ca, {k.ca1.cert_pem}));
+    CHECK(refused.error.find("handshake refused: HTTP 403 Forbidden: client certificate not verified: unknown CA") == 0);
+    rt->stop_and_join();
+    std::lock_guard lk(mu);
+    for (auto& w : workers) w.join();
+}
