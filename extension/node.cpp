@@ -132,6 +132,10 @@ bool node_impl::start(std::string& error) {
         auto& known = *known_rows;
         std::string err;
         if (!open_connection(&wdb_, err) || !open_connection(&rdb_, err)) { opened->set_value(err); return; }
+        // The applying connection commits with the WAL fsynced (synchronous=FULL): an ack is sent
+        // after that commit and promises the change survives a power loss here (repl_confirm
+        // counts on it). Batches of up to 1,000 records share one commit, so one fsync each.
+        sqlite3_exec(wdb_, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
         int rc = ensure_replication_tables(wdb_, "main", err);
         if (rc == SQLITE_OK) {
             wstore_ = std::make_unique<replication_store>(wdb_, "main");
@@ -209,9 +213,9 @@ bool node_impl::start(std::string& error) {
             std::weak_ptr<node_impl> weak = self;
             auto l = net::listen(
                 *self->io_, self->cfg_.bind, static_cast<std::uint16_t>(self->cfg_.port), opts,
-                [weak](const std::string& ip, const std::string&) {
+                [weak](const std::string& ip, const std::string& target) {
                     auto s = weak.lock();
-                    return s && !s->stopped_ && s->accept_ip(ip);
+                    return s && !s->stopped_ && s->accept_plain(ip, target);
                 },
                 [weak](const net::link_ptr& link) {
                     if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
@@ -222,12 +226,12 @@ bool node_impl::start(std::string& error) {
         }
         if (self->cfg_.serve_secure) {
             std::weak_ptr<node_impl> weak = self;
-            auto l = net::listen_tls(
+            auto l = net::listen_tls_async(
                 *self->io_, self->cfg_.bind, static_cast<std::uint16_t>(self->cfg_.secure_port), opts, self->sec_.identity,
-                [weak](const net::peer_check& pc) {
+                [weak](const net::peer_check& pc, net::respond_fn respond) {
                     auto s = weak.lock();
-                    if (!s || s->stopped_) return net::accept_decision{503, "node stopping"};
-                    return s->check_secure(pc);
+                    if (!s || s->stopped_) return respond(net::accept_decision{503, "node stopping"});
+                    s->check_secure(pc, std::move(respond)); // answers later for /hdbrepl/sign (node_trust.cpp)
                 },
                 [weak](const net::link_ptr& link) {
                     if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);

@@ -100,6 +100,8 @@ void node_impl::update_status() {
         if (p.copying) c["sync"] = json::object{{"rowsDone", std::min(p.copy_done, p.copy_total)}, {"rowsTotal", p.copy_total}};
         // Full copies sent to this peer because it fell behind our retained log.
         c["fullResyncs"] = p.full_resyncs;
+        c["refusals"] = p.refusals;
+        c["lastRefusal"] = p.last_refusal.empty() ? json::value(nullptr) : json::value(p.last_refusal);
         c["lastFullResync"] = p.last_full_resync ? json::value(http_date(p.last_full_resync)) : json::value(nullptr);
         json::object sock;
         sock["database"] = "main";
@@ -138,6 +140,16 @@ void node_impl::update_status() {
     // Receiving stopped because this node cannot write (disk full, maxDatabaseSize): null
     // while all is well.
     top["intakePaused"] = intake_status_.empty() ? json::value(nullptr) : json::value(intake_status_);
+    // Origins whose transactions are held back (too far ahead of the clock, or refused by the
+    // apply step): retried with backoff while the others go on. [] while all is well.
+    top["heldOrigins"] = parked_status_json_.empty() ? json::value(json::array{}) : json::parse_or_null(parked_status_json_);
+    // What peers and strangers sent that was refused (link_entitlement.hpp,
+    // record_entitlement.hpp, connection checks): the count, and the newest few.
+    json::array recent;
+    for (const auto& r : refusals_)
+        recent.push_back(json::object{{"time", http_date(r.at_ms)}, {"from", r.from}, {"node", r.node.empty() ? json::value(nullptr) : json::value(r.node)},
+                                      {"reason", r.reason}});
+    top["refusals"] = json::object{{"total", refusals_total_}, {"recent", std::move(recent)}};
     std::string s = json::serialize(top);
     std::lock_guard lock(shared_m_);
     status_json_ = std::move(s);
@@ -427,9 +439,15 @@ void node_impl::add_member_target(const member_row& member) {
 }
 
 void node_impl::forget_node(const std::string& name) {
+    // The removed node's addresses leave the plain port's allowlist too, unless a configured
+    // route or another node still uses them.
+    std::set<std::string> addresses{name};
+    if (auto* p = find_peer(name); p && p->link) addresses.insert(p->link->remote_address());
     for (auto it = targets_.begin(); it != targets_.end();) {
         if (it->second.peer_name == name || it->second.host == name) {
             if (it->second.retry) it->second.retry->cancel();
+            addresses.insert(it->second.host);
+            if (!it->second.address.empty()) addresses.insert(it->second.address);
             it = targets_.erase(it);
         } else {
             ++it;
@@ -442,6 +460,12 @@ void node_impl::forget_node(const std::string& name) {
         if (p->link) p->link->close("removed from the cluster");
     }
     peers_.erase(name);
+    for (const auto& a : addresses) {
+        bool used = false;
+        for (const auto& r : cfg_.routes) used = used || r.hostname == a;
+        for (const auto& [key, t] : targets_) used = used || t.host == a || t.address == a;
+        if (!used) allowed_ips_.erase(a);
+    }
     resubscribe_all();
     update_status();
 }

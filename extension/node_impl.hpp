@@ -12,6 +12,7 @@
 #include "engine/system_tables.hpp"
 #include "engine/table_def.hpp"
 #include "engine/wire.hpp"
+#include "extension/link_entitlement.hpp"
 #include "extension/node_security.hpp"
 #include "net/transport.hpp"
 
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <utility>
 
 // A named namespace (not an anonymous one): every node_*.cpp must see the same node_impl.
 namespace hdbrepl::ext::node_detail {
@@ -77,6 +79,37 @@ struct inflight {
     hlc_t hlc;
 };
 
+// Bytes of one link's received items not yet done with on the db thread. The io thread adds
+// when it queues an item; the item gives its bytes back when it is destroyed (applied or
+// dropped; moving it on, to a retry or a held origin, keeps them counted). A peer that
+// ignores flow control is cut off when its count passes the bound (node_links.cpp).
+class queue_credit {
+public:
+    queue_credit() = default;
+    queue_credit(std::shared_ptr<std::atomic<std::size_t>> counter, std::size_t n) : c_(std::move(counter)), n_(n) { *c_ += n_; }
+    queue_credit(queue_credit&& o) noexcept : c_(std::move(o.c_)), n_(std::exchange(o.n_, 0)) {}
+    queue_credit& operator=(queue_credit&& o) noexcept {
+        if (this != &o) {
+            release();
+            c_ = std::move(o.c_);
+            n_ = std::exchange(o.n_, 0);
+        }
+        return *this;
+    }
+    queue_credit(const queue_credit&) = delete;
+    queue_credit& operator=(const queue_credit&) = delete;
+    ~queue_credit() { release(); }
+
+private:
+    void release() {
+        if (c_) *c_ -= n_;
+        c_.reset();
+        n_ = 0;
+    }
+    std::shared_ptr<std::atomic<std::size_t>> c_;
+    std::size_t n_ = 0;
+};
+
 // An item received from a peer, waiting for the database thread.
 struct received {
     enum kind { txn, copy_begin, copy_rows, copy_end } what = txn;
@@ -88,6 +121,25 @@ struct received {
     std::vector<w::copy_table> tables;
     std::uint64_t link_id = 0;
     bool resumed = false; // copy_end: of a copy this node asked to resume (rows after a point only)
+    bool secure = false;  // arrived on a mutually authenticated TLS link (record_entitlement.hpp)
+    bool resync = false;  // copy_*: a full resync of a synced node, not its initial copy
+    std::set<std::string> excluded; // copy_end of a resync: origins this node hears from others
+    // Counts this item's bytes against its link's bound of queued input until it is gone.
+    queue_credit credit;
+};
+
+// Intake of one origin held back on the db thread: a record too far ahead of the clock, or one
+// that failed to apply, waits with everything after it from that origin, and is retried with
+// backoff; other origins go on. Acks of a link stop below its first held record.
+struct parked_origin {
+    std::deque<received> items;
+    std::string reason;       // for cluster_status (lastError)
+    std::uint64_t seq = 0;    // the first held record's sender seq
+    std::string peer;         // and the peer it came from
+    std::int64_t retry_ms = 0; // current backoff
+    std::uint64_t since = 0;  // ms
+    std::uint64_t attempts = 0;
+    bool retrying = false;    // its items went back to the queue for another try
 };
 
 struct copy_state; // sender side of an initial copy, lives on the db thread
@@ -145,6 +197,17 @@ struct peer {
     // times (ms) and versions for cluster_status
     std::uint64_t last_commit_confirmed = 0, last_received_local = 0, last_send = 0;
     hlc_t last_received_remote = 0;
+    // messages and changes refused from this peer (link_entitlement.hpp, record_entitlement.hpp)
+    std::uint64_t refusals = 0;
+    std::string last_refusal;
+};
+
+// A refusal of something a peer or a stranger sent, kept for cluster_status (the newest few).
+struct refusal_entry {
+    std::uint64_t at_ms = 0;
+    std::string from;   // address
+    std::string node;   // name, when known
+    std::string reason;
 };
 
 // A link before its HELLO names the peer.
@@ -161,6 +224,12 @@ struct link_info {
     bool sign = false;        // an inbound certificate exchange (/hdbrepl/sign), not replication
     bool sign_requested = false; // its one request arrived (more are ignored)
     std::string claimed_name; // ?node= of an inbound request
+    link_state state = link_state::awaiting_hello; // link_entitlement.hpp
+    bool authenticated = false; // TLS with a verified certificate both ways (inbound: the filter
+                                // checked the client's; outbound: we verified the server's)
+    std::size_t copy_tables = 0; // copy_table messages of the copy under way
+    std::shared_ptr<net::timer> hello_timer; // closes a link that never says HELLO
+    std::shared_ptr<std::atomic<std::size_t>> queued = std::make_shared<std::atomic<std::size_t>>(0);
 };
 
 // The value of `key` in the query of an HTTP target ("/hdbrepl?node=a" -> "a").
@@ -214,6 +283,7 @@ struct target {
     bool dialing = false;
     std::shared_ptr<net::timer> retry;
     std::string peer_name; // learned from HELLO
+    std::string address;   // the address our last successful dial reached (binds a plain HELLO)
     bool verify_tls = true; // add_node verify_tls (false only until a certificate exchange)
     std::string last_error; // of the last dial, for cluster_status before any HELLO
     std::uint64_t down_since = 0; // ms of the first failed dial in a row (0: none)
@@ -324,8 +394,17 @@ private:
     void schedule_redial(const std::string& key);
     void add_target(const std::string& host, int port, const std::string& scheme, std::int64_t start_time_ms, bool verify_tls = true);
     bool accept_ip(const std::string& ip);
+    // The plain port's accept filter: the replication path only, from an allowed address.
+    bool accept_plain(const std::string& ip, const std::string& target);
+    // io thread: a refusal of a peer's message or of a connection: log line, status, count.
+    void note_refusal(const std::string& from, const std::string& node, const std::string& reason);
+    std::deque<refusal_entry> refusals_; // io thread, newest last, bounded
+    std::uint64_t refusals_total_ = 0;   // io thread
+    // Whether a HELLO naming `name` may come from `ip` on the plain port: the name is the
+    // address itself, or a route or known node of that name was reached at that address.
+    bool name_bound_to_address(const std::string& name, const std::string& ip) const;
     // The secure port's accept filter: who may open a replication link or a certificate exchange.
-    net::accept_decision check_secure(const net::peer_check& pc);
+    void check_secure(const net::peer_check& pc, std::function<void(net::accept_decision)> respond);
     void on_sign_request(link_info& li, std::vector<std::uint8_t>&& data);
     // user thread: the client side of the certificate exchange with host:port; "" or why not.
     std::string exchange_certificates(const std::string& host, int port, bool verify_tls, std::string authorization);
@@ -387,6 +466,18 @@ private:
     void set_intake_paused(const std::string& why);
     std::string intake_status_; // io thread
     void apply_batch(std::vector<received>& items, std::size_t& i);
+    void refuse_copy(const received& r, const std::string& why); // db thread -> io: close its link
+    // Per-origin intake (db thread): held origins, and the acks they hold back per link.
+    std::map<std::string, parked_origin> parked_;
+    void park(const std::string& origin, received&& r, const std::string& why, bool refused);
+    void retry_parked(const std::string& origin);
+    void parked_done(const std::string& origin);             // its retried record went through
+    std::uint64_t ack_ceiling(std::uint64_t link_id) const; // acks stay below held records
+    std::map<std::uint64_t, std::uint64_t> max_seen_seq_;    // link -> newest seq processed
+    std::set<std::uint64_t> refused_links_;                  // links cut for a bad copy: their queue is dropped
+    void publish_parked();                                   // db -> io: status
+    std::string parked_status_json_;                         // io thread
+    std::map<std::string, std::shared_ptr<net::timer>> park_timers_; // io thread: origin -> retry
     bool open_connection(sqlite3** out, std::string& error);
 
     // -- any thread --

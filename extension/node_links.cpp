@@ -33,7 +33,38 @@ void node_impl::add_target(const std::string& host, int port, const std::string&
 bool node_impl::accept_ip(const std::string& ip) {
     // IP authentication for the plain port: only configured routes and known nodes.
     if (allowed_ips_.count(ip)) return true;
-    log_line(name_, "refused connection from " + ip + ": not a configured route or known node");
+    note_refusal(ip, "", "refused connection from " + ip + ": not a configured route or known node");
+    return false;
+}
+
+bool node_impl::accept_plain(const std::string& ip, const std::string& target) {
+    // The plain port carries replication only: a certificate exchange there would turn
+    // address trust into certificate trust (and send credentials in the clear).
+    if (target_path(target) != "/hdbrepl") {
+        note_refusal(ip, "", "refused " + target_path(target) + " from " + ip + " on the plain port: it serves /hdbrepl only" +
+                                 (target_path(target) == "/hdbrepl/sign" ? " (certificate exchanges use the secure port)" : ""));
+        return false;
+    }
+    return accept_ip(ip);
+}
+
+void node_impl::note_refusal(const std::string& from, const std::string& node, const std::string& reason) {
+    log_line(name_, reason);
+    ++refusals_total_;
+    refusals_.push_back({now_ms(), from, node, reason});
+    while (refusals_.size() > 20) refusals_.pop_front();
+    if (!node.empty())
+        if (auto* p = find_peer(node)) {
+            ++p->refusals;
+            p->last_refusal = reason;
+        }
+    update_status();
+}
+
+bool node_impl::name_bound_to_address(const std::string& name, const std::string& ip) const {
+    if (name == ip) return true;
+    for (const auto& [key, t] : targets_)
+        if ((t.host == name || t.peer_name == name) && (t.host == ip || t.address == ip)) return true;
     return false;
 }
 
@@ -76,6 +107,7 @@ void node_impl::dial(const std::string& key) {
                       return;
                   }
                   it->second.backoff_ms = 0;
+                  it->second.address = link->remote_address();
                   s->on_link_open(link, key, false);
               };
     if (t.scheme == "wss") {
@@ -159,6 +191,13 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
         li.sign = target_path(l->request_target()) == "/hdbrepl/sign";
         li.claimed_name = query_param(l->request_target(), "node");
     }
+    // Inbound TLS links passed the filter's certificate check; outbound ones verified the
+    // server unless add_node said verify_tls:false (first contact, before an exchange).
+    if (l->secure()) {
+        if (inbound) li.authenticated = true;
+        else if (auto t = targets_.find(target_key); t != targets_.end()) li.authenticated = t->second.verify_tls;
+    }
+    li.state = li.sign ? link_state::signing : link_state::awaiting_hello;
     std::weak_ptr<node_impl> weak = shared_from_this();
     net::link_events ev;
     ev.on_message = [weak, id](const net::link_ptr&, std::vector<std::uint8_t>&& data) {
@@ -168,6 +207,22 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
         if (auto s = weak.lock(); s && !s->stopped_) s->on_link_closed(id, reason);
     };
     l->set_events(std::move(ev));
+    if (li.sign && !l->secure()) { // the plain filter refuses it first; never reached
+        l->close("certificate exchanges use the secure port");
+        return;
+    }
+    // A link that never says HELLO (or, for an exchange, never asks) is closed: a connection
+    // costs a slot and memory, and a peer that stalls here has nothing to gain. Half the ping
+    // timeout: a peer that answers pings but says nothing is cut off too.
+    li.hello_timer = io_->after(clock_ms(std::clamp<std::int64_t>(cfg_.ping_timeout_ms / 2, 500, 5000)), [weak, id] {
+        auto s = weak.lock();
+        if (!s || s->stopped_) return;
+        auto* x = s->find_link(id);
+        if (!x || !x->link || x->state != (x->sign ? link_state::signing : link_state::awaiting_hello) || (x->sign && x->sign_requested)) return;
+        s->note_refusal(x->link->remote_address(), "", "closing link from " + x->link->remote_address() + ": " + (x->sign ? "no certificate request" : "no hello") +
+                                                          " in time");
+        x->link->close(x->sign ? "no certificate request in time" : "no hello in time");
+    });
     if (li.sign) return; // a certificate exchange: the client speaks first, in JSON
     w::hello h;
     h.node_name = name_;
@@ -200,7 +255,7 @@ void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& da
     auto m = w::decode(data.data(), data.size(), err);
     if (!m) {
         // A malformed or hostile frame closes that link, with a log line, and nothing else.
-        log_line(name_, "closing link from " + li->link->remote_address() + ": " + err);
+        note_refusal(li->link->remote_address(), li->peer, "closing link from " + li->link->remote_address() + ": " + err);
         if (!li->peer.empty()) {
             if (auto* p = find_peer(li->peer)) p->last_error = err;
         } else if (!li->target.empty()) {
@@ -210,9 +265,22 @@ void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& da
         li->link->close("protocol error: " + err);
         return;
     }
-    if (li->peer.empty() && !std::holds_alternative<w::hello>(*m)) {
-        log_line(name_, "closing link from " + li->link->remote_address() + ": " + w::name_of(*m) + " before hello");
-        li->link->close("protocol error: expected hello");
+    // What this link may receive in its state (link_entitlement.hpp); the rest closes it.
+    link_view v;
+    v.state = li->state;
+    v.peer = li->peer;
+    v.initial_copy_source = !synced_ && li->copy_source && copy_link_ == li->id;
+    v.synced = synced_;
+    v.copy_tables = li->copy_tables;
+    if (auto* p = li->peer.empty() ? nullptr : find_peer(li->peer); p && p->link_id == li->id) {
+        v.sending_copy = static_cast<bool>(p->sending_copy);
+        v.copy_acks_due = p->copy_chunks_acked < p->copy_chunks_sent;
+    }
+    if (std::string why = link_refusal(v, *m); !why.empty()) {
+        note_refusal(li->link->remote_address(), li->peer,
+                     "closing link from " + li->link->remote_address() + (li->peer.empty() ? "" : " (" + li->peer + ")") + ": " + why);
+        if (auto* p = li->peer.empty() ? nullptr : find_peer(li->peer); p && p->link_id == li->id) p->last_error = "protocol error: " + why;
+        li->link->close("protocol error: " + why);
         return;
     }
     handle(*li, std::move(*m));
@@ -220,7 +288,7 @@ void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& da
 
 void node_impl::on_hello(link_info& li, w::hello&& h) {
     auto refuse = [&](const std::string& why) {
-        log_line(name_, "refusing " + h.node_name + " (" + li.link->remote_address() + "): " + why);
+        note_refusal(li.link->remote_address(), "", "refusing " + h.node_name + " (" + li.link->remote_address() + "): " + why);
         send_link(li.link, w::error_msg{why});
         li.link->close(why);
     };
@@ -236,6 +304,11 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     }
     if (li.inbound && !li.claimed_name.empty() && li.claimed_name != h.node_name)
         return refuse("HELLO names '" + h.node_name + "' but the connection was opened for '" + li.claimed_name + "'");
+    // On the plain port a node is known by its address: the name must belong to the address
+    // the connection comes from (the address itself, or a route or known node of that name
+    // reached there), or one member could speak as another.
+    if (li.inbound && !li.link->secure() && !name_bound_to_address(h.node_name, li.link->remote_address()))
+        return refuse("HELLO names '" + h.node_name + "', which is not the name of a route or known node at " + li.link->remote_address());
     // One link per pair of nodes: when both dialed, keep the link dialed by the smaller name.
     if (auto* existing = find_peer(h.node_name); existing && existing->link) {
         auto old = std::find_if(links_.begin(), links_.end(), [&](auto& kv) { return kv.second.id == existing->link_id; });
@@ -262,6 +335,8 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
         }
     }
     li.peer = h.node_name;
+    li.state = link_state::peer;
+    if (li.hello_timer) li.hello_timer->cancel();
     if (!li.target.empty()) targets_[li.target].peer_name = h.node_name;
     // A target of ours whose own dial never reached this peer (refused before the peer knew
     // us, or backing off) while the peer's dial did: it is this peer, not a node down (a
@@ -371,6 +446,20 @@ void node_impl::handle(link_info& li, w::message&& m) {
     if (auto* h = std::get_if<w::hello>(&m)) return on_hello(li, std::move(*h));
     auto* p = find_peer(li.peer);
     if (!p || p->link_id != li.id) return;
+    // Input queued for the db thread is bounded per link: an honest sender keeps within
+    // maxBytesInFlight of streamed records plus a few copy chunks of at most one frame each.
+    const std::size_t queue_bound = static_cast<std::size_t>(cfg_.max_bytes_in_flight + 6 * cfg_.max_frame_bytes);
+    auto credit = [&](std::size_t n) -> std::optional<queue_credit> {
+        if (li.queued->load() + n > queue_bound) {
+            note_refusal(li.link->remote_address(), li.peer, "closing link from " + li.peer + ": it sent " + std::to_string(li.queued->load() + n) +
+                                                                 " bytes not yet applied, past the flow-control bound of " + std::to_string(queue_bound));
+            p->last_error = "protocol error: ignored flow control";
+            li.link->close("protocol error: ignored flow control");
+            return std::nullopt;
+        }
+        return queue_credit(li.queued, n);
+    };
+    const bool resync = li.state == link_state::receiving_copy && !(li.copy_source && copy_link_ == li.id);
     std::visit(
         [&](auto&& x) {
             using T = std::decay_t<decltype(x)>;
@@ -406,12 +495,16 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 peek_record_head(x.record.data(), x.record.size(), hlc, origin);
                 p->last_received_remote = std::max(p->last_received_remote, hlc);
                 p->last_received_local = now_ms();
+                auto c = credit(x.record.size());
+                if (!c) return;
                 received r;
                 r.what = received::txn;
                 r.peer = p->name;
                 r.seq = x.seq;
                 r.record = std::move(x.record);
                 r.link_id = li.id;
+                r.secure = li.authenticated;
+                r.credit = std::move(*c);
                 enqueue(std::move(r));
             } else if constexpr (std::is_same_v<T, w::ack>) {
                 const auto before = p->inflight_q.size();
@@ -427,6 +520,8 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 if (p->inflight_q.size() != before) confirmations_changed();
                 pump(p->name);
             } else if constexpr (std::is_same_v<T, w::copy_start>) {
+                li.state = link_state::receiving_copy;
+                li.copy_tables = 0;
                 p->copying = true;
                 p->copy_total = x.total_rows;
                 p->copy_done = li.copy_source ? li.copy_rows_before : 0;
@@ -437,14 +532,24 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 r.peer = p->name;
                 r.end.progress = std::move(x.progress);
                 r.link_id = li.id;
+                r.secure = li.authenticated;
+                r.resync = !(li.copy_source && copy_link_ == li.id);
                 enqueue(std::move(r));
             } else if constexpr (std::is_same_v<T, w::copy_table>) {
+                ++li.copy_tables;
                 p->copy_tables.push_back(std::move(x));
             } else if constexpr (std::is_same_v<T, w::copy_rows>) {
                 if (x.table >= p->copy_tables.size()) {
                     li.link->close("protocol error: copy rows for unknown table");
                     return;
                 }
+                std::size_t bytes = 64;
+                for (const auto& row : x.rows) {
+                    bytes += 32 + row.origin.size();
+                    for (const auto& v : row.values) bytes += sizeof(v) + v.s.size();
+                }
+                auto c = credit(bytes);
+                if (!c) return;
                 p->copy_done += x.rows.size();
                 received r;
                 r.what = received::copy_rows;
@@ -452,6 +557,9 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 r.rows = std::move(x);
                 r.tables = p->copy_tables;
                 r.link_id = li.id;
+                r.secure = li.authenticated;
+                r.resync = resync;
+                r.credit = std::move(*c);
                 enqueue(std::move(r));
             } else if constexpr (std::is_same_v<T, w::copy_end>) {
                 received r;
@@ -461,6 +569,14 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 r.end = std::move(x);
                 r.tables = p->copy_tables;
                 r.link_id = li.id;
+                r.secure = li.authenticated;
+                r.resync = resync;
+                // What a resync's end may claim: not the origins this node hears directly
+                // (itself, its other peers): their progress is theirs to tell.
+                r.excluded.insert(name_);
+                for (const auto& [n, q] : peers_)
+                    if (n != p->name && q.link) r.excluded.insert(n);
+                li.state = link_state::peer;
                 enqueue(std::move(r));
             } else if constexpr (std::is_same_v<T, w::copy_ack>) {
                 p->copy_chunks_acked = std::max(p->copy_chunks_acked, x.chunks);
@@ -521,6 +637,8 @@ void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason)
     if (it == links_.end()) return;
     link_info li = std::move(it->second);
     links_.erase(it);
+    if (li.hello_timer) li.hello_timer->cancel();
+    on_db([link_id](node_impl& n) { n.max_seen_seq_.erase(link_id); });
     if (li.copy_source && copy_link_ == link_id) {
         copy_link_ = 0; // another link asks for the copy (the same peer's, if it has one)
         copy_peer_ = li.peer;

@@ -3,6 +3,7 @@
 #include "extension/node_impl.hpp"
 
 #include "engine/txn_record.hpp"
+#include "extension/record_entitlement.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -31,7 +32,28 @@ void copy_end_test_delay() {
     if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
+// A version no honest peer can hold: beyond the 63 bits of the HLC, or further ahead of this
+// node's clock than maxClockSkew. Copies are checked as streams are: one such row raised the
+// clock of every later local write to its time.
+bool hlc_out_of_range(hlc_t h, std::int64_t max_skew_ms) {
+    return h >= (hlc_t{1} << 63) || hlc_too_far_ahead(h, wall_clock_ms(), static_cast<std::uint64_t>(max_skew_ms));
+}
+
 } // namespace
+
+// db thread: a copy message that carries a version out of range closes its link.
+void node_impl::refuse_copy(const received& r, const std::string& why) {
+    refused_links_.insert(r.link_id); // what it queued behind this is dropped too
+    while (refused_links_.size() > 256) refused_links_.erase(refused_links_.begin()); // ids only grow: the oldest are long closed
+    on_io([peer = r.peer, link_id = r.link_id, why](node_impl& m) {
+        auto* p = m.find_peer(peer);
+        if (!p || p->link_id != link_id || !p->link) return;
+        m.note_refusal(p->link->remote_address(), peer, "closing link from " + peer + ": " + why);
+        p->last_error = "protocol error: " + why;
+        p->copying = false;
+        p->link->close("protocol error: " + why);
+    });
+}
 
 void node_impl::enqueue(received&& r) {
     bool schedule = false;
@@ -151,6 +173,19 @@ void node_impl::drain_received() {
 
 void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     auto& first = items[i];
+    if (refused_links_.count(first.link_id)) {
+        ++i;
+        return;
+    }
+    if (first.what == received::copy_begin || first.what == received::copy_end) {
+        for (const auto& o : first.end.progress)
+            if (hlc_out_of_range(o.hlc, cfg_.max_clock_skew_ms)) {
+                refuse_copy(first, std::string(first.what == received::copy_end ? "copy_end" : "copy_start") + " claims origin '" + o.origin +
+                                       "' up to a version ahead of this node's clock");
+                ++i;
+                return;
+            }
+    }
     if (first.what == received::copy_begin) {
         ++i;
         if (synced_) return; // only initial copies resume (a full resync is merged anew)
@@ -166,6 +201,13 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     if (first.what == received::copy_rows) {
         auto& r = first.rows;
         const auto& t = first.tables[r.table];
+        for (const auto& row : r.rows)
+            if (hlc_out_of_range(row.hlc, cfg_.max_clock_skew_ms)) {
+                refuse_copy(first, "copy_rows of " + t.name + " holds a row versioned ahead of this node's clock (" +
+                                       std::to_string(hlc_ms(row.hlc)) + " ms)");
+                ++i;
+                return;
+            }
         std::vector<copied_row> rows;
         rows.reserve(r.rows.size());
         for (auto& row : r.rows) rows.push_back({row.deleted, row.hlc, std::move(row.origin), std::move(row.values)});
@@ -225,7 +267,8 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     }
     if (first.what == received::copy_end) {
         progress_map prog;
-        for (const auto& o : first.end.progress) prog[o.origin] = o.hlc;
+        for (const auto& o : first.end.progress)
+            if (!first.resync || !first.excluded.count(o.origin)) prog[o.origin] = o.hlc;
         copy_end_test_delay();
         bool claim_nothing = false;
         if (first.resumed && !resume_.has_base) {
@@ -327,8 +370,11 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     }
     progress_map batch;
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> acks; // peer -> (link, seq)
-    std::map<std::string, std::string> failed;                            // peer -> error
-    bool logged = false, skew = false, users_touched = false;
+    // Records held back this batch (moved to parked_ once the batch commits): index -> why,
+    // and whether it was refused (backoff grows) rather than early (clock skew).
+    std::map<std::size_t, std::pair<std::string, bool>> to_park;
+    std::map<std::string, std::pair<std::size_t, std::string>> refused; // peer -> (changes, first reason)
+    bool logged = false, users_touched = false;
     std::size_t count = 0;
     apply_options opt;
     opt.max_clock_skew_ms = static_cast<std::uint64_t>(cfg_.max_clock_skew_ms);
@@ -349,15 +395,24 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         bool replay = false;
         batch.clear();
         acks.clear();
-        failed.clear();
-        logged = skew = false;
+        to_park.clear();
+        refused.clear();
+        std::set<std::string> held; // origins held back in this pass (or before it)
+        logged = false;
         count = 0;
         while (i < items.size() && items[i].what == received::txn && count < 1000) {
             auto& r = items[i];
-            if (failed.count(r.peer)) { ++i; continue; }
             hlc_t hlc = 0;
             std::string origin;
             peek_record_head(r.record.data(), r.record.size(), hlc, origin);
+            // An origin with a record held back: everything after it waits behind it, in order.
+            if (held.count(origin) || (parked_.count(origin) && !parked_[origin].retrying)) {
+                held.insert(origin);
+                to_park[i] = {"", false};
+                ++i;
+                ++count;
+                continue;
+            }
             auto& have = progress_[origin];
             if (hlc > have) { // each origin's changes apply once, in order
                 const sub_rules rules = rules_for(r.peer);
@@ -366,19 +421,39 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                     r.record = filter_record(r.record.data(), r.record.size(), [&](const std::string& t) {
                         return is_system_table(t) ? replicate_system_ : shares && rules_allow(rules, t, false);
                     });
+                // hdbrepl's own tables: only what this link is entitled to (record_entitlement.hpp).
+                if (!r.record.empty()) {
+                    auto verdict = entitled_changes(r.record, r.secure, name_, !cfg_.serve_secure);
+                    if (verdict.refused) {
+                        auto& ref = refused[r.peer];
+                        if (ref.first == 0) ref.second = "from origin '" + origin + "': " + verdict.reason;
+                        ref.first += verdict.refused;
+                        r.record = std::move(verdict.record);
+                    }
+                }
                 auto res = r.record.empty() ? apply_result{} : applier_->apply(r.record.data(), r.record.size(), opt);
-                // Rows placed elsewhere were withheld (placed and trimmed): lookups that miss forward.
-                if (res.rc == SQLITE_OK && record_is_placed(r.record.data(), r.record.size()) &&
-                    record_is_trimmed(r.record.data(), r.record.size()) && !holds_part_.exchange(true))
-                    wstore_->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
-                if (res.clock_skew) { skew = true; break; }
+                if (res.clock_skew) {
+                    // Too far ahead of our clock: this origin waits (nothing was written), the
+                    // others go on.
+                    held.insert(origin);
+                    to_park[i] = {res.error, false};
+                    ++i;
+                    ++count;
+                    continue;
+                }
                 if (res.rc != SQLITE_OK && is_resource_error(res.rc)) { resource_error = res.error; break; }
                 if (res.rc != SQLITE_OK) {
                     if (!opt.savepoint) { replay = true; break; }
-                    failed[r.peer] = res.error;
+                    held.insert(origin);
+                    to_park[i] = {res.error, true};
                     ++i;
+                    ++count;
                     continue;
                 }
+                // Rows placed elsewhere were withheld (placed and trimmed): lookups that miss forward.
+                if (record_is_placed(r.record.data(), r.record.size()) && record_is_trimmed(r.record.data(), r.record.size()) &&
+                    !holds_part_.exchange(true))
+                    wstore_->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
                 logged = logged || res.logged;
                 // A cheap over-approximation: a system table's name prefix in the record's bytes.
                 static const std::string system_prefix = "hdbrepl_";
@@ -416,27 +491,42 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         refresh_users();
         refresh_membership(false);
     }
-    if (skew) {
-        // Too far ahead of our clock: keep the rest, in order, and retry in a while.
-        requeue_and_retry(items, i, clock_ms(500));
+    // Origins whose record applied (or was already here) while retried are well again.
+    for (const auto& [o, h] : batch) parked_done(o);
+    for (std::size_t k = batch_start; k < i; ++k)
+        if (!to_park.count(k) && items[k].what == received::txn) {
+            hlc_t h = 0;
+            std::string o;
+            if (peek_record_head(items[k].record.data(), items[k].record.size(), h, o)) parked_done(o);
+        }
+    std::vector<std::string> newly_held;
+    for (auto& [k, why] : to_park) {
+        hlc_t h = 0;
+        std::string o;
+        peek_record_head(items[k].record.data(), items[k].record.size(), h, o);
+        if (!parked_.count(o) || parked_[o].retrying) newly_held.push_back(o);
+        park(o, std::move(items[k]), why.first, why.second);
+    }
+    // Acks stay below the first held record of each link: an ack covers every seq before it.
+    for (auto& [peer, a] : acks) {
+        max_seen_seq_[a.first] = std::max(max_seen_seq_[a.first], a.second);
+        a.second = std::min(a.second, ack_ceiling(a.first));
     }
     {
         std::lock_guard lock(shared_m_);
         progress_copy_ = progress_;
     }
+    if (!to_park.empty() || !newly_held.empty()) publish_parked();
     std::vector<std::string> applied_origins;
     for (const auto& [o, h] : batch) applied_origins.push_back(o);
-    on_io([acks, failed, logged, skew, applied_origins](node_impl& m) {
+    on_io([acks, refused, logged, applied_origins](node_impl& m) {
         for (const auto& [peer, a] : acks)
-            if (auto* p = m.find_peer(peer); p && p->link_id == a.first) m.send(*p, w::ack{a.second});
-        for (const auto& [peer, e] : failed)
-            if (auto* p = m.find_peer(peer)) {
-                p->last_error = "cannot apply: " + e;
-                log_line(m.name_, "cannot apply a transaction from " + peer + ": " + e);
-                if (p->link) p->link->close("apply failed");
-            }
-        if (skew)
-            for (auto& [n, p] : m.peers_) p.last_error = "waiting: a received transaction is ahead of this node's clock";
+            if (auto* p = m.find_peer(peer); p && p->link_id == a.first && a.second > 0) m.send(*p, w::ack{a.second});
+        for (const auto& [peer, ref] : refused) {
+            auto* p = m.find_peer(peer);
+            m.note_refusal(p && p->link ? p->link->remote_address() : "", peer,
+                           "left out " + std::to_string(ref.first) + " change(s) received from " + peer + " " + ref.second);
+        }
         // Forward what we applied, to the peers that take it from us: in a steady full mesh
         // every peer hears each origin directly (excluded), and a log read for each of them
         // after each applied batch would find nothing (n(n-1) empty reads per commit).
@@ -446,7 +536,6 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                 for (const auto& o : applied_origins) wants = wants || (o != name && !p.filter.exclude.count(o));
                 if (wants) m.pump(name);
             }
-        if (!failed.empty() || skew) m.update_status();
     });
 }
 

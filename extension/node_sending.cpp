@@ -96,6 +96,7 @@ void node_impl::start_copy_to(const std::string& name, bool behind_log, const st
     p->sending_copy = cs;
     p->copy_chunks_sent = p->copy_chunks_acked = 0;
     p->copy_reading = p->copy_done_reading = false;
+    ++p->send_generation; // a log read under way must not stream into the copy
     if (resume)
         log_line(name_, "resuming a copy for " + name + " after table " + resume->table + (resume->phase ? " (tombstones)" : "") +
                             " key " + resume->key.to_string());
