@@ -1,6 +1,7 @@
 // Security: the secure port's accept filter, both sides of the certificate exchange, and
-// reloads of certificates and users. Threads: the io thread filters and dials; the db thread
-// reads and writes certificates; user threads wait for exchanges and reloads.
+// reloads of certificates and users. Threads: the io thread filters and dials; the
+// credential thread checks passwords and tokens; the db thread reads and writes
+// certificates and records used tokens; user threads wait for exchanges and reloads.
 #include "extension/node_impl.hpp"
 
 #include "extension/json.hpp"
@@ -40,32 +41,70 @@ void node_impl::refresh_users() {
     on_io([users = std::move(users)](node_impl& m) mutable { m.sec_.users.users = std::move(users); });
 }
 
-net::accept_decision node_impl::check_secure(const net::peer_check& pc) {
+// io thread. The secure port's accept filter. /hdbrepl is decided at once from the TLS
+// outcome. /hdbrepl/sign goes through three threads, so that neither the io thread nor the
+// database thread computes a password hash: here (io) the name and the attempt limit; the
+// credential thread (extension/auth_worker) the Authorization header; the database thread
+// the name against the membership (sign_admission) and the single use of a token. Each step
+// answers `respond` itself when it refuses; the transport waits handshake_timeout at most.
+void node_impl::check_secure(const net::peer_check& pc, std::function<void(net::accept_decision)> respond) {
     const std::string path = target_path(pc.target);
     const std::string claimed = query_param(pc.target, "node");
-    auto refuse = [&](int status, const std::string& why) {
-        log_line(name_, "refused " + path + " from " + pc.remote_ip + (claimed.empty() ? "" : " (" + claimed + ")") + ": " + why);
+    auto refuse = [node = name_, line = "refused " + path + " from " + pc.remote_ip + (claimed.empty() ? "" : " (" + claimed + ")") + ": "](
+                      int status, const std::string& why) {
+        log_line(node, line + why);
         return net::accept_decision{status, why};
     };
     if (path == "/hdbrepl/sign") {
-        if (claimed.empty()) return refuse(400, "a certificate request must name its node (?node=<hostname>)");
-        if (!security_ || !security_->credential_worker().allow(pc.remote_ip))
-            return refuse(429, "too many certificate requests from " + pc.remote_ip + "; retry in a few seconds");
-        auto o = auth::check_header(sec_.users, pc.authorization, static_cast<std::int64_t>(now_ms() / 1000));
-        if (o.http_status != 0) return refuse(o.http_status, o.message);
-        log_line(name_, "certificate exchange with " + claimed + " (" + pc.remote_ip + ") authorized by user '" + o.username + "'");
-        return {};
+        if (claimed.empty()) return respond(refuse(400, "a certificate request must name its node (?node=<hostname>)"));
+        if (!security_) return respond(refuse(503, "the node is starting"));
+        auth_worker& worker = security_->credential_worker();
+        if (!worker.allow(pc.remote_ip))
+            return respond(refuse(429, "too many certificate requests from " + pc.remote_ip + "; retry in a few seconds"));
+        const auto& names = pc.certificate_names;
+        const bool holds_trusted = pc.certificate_presented && pc.certificate_verified &&
+                                   std::find(names.begin(), names.end(), claimed) != names.end();
+        auto users = std::make_shared<const auth::directory>(sec_.users);
+        std::weak_ptr<node_impl> weak = shared_from_this();
+        std::weak_ptr<net::io_runtime> io = io_;
+        const std::string ip = pc.remote_ip;
+        auto checked = [weak, respond, refuse, claimed, ip, holds_trusted](auth::outcome o) {
+            // io thread: the credentials are good; the rest needs the database.
+            auto s = weak.lock();
+            if (!s || s->stopped_) return respond(net::accept_decision{503, "node stopping"});
+            s->on_db([respond, refuse, claimed, ip, holds_trusted, o = std::move(o)](node_impl& n) {
+                if (std::string why = n.security_->sign_admission(claimed, holds_trusted); !why.empty()) return respond(refuse(403, why));
+                if (!o.token_id.empty())
+                    if (std::string why = n.security_->use_token(o.token_id, o.token_expires_s); !why.empty())
+                        return respond(refuse(why.rfind("token already used", 0) == 0 ? 401 : 503, why));
+                log_line(n.name_, "certificate exchange with " + claimed + " (" + ip + ") authorized by user '" + o.username + "'" +
+                                      (o.token_id.empty() ? "" : " (operation token, now used)"));
+                respond({});
+            });
+        };
+        const bool queued = worker.submit([users, header = pc.authorization, respond, refuse, checked, io](bool run) mutable {
+            // Credential thread (or, when the node stops, the thread destroying the worker).
+            if (!run) return respond(net::accept_decision{503, "node stopping"});
+            auth::outcome o = auth::check_header(*users, header, static_cast<std::int64_t>(now_ms() / 1000));
+            net::cred::wipe(header);
+            if (o.http_status != 0) return respond(refuse(o.http_status, o.message));
+            auto rt = io.lock();
+            if (!rt) return respond(net::accept_decision{503, "node stopping"});
+            rt->post([checked, o = std::move(o)]() mutable { checked(std::move(o)); });
+        });
+        if (!queued) respond(refuse(503, "busy checking other certificate requests; retry in a few seconds"));
+        return;
     }
-    if (path != "/hdbrepl") return refuse(404, "unknown path " + path);
+    if (path != "/hdbrepl") return respond(refuse(404, "unknown path " + path));
     if (!pc.certificate_presented)
-        return refuse(403, "no client certificate: use this cluster's certificates, or add_node with authorization to have one signed");
-    if (!pc.certificate_verified) return refuse(403, "client certificate refused: " + pc.verify_error);
-    if (claimed.empty()) return refuse(403, "the request must name its node (?node=<hostname>)");
+        return respond(refuse(403, "no client certificate: use this cluster's certificates, or add_node with authorization to have one signed"));
+    if (!pc.certificate_verified) return respond(refuse(403, "client certificate refused: " + pc.verify_error));
+    if (claimed.empty()) return respond(refuse(403, "the request must name its node (?node=<hostname>)"));
     const auto& names = pc.certificate_names;
     if (std::find(names.begin(), names.end(), claimed) == names.end())
-        return refuse(403, "certificate name mismatch: the certificate is for " + join_names(names) + ", not '" + claimed + "'");
-    if (removed_.count(claimed)) return refuse(403, "node '" + claimed + "' was removed from this cluster");
-    return {};
+        return respond(refuse(403, "certificate name mismatch: the certificate is for " + join_names(names) + ", not '" + claimed + "'"));
+    if (removed_.count(claimed)) return respond(refuse(403, "node '" + claimed + "' was removed from this cluster"));
+    respond({});
 }
 
 void node_impl::on_sign_request(link_info& li, std::vector<std::uint8_t>&& data) {
