@@ -42,10 +42,15 @@ def read_request(req_id, table, key_column, key):
     return bytes([13]) + varint(req_id) + wstr(table) + wstr(key_column) + wvalue(key)
 
 
+_records_made = [0]
+
+
 def ddl_record(origin, table, definition, op, new_name=None):
     """One change record with a single DDL change (op 3 create, 4 drop, 5 rename), as a peer's
-    log would hold it: 'H', format 1, u64le hlc, origin, tables, changes."""
-    hlc = (int(time.time() * 1000) - 1000) << 16
+    log would hold it: 'H', format 1, u64le hlc, origin, tables, changes. Each record gets a
+    newer HLC than the one before (a receiver skips an origin's records it is already past)."""
+    _records_made[0] += 1
+    hlc = ((int(time.time() * 1000) - 1000) << 16) + _records_made[0]
     body = b"H" + bytes([1]) + struct.pack("<Q", hlc) + wstr(origin)
     body += varint(1) + wstr(table) + wstr(definition)
     body += varint(1) + varint(0) + bytes([op]) + (wstr(new_name) if op == 5 else b"")
