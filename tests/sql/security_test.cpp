@@ -2,6 +2,10 @@
 // shadow tables cannot be written directly (the module still works), the state-changing
 // functions cannot run from views or triggers, and the registered functions are exactly
 // the documented ones.
+#include "engine/security_store.hpp"
+#include "extension/auth.hpp"
+#include "extension/auth_worker.hpp"
+#include "net/credentials.hpp"
 #include "sql/functions.hpp"
 #include "tests/sql/sql_test_util.hpp"
 
@@ -11,6 +15,7 @@
 #include <cctype>
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 
@@ -248,4 +253,98 @@ TEST_CASE("a password check costs one default PBKDF2 whether or not the user exi
     // anyone timing the answers which user names exist.
     CHECK(unknown >= 0.5 * wrong);
     CHECK(unknown <= 2.0 * wrong + 5.0);
+}
+
+TEST_CASE("attempts are limited per address: a burst, then one per refill, in a bounded table", "[sql]") {
+    using clk = hdbrepl::ext::attempt_limiter::clock;
+    hdbrepl::ext::attempt_limiter lim(10, std::chrono::seconds(1), 4);
+    const auto t0 = clk::now();
+    for (int i = 0; i < 10; ++i) CHECK(lim.allow("10.0.0.1", t0));
+    CHECK_FALSE(lim.allow("10.0.0.1", t0));
+    CHECK_FALSE(lim.allow("10.0.0.1", t0 + std::chrono::milliseconds(900)));
+    CHECK(lim.allow("10.0.0.1", t0 + std::chrono::milliseconds(1950))); // ~1 refilled since the last refusal
+    CHECK_FALSE(lim.allow("10.0.0.1", t0 + std::chrono::milliseconds(1960)));
+    CHECK(lim.allow("10.0.0.2", t0)); // another address has its own bucket
+    // Many addresses: the table never holds more than its bound, and a busy address keeps its
+    // (empty) bucket while idle ones go first.
+    for (int i = 0; i < 100; ++i) lim.allow("10.1.0." + std::to_string(i), t0 + std::chrono::milliseconds(2000));
+    CHECK(lim.addresses() <= 4);
+}
+
+TEST_CASE("the credential thread runs jobs in order, refuses beyond its queue, answers the rest at stop", "[sql]") {
+    std::promise<void> release;
+    std::shared_future<void> gate = release.get_future().share();
+    std::atomic<int> ran{0}, cancelled{0};
+    std::promise<void> started;
+    {
+        hdbrepl::ext::auth_worker w(3);
+        REQUIRE(w.submit([&](bool run) {
+            started.set_value();
+            gate.wait();
+            if (run) ++ran;
+        }));
+        started.get_future().wait(); // the first job runs: the queue is empty again
+        for (int i = 0; i < 3; ++i) CHECK(w.submit([&](bool run) { ++(run ? ran : cancelled); }));
+        CHECK(w.queued() == 3);
+        CHECK_FALSE(w.submit([&](bool) { FAIL("a job over the bound is not kept"); }));
+        release.set_value();
+        // Destroying the worker waits for the running job; queued ones then run or are cancelled.
+    }
+    CHECK(ran + cancelled == 4);
+    CHECK(ran >= 1);
+}
+
+TEST_CASE("an operation token's id is recorded once, until it expires, in a bounded local table", "[sql]") {
+    temp_dir d;
+    test_db db(d.file("tokens.db"));
+    std::string err;
+    REQUIRE(hdbrepl::engine::ensure_security_tables(db.handle(), "main", err) == SQLITE_OK);
+    hdbrepl::engine::security_store store(db.handle(), "main");
+    int outcome = -1;
+    REQUIRE(store.use_token("a", 2000, 1000, 3, outcome) == SQLITE_OK);
+    CHECK(outcome == 0);
+    REQUIRE(store.use_token("a", 2000, 1500, 3, outcome) == SQLITE_OK);
+    CHECK(outcome == 1); // already used
+    REQUIRE(store.use_token("b", 1600, 1500, 3, outcome) == SQLITE_OK);
+    REQUIRE(store.use_token("c", 1700, 1500, 3, outcome) == SQLITE_OK);
+    REQUIRE(store.use_token("d", 1800, 1500, 3, outcome) == SQLITE_OK);
+    CHECK(outcome == 2); // three ids held, none expired: refused, nothing evicted early
+    CHECK(db.count("SELECT count(*) FROM hdbrepl_used_tokens") == 3);
+    REQUIRE(store.use_token("d", 1800, 1650, 3, outcome) == SQLITE_OK);
+    CHECK(outcome == 0); // "b" expired and was pruned
+    CHECK(db.rows("SELECT jti FROM hdbrepl_used_tokens ORDER BY jti") == std::vector<std::string>{"a", "c", "d"});
+    REQUIRE(store.use_token("a", 2000, 1500, 3, outcome) == SQLITE_OK);
+    CHECK(outcome == 1); // still remembered until its expiry
+}
+
+TEST_CASE("operation tokens carry an id the checker hands back; a token without one is refused", "[sql]") {
+    namespace auth = hdbrepl::ext::auth;
+    auth::directory dir;
+    dir.users["joiner"] = {"joiner", "cluster_user", "x"};
+    dir.token_secret = std::string(32, 'k');
+    dir.issuer = "node-a";
+    const std::int64_t now = 1'900'000'000;
+    std::string tokens = auth::make_tokens(dir, "joiner", "cluster_user", now);
+    auto field = [&](const std::string& key) {
+        auto p = tokens.find("\"" + key + "\":\"") + key.size() + 4;
+        return tokens.substr(p, tokens.find('"', p) - p);
+    };
+    auto ok = auth::check_header(dir, "Bearer " + field("operation_token"), now + 10);
+    CHECK(ok.http_status == 0);
+    CHECK(ok.token_id.size() >= 16);
+    CHECK(ok.token_expires_s == now + 24 * 3600);
+    auto again = auth::check_header(dir, "Bearer " + field("operation_token"), now + 20);
+    CHECK(again.token_id == ok.token_id); // the single use is the caller's to record
+    CHECK(auth::check_header(dir, "Bearer " + field("refresh_token"), now + 10).message.find("refresh token") != std::string::npos);
+    const std::string no_id = hdbrepl::net::cred::sign_jwt(
+        dir.token_secret, R"({"sub":"joiner","typ":"operation","iat":1900000000,"exp":1900086400})");
+    auto refused = auth::check_header(dir, "Bearer " + no_id, now + 10);
+    CHECK(refused.http_status == 401);
+    CHECK(refused.message == "invalid token: no token id (jti)");
+    // A password: one PBKDF2 whatever the user; no token id.
+    dir.users["joiner"].password_hash = hdbrepl::net::cred::hash_password("pw");
+    auto pw = auth::check_header(dir, "Basic " + hdbrepl::net::cred::base64_encode("joiner:pw"), now);
+    CHECK(pw.http_status == 0);
+    CHECK(pw.token_id.empty());
+    CHECK(auth::check_header(dir, "Basic " + hdbrepl::net::cred::base64_encode("nobody:pw"), now).message == "unknown user 'nobody'");
 }
