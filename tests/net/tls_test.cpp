@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <openssl/ssl.h>
 #include <sys/wait.h>
 
 using namespace hdbrepl::net;
@@ -613,4 +614,42 @@ TEST_CASE("tls: listen_tls_async answers from a worker thread with the certifica
     rt->stop_and_join();
     std::lock_guard lk(mu);
     for (auto& w : workers) w.join();
+}
+
+TEST_CASE("tls: the TLS handshake and the upgrade request share one handshake_timeout from the accept", "[net]") {
+    // A client that waits before its TLS handshake, then trickles its request: the server
+    // closes it handshake_timeout after the accept, not a fresh timeout after the handshake.
+    const auto& k = certs();
+    captured_log log;
+    link_options opts;
+    opts.handshake_timeout = 2000ms;
+    tls_server server(identity(k.b, {k.ca1.cert_pem}), nullptr, false, opts);
+    REQUIRE(server.l);
+    auto sock = raw_connect("127.0.0.2", server.port());
+    REQUIRE(sock);
+    auto start = steady::now();
+    std::this_thread::sleep_for(1500ms);
+    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+    REQUIRE(ctx);
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+    std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
+    SSL_set_fd(ssl.get(), sock.fd);
+    REQUIRE(SSL_connect(ssl.get()) == 1);
+    std::string req = "GET /slow HTTP/1.1\r\nHost: 127.0.0.2\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    bool closed = false;
+    for (std::size_t i = 0; i < req.size() && !closed && elapsed_ms(start) < 6000; ++i) {
+        if (SSL_write(ssl.get(), &req[i], 1) <= 0) closed = true;
+        pollfd p{sock.fd, POLLIN, 0};
+        if (::poll(&p, 1, 50) > 0) {
+            char buf[256];
+            if (SSL_read(ssl.get(), buf, sizeof buf) <= 0) closed = true;
+        }
+    }
+    double took = elapsed_ms(start);
+    CHECK(closed);
+    CHECK(took >= 1900);
+    CHECK(took < 2000 + 900); // a fresh timeout after the handshake would end at ~3,500 ms
+    CHECK_FALSE(server.check_at(0));
+    CHECK(eventually([&] { return log.contains("failed: reading the upgrade request"); }));
 }
