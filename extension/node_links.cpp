@@ -638,7 +638,14 @@ void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason)
     link_info li = std::move(it->second);
     links_.erase(it);
     if (li.hello_timer) li.hello_timer->cancel();
-    on_db([link_id](node_impl& n) { n.max_seen_seq_.erase(link_id); });
+    on_db([link_id](node_impl& n) {
+        n.max_seen_seq_.erase(link_id);
+        // Held records of a closed link are dropped: the sender sends them again after our
+        // progress on its next link, so keeping them would only hold a second copy.
+        for (auto& [origin, po] : n.parked_)
+            po.items.erase(std::remove_if(po.items.begin(), po.items.end(), [&](const received& r) { return r.link_id == link_id; }),
+                           po.items.end());
+    });
     if (li.copy_source && copy_link_ == link_id) {
         copy_link_ = 0; // another link asks for the copy (the same peer's, if it has one)
         copy_peer_ = li.peer;

@@ -14,7 +14,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import protocol_client as pc  # noqa: E402
-from harness import (TestFailure, check, check_eq, run_tests, wait_connected, wait_rows, wait_until)  # noqa: E402
+from harness import (check, check_eq, pick_port, run_tests, wait_connected, wait_rows, wait_until)  # noqa: E402
 
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
 X_IP = "127.0.0.5"  # a configured route of A with no node behind it: the hostile member's address
@@ -268,6 +268,65 @@ def test_random_message_sequences_never_take_the_node_down(c):
         p.close()
         check(a.alive() and a.pid == pid, f"node A died in round {round_}; log: {a.log_tail()}")
     flow.check("random sequences")
+
+
+def test_removed_node_leaves_the_allowlist(c):
+    """remove_node takes the node's address off the plain port's allowlist (it only grew)."""
+    a, b = start_pair(c)
+    gone = "127.0.0.6"
+    a.op("add_node", {"hostname": gone, "port": c.port})
+    def upgrade_status():
+        p = pc.Peer(gone, A_IP, c.port)
+        s = p.status
+        p.close()
+        return s
+    wait_until(lambda: upgrade_status() == 101, 5, "a known node's address is admitted")
+    a.op("remove_node", {"hostname": gone})
+    wait_until(lambda: upgrade_status() == 403, 5, "the removed node's address is refused")
+    check_eq(upgrade_status(), 403, "and stays refused")
+
+
+def test_a_peer_ignoring_flow_control_is_cut_off(c):
+    """Records held back (an hour ahead) keep their bytes counted: a peer that goes on sending
+    past the flow-control window is cut off instead of growing the node's memory."""
+    a, b = c.node(A_IP), c.node(B_IP)
+    a.start(routes=[B_IP, X_IP], extra={"maxBytesInFlight": "64KiB", "maxFrameBytes": "64KiB"})
+    b.start(routes=[A_IP])
+    wait_connected(a, b)
+    a.sql("CREATE VIRTUAL TABLE t USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT)")
+    wait_until(lambda: b.scalar("SELECT count(*) FROM sqlite_master WHERE name = 't'") == 1, 15, "table t on B")
+    flow = Flow(a, b)
+    d = definition(a, "t")
+    p = member(c)
+    sent = 0
+    pad = "x" * 8000
+    for seq in range(1, 200):  # ~1.6 MB, 3.5x the bound (64 KiB + 6 x 64 KiB)
+        if not p.send(pc.txn(seq, pc.record(X_IP, pc.now_hlc(3600 * 1000) + seq, [("t", d)], [(0, "put", [10000 + seq, pad])]))):
+            break
+        sent += 1
+    check(p.closed(10), f"the link is cut off (sent {sent} records)")
+    p.close()
+    wait_until(lambda: "ignored flow control" in a.log_text() or "flow-control bound" in a.log_text(), 5, "the log says why")
+    flow.check("a flood")
+
+
+def test_users_over_the_plain_port_of_a_secure_node_are_left_out(c):
+    """A node that serves the secure port takes users only from authenticated links: a user
+    written by an address-trusted member would authorise a certificate exchange."""
+    a, b = c.node(A_IP), c.node(B_IP)
+    secure = pick_port(c.test_name + "-tls", c.ips + ["127.0.0.9"])
+    a.start(routes=[B_IP, X_IP], extra={"securePort": secure})
+    b.start(routes=[A_IP])
+    wait_connected(a, b)
+    users_def = definition(a, "hdbrepl_users")
+    check(users_def, "hdbrepl_users has a definition")
+    before = refusals(a)
+    p = member(c)
+    p.send(pc.txn(1, pc.record(X_IP, pc.now_hlc(), [("hdbrepl_users", users_def)],
+                               [(0, "put", ["intruder", "super_user", "pbkdf2-sha256$1000$AAAAAAAAAAAAAAAAAAAAAA==$" + "A" * 43 + "="])])))
+    wait_until(lambda: refusals(a) > before, 10, "the user change is refused and counted")
+    check_eq(a.sql("SELECT count(*) FROM hdb_user WHERE username = 'intruder'"), [[0]], "no user from the plain port")
+    p.close()
 
 
 if __name__ == "__main__":
