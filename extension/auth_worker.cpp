@@ -54,19 +54,19 @@ auth_worker::~auth_worker() {
         if (thread_.get_id() == std::this_thread::get_id()) thread_.detach(); // never: jobs hold no owner of this object
         else thread_.join();
     }
-    std::deque<job> left;
+    std::deque<queued_job> left;
     {
         std::lock_guard lock(m_);
         left.swap(jobs_);
     }
-    for (auto& j : left) j(false);
+    for (auto& j : left) j.fn(false);
 }
 
-bool auth_worker::submit(job j) {
+bool auth_worker::submit(job j, std::chrono::milliseconds max_wait) {
     {
         std::lock_guard lock(m_);
         if (stopping_ || jobs_.size() >= max_queued_) return false;
-        jobs_.push_back(std::move(j));
+        jobs_.push_back({std::move(j), std::chrono::steady_clock::now() + max_wait});
     }
     cv_.notify_one();
     return true;
@@ -80,7 +80,7 @@ std::size_t auth_worker::queued() const {
 // Worker thread.
 void auth_worker::run() {
     for (;;) {
-        job j;
+        queued_job j;
         {
             std::unique_lock lock(m_);
             cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
@@ -89,7 +89,7 @@ void auth_worker::run() {
             jobs_.pop_front();
         }
         try {
-            j(true);
+            j.fn(std::chrono::steady_clock::now() <= j.deadline);
         } catch (...) {
             // A job answers its request itself; one that throws must not end the thread.
         }

@@ -9,6 +9,9 @@
 //              any work. The table of addresses is bounded (max_addresses): full buckets
 //              carry no state and go first, then the longest idle.
 //   queue      at most `max_queued` jobs wait; submit() refuses more (the caller answers 503).
+//              A job that waited longer than its `max_wait` is run with run = false instead
+//              (the caller answers 503 at once): its client would otherwise be given up on by
+//              the listener's handshake timeout before the answer.
 //
 // Threads: allow() and submit() from any thread (one mutex each); jobs run on the worker
 // thread, one at a time, in order. The destructor stops the thread (after the job it is
@@ -60,9 +63,10 @@ public:
 
     // Any thread. One attempt from `address` (see attempt_limiter).
     bool allow(const std::string& address) { return limiter_.allow(address, attempt_limiter::clock::now()); }
-    // Any thread. Queues `j` (run later with run = true on the worker thread); false, with
-    // `j` not kept, when max_queued jobs are waiting or the worker is stopping.
-    bool submit(job j);
+    // Any thread. Queues `j` (run later with run = true on the worker thread, or run = false
+    // when it waited more than `max_wait`); false, with `j` not kept, when max_queued jobs are
+    // waiting or the worker is stopping.
+    bool submit(job j, std::chrono::milliseconds max_wait = std::chrono::seconds(2));
     // Any thread. Jobs waiting (not counting the one running).
     std::size_t queued() const;
 
@@ -72,7 +76,11 @@ private:
     const std::size_t max_queued_;
     mutable std::mutex m_;
     std::condition_variable cv_;
-    std::deque<job> jobs_;
+    struct queued_job {
+        job fn;
+        std::chrono::steady_clock::time_point deadline;
+    };
+    std::deque<queued_job> jobs_;
     bool stopping_ = false;
     std::thread thread_;
 };

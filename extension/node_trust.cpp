@@ -82,16 +82,18 @@ void node_impl::check_secure(const net::peer_check& pc, std::function<void(net::
                 respond({});
             });
         };
+        // A request waits at most half the handshake timeout for the credential thread, so the
+        // client gets 503 rather than a connection closed without an answer.
         const bool queued = worker.submit([users, header = pc.authorization, respond, refuse, checked, io](bool run) mutable {
             // Credential thread (or, when the node stops, the thread destroying the worker).
-            if (!run) return respond(net::accept_decision{503, "node stopping"});
+            if (!run) return respond(refuse(503, "busy checking other certificate requests (or stopping); retry in a few seconds"));
             auth::outcome o = auth::check_header(*users, header, static_cast<std::int64_t>(now_ms() / 1000));
             net::cred::wipe(header);
             if (o.http_status != 0) return respond(refuse(o.http_status, o.message));
             auto rt = io.lock();
             if (!rt) return respond(net::accept_decision{503, "node stopping"});
             rt->post([checked, o = std::move(o)]() mutable { checked(std::move(o)); });
-        });
+        }, std::max(std::chrono::milliseconds(500), link_opts().handshake_timeout / 2));
         if (!queued) respond(refuse(503, "busy checking other certificate requests; retry in a few seconds"));
         return;
     }

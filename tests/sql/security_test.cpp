@@ -18,6 +18,7 @@
 #include <future>
 #include <map>
 #include <set>
+#include <thread>
 
 using namespace hdbrepl::test;
 
@@ -292,6 +293,26 @@ TEST_CASE("the credential thread runs jobs in order, refuses beyond its queue, a
     }
     CHECK(ran + cancelled == 4);
     CHECK(ran >= 1);
+}
+
+TEST_CASE("a job that waited past its limit is answered without running", "[sql]") {
+    std::promise<void> release, started;
+    std::shared_future<void> gate = release.get_future().share();
+    std::promise<bool> late;
+    {
+        hdbrepl::ext::auth_worker w(3);
+        REQUIRE(w.submit([&](bool) {
+            started.set_value();
+            gate.wait();
+        }));
+        started.get_future().wait();
+        REQUIRE(w.submit([&](bool run) { late.set_value(run); }, std::chrono::milliseconds(10)));
+        std::this_thread::sleep_for(std::chrono::milliseconds(60)); // the first job holds the thread past the limit
+        release.set_value();
+        auto f = late.get_future();
+        REQUIRE(f.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+        CHECK_FALSE(f.get());
+    }
 }
 
 TEST_CASE("an operation token's id is recorded once, until it expires, in a bounded local table", "[sql]") {
