@@ -239,7 +239,7 @@ def test_attempt_limit_and_bounded_queue_while_replicating(c):
     wait_connected(a, b)
     # Attempts from one address: 10 at once, then one a second; beyond that 429 at once.
     results, t0 = [], time.monotonic()
-    for _ in range(16):
+    for _ in range(24):
         ms, status, why = answer_ms(b, basic("joiner", "guess"), "127.0.0.40")
         results.append(status)
     elapsed = time.monotonic() - t0
