@@ -350,5 +350,20 @@ def test_users_over_the_plain_port_of_a_secure_node_are_left_out(c):
     p.close()
 
 
+def test_no_certificate_exchange_on_the_plain_port(c):
+    """Address trust must not become certificate trust: /hdbrepl/sign is refused on the plain
+    port before any data, even from a configured route's address."""
+    a, b = start_pair(c)
+    before = refusals(a)
+    for target in ("/hdbrepl/sign?node=" + X_IP, "/hdbrepl/sign", "/other"):
+        p = pc.Peer(X_IP, A_IP, c.port, target=target)
+        status = p.status
+        p.close()
+        check(status in (403, 404), f"{target} on the plain port answered {status}, not a refusal")
+    wait_until(lambda: "on the plain port: it serves /hdbrepl only" in a.log_text(), 5, "the log says why")
+    expect_counted(a, before, "a certificate request on the plain port")
+    Flow(a, b).check("plain-port certificate requests")
+
+
 if __name__ == "__main__":
     run_tests(globals())
