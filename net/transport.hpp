@@ -112,7 +112,8 @@ struct link_options {
     // until the link has ended) per remote IP address and in total; 0 = no cap. A connection
     // over a cap is closed at once, before anything is read from it or any TLS is done (so it
     // costs the listener nothing), with one log line "refused <ip:port> on <listener>: <n>
-    // connections from <ip> (limit <cap>)"; a dialer sees the stream end. The defaults leave
+    // connections from <ip> (limit <cap>)" (at most 10 such lines a second per listener; the
+    // next one logged counts those left out); a dialer sees the stream end. The defaults leave
     // room for a cluster's real traffic (a peer holds one or two links, a few more while it
     // reconnects; 32 lets a dozen nodes share one NAT address) while one address cannot hold
     // more than 32 sockets, nor everyone together more than 512 (half the usual 1024 soft

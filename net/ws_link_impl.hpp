@@ -863,7 +863,7 @@ struct listener_impl : closable, std::enable_shared_from_this<listener_impl> {
         std::string why;
         auto slot = counts->take(address_text(peer.address()), why);
         if (!slot) {
-            log("refused " + host_port(address_text(peer.address()), peer.port()) + " on " + where + ": " + why);
+            log_refusal("refused " + host_port(address_text(peer.address()), peer.port()) + " on " + where + ": " + why);
             socket.close(peer_ec);
             return do_accept();
         }
@@ -872,6 +872,28 @@ struct listener_impl : closable, std::enable_shared_from_this<listener_impl> {
         else
             start_inbound_plain(shared_from_this(), std::move(socket), std::move(slot));
         do_accept();
+    }
+
+    // io thread. A refusal over the caps is logged, at most refusal_lines_per_second a second
+    // (a flood of connections must not become a flood of log lines); the ones left out are
+    // counted in the next line logged.
+    void log_refusal(const std::string& line) {
+        static constexpr int refusal_lines_per_second = 10;
+        auto now = steady::now();
+        if (now - refusal_window_ >= std::chrono::seconds(1)) {
+            refusal_window_ = now;
+            refusal_lines_ = 0;
+        }
+        if (refusal_lines_ >= refusal_lines_per_second) {
+            ++refusals_unlogged_;
+            return;
+        }
+        ++refusal_lines_;
+        std::string more;
+        if (refusals_unlogged_ != 0)
+            more = " (and " + std::to_string(refusals_unlogged_) + " more refused over the caps before this, not logged)";
+        refusals_unlogged_ = 0;
+        log(line + more);
     }
 
     void retry_later() {
@@ -902,6 +924,9 @@ struct listener_impl : closable, std::enable_shared_from_this<listener_impl> {
     bool closed = false; // io thread
     const bool tls;
     const std::shared_ptr<connection_counts> counts;
+    steady::time_point refusal_window_{}; // log_refusal (io thread)
+    int refusal_lines_ = 0;
+    std::size_t refusals_unlogged_ = 0;
 
 private:
     mutable std::mutex tls_mu_;

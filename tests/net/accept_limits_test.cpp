@@ -6,6 +6,7 @@
 
 #include "tests/net/net_fixture.hpp"
 
+#include <algorithm>
 #include <deque>
 
 using namespace hdbrepl::net;
@@ -308,5 +309,40 @@ TEST_CASE("accept: a client that trickles its request byte by byte is closed wit
     CHECK(took < 800 + 1500);
     CHECK(asked == 0);
     CHECK(eventually([&] { return log.contains("failed: reading the upgrade request"); }));
+    rt->stop_and_join();
+}
+
+TEST_CASE("accept: a flood over the caps is refused with at most 10 log lines a second", "[net]") {
+    captured_log log;
+    std::string error;
+    link_options opts;
+    opts.max_connections_per_address = 1;
+    auto rt = make_io_runtime();
+    auto l = listen(*rt, "127.0.0.1", 0, opts, nullptr, [](const link_ptr&) {}, error);
+    REQUIRE(l);
+    raw_socket holder = raw_connect_from("127.0.0.6", "127.0.0.1", l->port());
+    REQUIRE(holder);
+    REQUIRE(held_open(holder, 100ms));
+    auto start = steady::now();
+    for (int i = 0; i < 40; ++i) {
+        raw_socket s = raw_connect_from("127.0.0.6", "127.0.0.1", l->port());
+        REQUIRE(s);
+        CHECK(closed_soon(s));
+    }
+    auto count = [&] {
+        std::lock_guard lk(log.st->mu);
+        return std::count_if(log.st->lines.begin(), log.st->lines.end(),
+                             [](const std::string& x) { return x.find("connections from 127.0.0.6 (limit 1)") != std::string::npos; });
+    };
+    double took_s = elapsed_ms(start) / 1000;
+    CHECK(count() >= 10);
+    CHECK(count() <= 10 * (static_cast<long>(took_s) + 1));
+    if (took_s < 1) {
+        // Once a second has passed the next refusal is logged, with the count left out.
+        std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+        raw_socket s = raw_connect_from("127.0.0.6", "127.0.0.1", l->port());
+        CHECK(closed_soon(s));
+        CHECK(eventually([&] { return log.contains("(and 30 more refused over the caps before this, not logged)"); }));
+    }
     rt->stop_and_join();
 }
