@@ -60,7 +60,7 @@ sanitize: deps
 # node_host.cpp) loading the TSan-built library: a report in any node fails its test
 # (tests/CMakeLists.txt sets HDBREPL_NODE_HOST and TSAN_OPTIONS; docs/reliability.md).
 TSAN_BUILD ?= build-tsan
-TSAN_CLUSTER ?= basic|resync|topology|initial_sync|membership|placement|security|hostile|subscriptions|disk_full
+TSAN_CLUSTER ?= basic|resync|topology|initial_sync|membership|placement|security|hostile|hostile_links|hostile_sign|hostile_reads|subscriptions|disk_full
 tsan: deps
 	$(call configure,$(TSAN_BUILD),-DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE=thread)
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target net_tests unit_tests node_host hdbrepl
