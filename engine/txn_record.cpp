@@ -12,6 +12,8 @@ bool format_placed(std::uint8_t f) { return f == record_format_placed || f == re
 std::uint8_t format_of(bool trimmed, bool placed) {
     return placed ? (trimmed ? record_format_placed_trimmed : record_format_placed) : (trimmed ? record_format_trimmed : record_format);
 }
+// decode_record() charging what it builds to `budget`.
+std::optional<txn_record> decode_within(const std::uint8_t* data, std::size_t size, std::string& error, decode_budget& budget);
 } // namespace
 
 void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables, bool trimmed,
@@ -71,8 +73,12 @@ bytes filter_record(const std::uint8_t* data, std::size_t size, const std::funct
 
 bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::function<bool(const record_table& table, const change& c)>& keep,
                      bool keep_empty) {
+    // The records filtered are this node's own log: made here, or received and validated
+    // (within the decode limit) before they were logged. One made here past the limit is
+    // still sent whole, so its receiver refuses it loudly rather than a filter dropping it.
     std::string err;
-    auto rec = decode_record(data, size, err);
+    decode_budget unbounded(SIZE_MAX);
+    auto rec = decode_within(data, size, err, unbounded);
     if (!rec) return {};
     txn_record out;
     out.hlc = rec->hlc;
@@ -112,9 +118,10 @@ bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, st
     return r.ok() && hlc <= max_hlc;
 }
 
-std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t size, std::string& error) {
+namespace {
+
+std::optional<txn_record> decode_within(const std::uint8_t* data, std::size_t size, std::string& error, decode_budget& budget) {
     byte_reader r(data, size);
-    decode_budget budget(size);
     auto fail = [&](const std::string& what) {
         error = "malformed change record: " + what + " at byte " + std::to_string(size - r.remaining());
         return std::nullopt;
@@ -219,6 +226,13 @@ std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t si
     }
     if (!r.at_end()) return fail("trailing bytes");
     return rec;
+}
+
+} // namespace
+
+std::optional<txn_record> decode_record(const std::uint8_t* data, std::size_t size, std::string& error) {
+    decode_budget budget(size);
+    return decode_within(data, size, error, budget);
 }
 
 } // namespace hdbrepl::engine

@@ -3,7 +3,7 @@
 // Invariants: decode_record never crashes; a decoded record re-encodes to bytes that
 // decode to the same record (no longer than the input); peek_record_head agrees with the
 // full decode; filter_record keeping every table keeps every change, keeping none gives
-// nothing, and any filtered record decodes; a definition that parses reaches a fixed
+// nothing, a malformed record filters to nothing, and any filtered record decodes; a definition that parses reaches a fixed
 // point in canonical form (what peers receive must parse to the same table there).
 #include "engine/table_def.hpp"
 #include "engine/txn_record.hpp"
@@ -48,7 +48,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto rec = decode_record(data, size, err);
     if (!rec) {
         FUZZ_CHECK(!err.empty());
-        FUZZ_CHECK(filter_record(data, size, [](const std::string&) { return true; }).empty());
+        // (A filter decodes this node's own log without the decode limit: only a record
+        // refused for its decoded size may still filter to something.)
+        if (err.find("decoded size over the limit") == std::string::npos)
+            FUZZ_CHECK(filter_record(data, size, [](const std::string&) { return true; }).empty());
         // A definition is also fuzzed on its own (the bytes after a first '\0' byte).
         if (size > 1 && data[0] == 0) check_definition(fuzz_text(data + 1, size - 1));
         return 0;
