@@ -1,6 +1,6 @@
 // WebSocket listeners: the listener handle and listen*() (net/ws_link_impl.hpp describes a
 // link's life and how these files divide the work).
-#include "net/ws_link_impl.hpp"
+#include "net/ws_accept.hpp"
 
 namespace hdbrepl::net {
 

@@ -1,6 +1,6 @@
 // Plain (ws://) links: the instantiation of ws_link for them, an accepted connection's start, and
-// dial() (net/ws_link_impl.hpp).
-#include "net/ws_link_impl.hpp"
+// dial() (net/ws_link_impl.hpp, net/ws_accept.hpp).
+#include "net/ws_accept.hpp"
 
 namespace hdbrepl::net {
 namespace detail {

@@ -1,6 +1,6 @@
 // TLS (wss://) links: the instantiation of ws_link for them, an accepted connection's start, and
-// dial_tls() (net/ws_link_impl.hpp).
-#include "net/ws_link_impl.hpp"
+// dial_tls() (net/ws_link_impl.hpp, net/ws_accept.hpp).
+#include "net/ws_accept.hpp"
 
 namespace hdbrepl::net {
 namespace detail {
