@@ -121,6 +121,11 @@ struct received {
     std::vector<w::copy_table> tables;
     std::uint64_t link_id = 0;
     bool resumed = false; // copy_end: of a copy this node asked to resume (rows after a point only)
+    // txn: the record's head, read once (the record itself may be filtered down to nothing
+    // before a batch is replayed). head_ok false: not read yet.
+    bool head_ok = false;
+    hlc_t head_hlc = 0;
+    std::string head_origin;
     bool secure = false;  // arrived on a mutually authenticated TLS link (record_entitlement.hpp)
     bool resync = false;  // copy_*: a full resync of a synced node, not its initial copy
     std::set<std::string> excluded; // copy_end of a resync: origins this node hears from others

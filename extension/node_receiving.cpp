@@ -41,7 +41,8 @@ bool hlc_out_of_range(hlc_t h, std::int64_t max_skew_ms) {
 
 } // namespace
 
-// db thread: a copy message that carries a version out of range closes its link.
+// db thread: a message that carries a version out of range, or a record with no valid head,
+// closes its link; what the link queued behind it is dropped.
 void node_impl::refuse_copy(const received& r, const std::string& why) {
     refused_links_.insert(r.link_id); // what it queued behind this is dropped too
     while (refused_links_.size() > 256) refused_links_.erase(refused_links_.begin()); // ids only grow: the oldest are long closed
@@ -402,9 +403,21 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         count = 0;
         while (i < items.size() && items[i].what == received::txn && count < 1000) {
             auto& r = items[i];
-            hlc_t hlc = 0;
-            std::string origin;
-            peek_record_head(r.record.data(), r.record.size(), hlc, origin);
+            if (refused_links_.count(r.link_id)) { // cut off: what it queued is dropped
+                ++i;
+                ++count;
+                continue;
+            }
+            if (!r.head_ok && !peek_record_head(r.record.data(), r.record.size(), r.head_hlc, r.head_origin)) {
+                // Not even a record head: nothing of it can be applied or held in order.
+                refuse_copy(r, "a txn whose record has no valid head");
+                ++i;
+                ++count;
+                continue;
+            }
+            r.head_ok = true;
+            const hlc_t hlc = r.head_hlc;
+            const std::string origin = r.head_origin;
             // An origin with a record held back: everything after it waits behind it, in order.
             if (held.count(origin) || (parked_.count(origin) && !parked_[origin].retrying)) {
                 held.insert(origin);
@@ -494,16 +507,10 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     // Origins whose record applied (or was already here) while retried are well again.
     for (const auto& [o, h] : batch) parked_done(o);
     for (std::size_t k = batch_start; k < i; ++k)
-        if (!to_park.count(k) && items[k].what == received::txn) {
-            hlc_t h = 0;
-            std::string o;
-            if (peek_record_head(items[k].record.data(), items[k].record.size(), h, o)) parked_done(o);
-        }
+        if (!to_park.count(k) && items[k].what == received::txn && items[k].head_ok) parked_done(items[k].head_origin);
     std::vector<std::string> newly_held;
     for (auto& [k, why] : to_park) {
-        hlc_t h = 0;
-        std::string o;
-        peek_record_head(items[k].record.data(), items[k].record.size(), h, o);
+        const std::string o = items[k].head_origin;
         if (!parked_.count(o) || parked_[o].retrying) newly_held.push_back(o);
         park(o, std::move(items[k]), why.first, why.second);
     }
