@@ -41,6 +41,9 @@
 //      compare directly). The reader polls before the writer commits, and the next row is
 //      written only once the reader has seen this one. The samples alternate between the
 //      pairs one by one (P T, T P, T P, P T, ...).
+//   3b. Confirmation: half as many single-row INSERTs, each followed by repl_confirm(1) on
+//      the writer; the time from COMMIT returning to the confirmation (the reader applied the
+//      row and its WAL is synced). Reported in the details and the JSON, no target.
 //   4. Throughput, 5 rounds on each pair: the writer creates a fresh table tpN and inserts
 //      200,000 rows in 1,000-row transactions as fast as it can, while the reader polls
 //      max(id) every 1 ms: the reader's rate from its first visible row to its last (rows
@@ -347,6 +350,22 @@ private:
             ins.bind(4, ts);
             ins.run(); // autocommit: its own transaction
             ok({ts, mono_ns()});
+        } else if (cmd == "confirm1") {
+            // An autocommit INSERT, then repl_confirm(1): how long the writer waits for a peer
+            // to say the row is durable there.
+            std::string table = word(in);
+            std::int64_t id = arg(in);
+            auto& ins = q(table).insert;
+            row_text r{};
+            bind_row(ins, id, r);
+            std::int64_t ts = mono_ns();
+            ins.bind(4, ts);
+            ins.run();
+            std::int64_t committed = mono_ns();
+            statement c(db_.get(), "SELECT repl_confirm(1, 10000)");
+            c.step();
+            const std::int64_t n = c.column_int(0);
+            ok({ts, committed, mono_ns(), n});
         } else if (cmd == "waitrow") {
             std::string table = word(in);
             std::int64_t id = arg(in), ms = arg(in);
@@ -806,7 +825,7 @@ struct results {
         double a_rate = 0, b_rate = 0, e2e_seconds = 0, e2e_rate = 0, first_visible_ms = 0, lag_ms = 0;
     };
     struct link_figures {
-        std::vector<std::int64_t> lat_ns, commit_ns;
+        std::vector<std::int64_t> lat_ns, commit_ns, confirm_ns; // confirm: COMMIT returned -> repl_confirm(1) returned
         std::vector<tp_round> tp;
         thread_cpu cpu_w, cpu_rd; // summed over the throughput rounds: writer's and reader's processes
         tp_round tp_median() const {
@@ -907,6 +926,9 @@ void print_details(const results& r, const sizes& sz) {
                     ms(percentile(f.lat_ns, 0.9)), ms(percentile(f.lat_ns, 0.99)), ms(percentile(f.lat_ns, 1.0)));
         std::printf("      of which the writer's own autocommit INSERT: p50 %.3f  p99 %.3f  max %.3f ms\n", ms(percentile(f.commit_ns, 0.5)),
                     ms(percentile(f.commit_ns, 0.99)), ms(percentile(f.commit_ns, 1.0)));
+        std::printf("    confirmation, %s samples (COMMIT returned -> repl_confirm(1) returned): p50 %.3f  p99 %.3f  max %.3f ms\n",
+                    n(std::ssize(f.confirm_ns)).c_str(), ms(percentile(f.confirm_ns, 0.5)), ms(percentile(f.confirm_ns, 0.99)),
+                    ms(percentile(f.confirm_ns, 1.0)));
         const auto m = f.tp_median();
         auto rates = [&](auto get) {
             std::string out;
@@ -986,7 +1008,8 @@ void write_json(const std::string& path, const options& o, const std::vector<fig
             << ", \"latency_ms\": {\"min\": " << ms(percentile(f.lat_ns, 0)) << ", \"p50\": " << ms(percentile(f.lat_ns, 0.5))
             << ", \"p90\": " << ms(percentile(f.lat_ns, 0.9)) << ", \"p99\": " << ms(percentile(f.lat_ns, 0.99))
             << ", \"max\": " << ms(percentile(f.lat_ns, 1.0)) << "}, \"a_commit_ms\": {\"p50\": " << ms(percentile(f.commit_ns, 0.5))
-            << ", \"p99\": " << ms(percentile(f.commit_ns, 0.99)) << "}, \"throughput_rounds\": [";
+            << ", \"p99\": " << ms(percentile(f.commit_ns, 0.99)) << "}, \"confirm_ms\": {\"p50\": " << ms(percentile(f.confirm_ns, 0.5))
+            << ", \"p99\": " << ms(percentile(f.confirm_ns, 0.99)) << "}, \"throughput_rounds\": [";
         for (std::size_t i = 0; i < f.tp.size(); ++i) {
             const auto& t = f.tp[i];
             out << (i ? ", " : "") << "{\"b_rows_per_s\": " << json_number(t.b_rate, 0) << ", \"a_rows_per_s\": " << json_number(t.a_rate, 0)
@@ -1187,6 +1210,16 @@ void measure(const options& o, const sizes& sz, const temp_dir& dir, const std::
         }
     }
     std::printf("  3. latency done (plain and TLS, %s samples each)\n", grouped(static_cast<double>(sz.latency_samples)).c_str());
+    std::fflush(stdout);
+    // 3b. Confirmation: after each autocommit INSERT the writer calls repl_confirm(1); the time
+    // from COMMIT returning to the confirmation (the peer applied it, its WAL synced).
+    for (std::int64_t i = 0; i < sz.latency_samples / 2; ++i, ++next_lat)
+        for (const auto& p : (i % 2 == 0) ? std::array{plain, secure} : std::array{secure, plain}) {
+            auto v = p.w->call("confirm1 lat " + num(next_lat), 20'000);
+            if (v.at(3) < 1) fail("confirm: " + p.w->name() + " got no confirmation of row " + num(next_lat));
+            p.f->confirm_ns.push_back(v.at(2) - v.at(1));
+        }
+    std::printf("  3b. confirmation latency done (plain and TLS, %s samples each)\n", grouped(static_cast<double>(sz.latency_samples / 2)).c_str());
     std::fflush(stdout);
 
     // 4. Throughput, in rounds, each into a fresh table: the writer inserts as fast as it can,
