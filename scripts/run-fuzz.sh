@@ -13,7 +13,7 @@ shift
 seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-2}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(wire record config json credentials pki)
+[ ${#targets[@]} -eq 0 ] && targets=(wire record link config json credentials pki)
 mkdir -p "$build/fuzz-corpus" "$build/fuzz-artifacts" "$build/fuzz-logs"
 
 run_one() {
