@@ -23,8 +23,8 @@ bool node_impl::accept_plain(const std::string& ip, const std::string& target) {
     return accept_ip(ip);
 }
 
-void node_impl::note_refusal(const std::string& from, const std::string& node, const std::string& reason) {
-    log_line(name_, reason);
+void node_impl::note_refusal(const std::string& from, const std::string& node, const std::string& reason, bool log) {
+    if (log) log_line(name_, reason);
     ++refusals_total_;
     refusals_.push_back({now_ms(), from, node, reason});
     while (refusals_.size() > 20) refusals_.pop_front();

@@ -402,7 +402,8 @@ private:
     // The plain port's accept filter: the replication path only, from an allowed address.
     bool accept_plain(const std::string& ip, const std::string& target);
     // io thread: a refusal of a peer's message or of a connection: log line, status, count.
-    void note_refusal(const std::string& from, const std::string& node, const std::string& reason);
+    // `log`: false when the caller logged the line already (or logs it once per kind).
+    void note_refusal(const std::string& from, const std::string& node, const std::string& reason, bool log = true);
     std::deque<refusal_entry> refusals_; // io thread, newest last, bounded
     std::uint64_t refusals_total_ = 0;   // io thread
     // Whether a HELLO naming `name` may come from `ip` on the plain port: the name is the

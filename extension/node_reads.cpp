@@ -151,8 +151,11 @@ void node_impl::answer_read(peer& p, w::read_request&& q) {
             if (logged.size() > 10000) logged.clear();
             if (logged.insert(name + '\n' + reason).second) log_line(n.name_, refusal + " (answered 'cannot'; logged once per peer and reason)");
         }
-        n.on_io([name, link_id, reply = std::move(reply)](node_impl& m) {
-            if (auto* p = m.find_peer(name); p && p->link && p->link_id == link_id) m.send(*p, reply);
+        n.on_io([name, link_id, reply = std::move(reply), refusal](node_impl& m) {
+            auto* p = m.find_peer(name);
+            // Every refused read counts in cluster_status; the log line is once per peer and reason.
+            if (!refusal.empty()) m.note_refusal(p && p->link ? p->link->remote_address() : "", name, refusal, false);
+            if (p && p->link && p->link_id == link_id) m.send(*p, reply);
         });
     });
 }

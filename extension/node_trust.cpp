@@ -50,9 +50,12 @@ void node_impl::refresh_users() {
 void node_impl::check_secure(const net::peer_check& pc, std::function<void(net::accept_decision)> respond) {
     const std::string path = target_path(pc.target);
     const std::string claimed = query_param(pc.target, "node");
-    auto refuse = [node = name_, line = "refused " + path + " from " + pc.remote_ip + (claimed.empty() ? "" : " (" + claimed + ")") + ": "](
-                      int status, const std::string& why) {
+    // Any thread (io, credential, db): logs at once, and counts in cluster_status on the io thread.
+    auto refuse = [node = name_, line = "refused " + path + " from " + pc.remote_ip + (claimed.empty() ? "" : " (" + claimed + ")") + ": ",
+                   ip = pc.remote_ip, weak_node = weak_from_this()](int status, const std::string& why) {
         log_line(node, line + why);
+        if (auto s = weak_node.lock())
+            s->on_io([ip, text = line + why](node_impl& m) { m.note_refusal(ip, "", text, false); });
         return net::accept_decision{status, why};
     };
     if (path == "/hdbrepl/sign") {

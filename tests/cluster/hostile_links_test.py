@@ -365,5 +365,20 @@ def test_no_certificate_exchange_on_the_plain_port(c):
     Flow(a, b).check("plain-port certificate requests")
 
 
+def test_refused_reads_count_in_cluster_status(c):
+    """A forwarded read of hdbrepl's own tables is answered 'cannot' and counted, each time."""
+    a, b = start_pair(c)
+    p = member(c)
+    before = refusals(a)
+    for rid in range(1, 4):
+        p.send(pc.read_request(rid, "hdbrepl_meta", "key", "token_secret"))
+    wait_until(lambda: refusals(a) >= before + 3, 5, "three refused reads counted")
+    recent = a.status()["refusals"]["recent"]
+    check(any("hdbrepl's own tables are not served" in r["reason"] and r["node"] == X_IP for r in recent),
+          f"the refusal names the member and the reason: {recent[-3:]}")
+    check(not p.closed(0.3), "a refused read does not cut the link")
+    p.close()
+
+
 if __name__ == "__main__":
     run_tests(globals())

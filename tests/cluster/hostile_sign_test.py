@@ -229,6 +229,10 @@ def test_unknown_user_costs_a_wrong_password(c):
     w, u = sorted(wrong)[3], sorted(unknown)[3]
     print(f"    median answer: wrong password {w:.1f} ms, unknown user {u:.1f} ms")
     check(u >= 0.5 * w, f"an unknown user is not answered faster ({u:.1f} ms against {w:.1f} ms)")
+    # Every refusal is also a cluster_status entry, not only a log line.
+    wait_until(lambda: b.status()["refusals"]["total"] >= 12, 5, "the 12 refused exchanges counted in cluster_status")
+    check(any("unknown user 'nobody'" in r["reason"] and r["from"] == "127.0.0.32" for r in b.status()["refusals"]["recent"]),
+          "the refusal is listed with its address and reason")
 
 
 def test_attempt_limit_and_bounded_queue_while_replicating(c):
