@@ -340,19 +340,9 @@ private:
                 t.commit.run();
             }
             ok({t0, mono_ns()});
-        } else if (cmd == "commit1") {
-            std::string table = word(in);
-            std::int64_t id = arg(in);
-            auto& ins = q(table).insert;
-            row_text r{};
-            bind_row(ins, id, r);
-            std::int64_t ts = mono_ns();
-            ins.bind(4, ts);
-            ins.run(); // autocommit: its own transaction
-            ok({ts, mono_ns()});
-        } else if (cmd == "confirm1") {
-            // An autocommit INSERT, then repl_confirm(1): how long the writer waits for a peer
-            // to say the row is durable there.
+        } else if (cmd == "commit1" || cmd == "confirm1") {
+            // An autocommit INSERT (its own transaction); confirm1 then calls repl_confirm(1):
+            // how long the writer waits for a peer to say the row is durable there.
             std::string table = word(in);
             std::int64_t id = arg(in);
             auto& ins = q(table).insert;
@@ -361,11 +351,15 @@ private:
             std::int64_t ts = mono_ns();
             ins.bind(4, ts);
             ins.run();
-            std::int64_t committed = mono_ns();
-            statement c(db_.get(), "SELECT repl_confirm(1, 10000)");
-            c.step();
-            const std::int64_t n = c.column_int(0);
-            ok({ts, committed, mono_ns(), n});
+            const std::int64_t committed = mono_ns();
+            if (cmd == "commit1") {
+                ok({ts, committed});
+            } else {
+                statement c(db_.get(), "SELECT repl_confirm(1, 10000)");
+                c.step();
+                const std::int64_t n = c.column_int(0);
+                ok({ts, committed, mono_ns(), n});
+            }
         } else if (cmd == "waitrow") {
             std::string table = word(in);
             std::int64_t id = arg(in), ms = arg(in);
