@@ -237,19 +237,20 @@ TEST_CASE("a password check costs one default PBKDF2 whether or not the user exi
     auto cost_ms = [&](const char* user, const char* password, const char* want) {
         const std::string sql = std::string(R"(SELECT repl_create_authentication_tokens('{"username": ")") + user +
                                 R"(", "password": ")" + password + R"("}'))";
-        std::vector<double> ms;
-        for (int i = 0; i < 5; ++i) {
-            auto t0 = std::chrono::steady_clock::now();
-            std::string err = db.try_exec(sql);
-            ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-            CHECK_THAT(err, Catch::Contains(want));
-        }
-        std::sort(ms.begin(), ms.end());
-        return ms[2]; // the median
+        auto t0 = std::chrono::steady_clock::now();
+        std::string err = db.try_exec(sql);
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        CHECK_THAT(err, Catch::Contains(want));
+        return ms;
     };
-    const double wrong = cost_ms("admin", "wrong-password", "wrong password for user 'admin'");
-    const double unknown = cost_ms("nobody", "wrong-password", "unknown user 'nobody'");
-    INFO("wrong password " << wrong << " ms, unknown user " << unknown << " ms");
+    // Interleaved, and the fastest of each compared: other tests share the cores (a median of
+    // five taken one kind after the other once compared a loaded stretch with a quiet one).
+    double wrong = 1e9, unknown = 1e9;
+    for (int i = 0; i < 6; ++i) {
+        wrong = std::min(wrong, cost_ms("admin", "wrong-password", "wrong password for user 'admin'"));
+        unknown = std::min(unknown, cost_ms("nobody", "wrong-password", "unknown user 'nobody'"));
+    }
+    INFO("fastest: wrong password " << wrong << " ms, unknown user " << unknown << " ms");
     // Before: an unknown user was answered at once (~0.05 ms against ~30 ms), which told
     // anyone timing the answers which user names exist.
     CHECK(unknown >= 0.5 * wrong);
