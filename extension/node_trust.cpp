@@ -50,12 +50,16 @@ void node_impl::refresh_users() {
 void node_impl::check_secure(const net::peer_check& pc, std::function<void(net::accept_decision)> respond) {
     const std::string path = target_path(pc.target);
     const std::string claimed = query_param(pc.target, "node");
-    // Any thread (io, credential, db): logs at once, and counts in cluster_status on the io thread.
+    // Any thread (io, credential, db): logs at once, and counts in cluster_status on the io
+    // thread. The node is locked only there (as on_io does): on the credential thread the last
+    // reference could otherwise end the node there, and its worker would join itself.
     auto refuse = [node = name_, line = "refused " + path + " from " + pc.remote_ip + (claimed.empty() ? "" : " (" + claimed + ")") + ": ",
-                   ip = pc.remote_ip, weak_node = weak_from_this()](int status, const std::string& why) {
+                   ip = pc.remote_ip, weak_node = weak_from_this(), weak_io = std::weak_ptr<net::io_runtime>(io_)](int status, const std::string& why) {
         log_line(node, line + why);
-        if (auto s = weak_node.lock())
-            s->on_io([ip, text = line + why](node_impl& m) { m.note_refusal(ip, "", text, false); });
+        if (auto rt = weak_io.lock())
+            rt->post([weak_node, ip, text = line + why] {
+                if (auto s = weak_node.lock(); s && !s->stopped_) s->note_refusal(ip, "", text, false);
+            });
         return net::accept_decision{status, why};
     };
     if (path == "/hdbrepl/sign") {
