@@ -435,16 +435,21 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                         return is_system_table(t) ? replicate_system_ : shares && rules_allow(rules, t, false);
                     });
                 // hdbrepl's own tables: only what this link is entitled to (record_entitlement.hpp).
+                // The item keeps the record as received: a replayed batch (or a retry of a held
+                // origin) judges it again, and counts its refusals again.
+                const bytes* rec = &r.record;
+                bytes kept;
                 if (!r.record.empty()) {
                     auto verdict = entitled_changes(r.record, r.secure, name_, !cfg_.serve_secure);
                     if (verdict.refused) {
                         auto& ref = refused[r.peer];
                         if (ref.first == 0) ref.second = "from origin '" + origin + "': " + verdict.reason;
                         ref.first += verdict.refused;
-                        r.record = std::move(verdict.record);
+                        kept = std::move(verdict.record);
+                        rec = &kept;
                     }
                 }
-                auto res = r.record.empty() ? apply_result{} : applier_->apply(r.record.data(), r.record.size(), opt);
+                auto res = rec->empty() ? apply_result{} : applier_->apply(rec->data(), rec->size(), opt);
                 if (res.clock_skew) {
                     // Too far ahead of our clock: this origin waits (nothing was written), the
                     // others go on.
@@ -464,13 +469,13 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                     continue;
                 }
                 // Rows placed elsewhere were withheld (placed and trimmed): lookups that miss forward.
-                if (record_is_placed(r.record.data(), r.record.size()) && record_is_trimmed(r.record.data(), r.record.size()) &&
+                if (record_is_placed(rec->data(), rec->size()) && record_is_trimmed(rec->data(), rec->size()) &&
                     !holds_part_.exchange(true))
                     wstore_->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
                 logged = logged || res.logged;
                 // A cheap over-approximation: a system table's name prefix in the record's bytes.
                 static const std::string system_prefix = "hdbrepl_";
-                users_touched = users_touched || std::search(r.record.begin(), r.record.end(), system_prefix.begin(), system_prefix.end()) != r.record.end();
+                users_touched = users_touched || std::search(rec->begin(), rec->end(), system_prefix.begin(), system_prefix.end()) != rec->end();
                 have = hlc;
                 batch[origin] = hlc;
             }
