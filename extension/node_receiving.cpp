@@ -445,6 +445,8 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                         auto& ref = refused[r.peer];
                         if (ref.first == 0) ref.second = "from origin '" + origin + "': " + verdict.reason;
                         ref.first += verdict.refused;
+                    }
+                    if (verdict.rewritten) { // also when only a CA was dropped
                         kept = std::move(verdict.record);
                         rec = &kept;
                     }

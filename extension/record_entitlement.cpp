@@ -28,16 +28,10 @@ record_verdict entitled_changes(const bytes& record, bool secure, const std::str
     record_verdict out;
     // Cheap first look: most records touch no hdbrepl table at all.
     static const std::string prefix = "hdbrepl_";
-    if (std::search(record.begin(), record.end(), prefix.begin(), prefix.end()) == record.end()) {
-        out.record = record;
-        return out;
-    }
+    if (std::search(record.begin(), record.end(), prefix.begin(), prefix.end()) == record.end()) return out;
     std::string err;
     auto rec = decode_record(record.data(), record.size(), err);
-    if (!rec) {
-        out.record = record;
-        return out;
-    }
+    if (!rec) return out;
     auto refuse = [&](const std::string& why) {
         if (out.refused++ == 0) out.reason = why;
         return false;
@@ -71,15 +65,16 @@ record_verdict entitled_changes(const bytes& record, bool secure, const std::str
     std::vector<change> kept;
     kept.reserve(rec->changes.size());
     for (auto& c : rec->changes) {
-        if (c.table >= rec->tables.size()) return {record, 0, ""}; // the applier refuses it
+        if (c.table >= rec->tables.size()) return {}; // the applier refuses it
         if (keep(rec->tables[c.table], c)) kept.push_back(std::move(c));
     }
-    if (!out.refused && !altered) {
-        out.record = record;
-        return out;
-    }
+    if (!out.refused && !altered) return out;
+    out.rewritten = true;
     rec->changes = std::move(kept);
-    rec->trimmed = true; // not the origin's whole transaction any more: never relayed as one
+    // Changes left out: not the origin's whole transaction any more, never relayed as one. A
+    // dropped CA alone keeps every change, so the record still relays (membership gossip
+    // through plain-port chains), without the CA.
+    if (out.refused) rec->trimmed = true;
     out.record = rec->changes.empty() ? bytes{} : encode_record(*rec);
     return out;
 }

@@ -21,7 +21,8 @@
 // Table DDL (create, drop, rename) of an hdbrepl table is never kept, from any link: those
 // tables are made the same way by every node and never change shape.
 //
-// A record that loses changes here comes out trimmed (engine/txn_record.hpp), as one that
+// A record that loses changes here comes out trimmed (engine/txn_record.hpp; one that only
+// loses a CA keeps every change and is not), as one that
 // a subscription filtered: it is never relayed as the origin's whole transaction.
 // Pure; thread: the caller's (the node's db thread).
 #pragma once
@@ -32,14 +33,16 @@
 namespace hdbrepl::ext {
 
 struct record_verdict {
-    engine::bytes record;   // the record to apply (empty: nothing of it is left)
+    bool rewritten = false;  // changes were left out or altered: apply `record`, not the input
+    engine::bytes record;    // when rewritten: the record to apply (empty: nothing of it is left)
     std::size_t refused = 0; // changes left out
     std::string reason;      // why the first of them was left out ("" when none was)
 };
 
 // `secure`: the record arrived on a mutually authenticated TLS link. `self`: this node's name.
 // `plain_users`: user changes are accepted from the plain port (this node serves no secure port).
-// A record that does not decode is returned unchanged (the applier refuses it with its error).
+// A record that does not decode, or that needs no change, is not rewritten (and not copied:
+// this runs for every received record); the applier refuses an undecodable one itself.
 record_verdict entitled_changes(const engine::bytes& record, bool secure, const std::string& self, bool plain_users);
 
 } // namespace hdbrepl::ext

@@ -41,9 +41,10 @@ namespace {
 void check_record(const bytes& in, bool secure, bool plain_users) {
     const std::string self = "self";
     auto v = entitled_changes(in, secure, self, plain_users);
-    if (v.record.empty()) return;
+    const bytes& kept = v.rewritten ? v.record : in; // what the node applies
+    if (kept.empty()) return;
     std::string err;
-    auto rec = decode_record(v.record.data(), v.record.size(), err);
+    auto rec = decode_record(kept.data(), kept.size(), err);
     if (!rec) {
         FUZZ_CHECK(v.refused == 0); // undecodable input comes back as it was, for the applier to refuse
         return;
