@@ -8,7 +8,7 @@
 //   initial sync               >= 200,000 rows/s
 //   peak RSS of A while B is stalled (SIGSTOP) < 100 MB
 //
-// and the same latency and throughput over the secure port (issue 4), as ratios to the plain
+// and the same latency and throughput over the secure port (mutual TLS), as ratios to the plain
 // port in the same run:
 //
 //   TLS throughput >= 0.8 x plain,  TLS latency p99 <= 1.5 x plain p99
@@ -882,7 +882,7 @@ void print_table(const std::vector<figure>& all) {
 }
 
 // Plain port against secure port, side by side: the absolute figures of both pairs and the
-// ratios TLS / plain, with the targets of issue 4 on the ratios.
+// ratios TLS / plain, with the secure port's targets on the ratios.
 void print_tls_comparison(const results& r, const sizes& sz) {
     std::printf("\nplain port vs secure port (mutual TLS), same run: %s latency samples each, taken alternately;\n"
                 "%d throughput rounds each, in alternating order; medians; ratios are TLS / plain\n",
