@@ -15,9 +15,10 @@
 //
 // This file: the node's construction, start and stop (user thread), its database thread
 // and connections. The other parts (node_impl.hpp declares them all): node_links.cpp (links
-// and the protocol), node_sending.cpp (streams, copies, which rows go to a peer, log pruning),
-// node_receiving.cpp (applying), node_reads.cpp (forwarded reads), node_cluster.cpp (status,
-// operations, membership), node_trust.cpp (the secure port, certificates, users).
+// and the protocol), node_sending.cpp (streams, which rows go to a peer, log pruning),
+// node_copy_sending.cpp (initial copies and full resyncs), node_receiving.cpp (applying),
+// node_reads.cpp (forwarded reads), node_cluster.cpp (status, operations, membership),
+// node_trust.cpp (the secure port, certificates, users).
 #include "extension/node.hpp"
 
 #include "engine/commit_signal.hpp"
