@@ -1,8 +1,9 @@
 # hdbrepl — top-level commands. Each target installs missing Debian packages first.
 #   make build   configure and build (build/libhdbrepl.so, tests, bench)
 #   make test    build and run the whole test suite (CTest)
-#   make bench   build (Release) and print the benchmark ratios against plain SQLite
-#                (on tmpfs where there is one; BENCH_DIR=/tmp for the disk)
+#   make bench   build (Release) and print the benchmark ratios against plain SQLite, the
+#                replication figures and the wide-area ones (+100 / +200 ms round trips
+#                through a delay proxy); on tmpfs where there is one (BENCH_DIR=/tmp: disk)
 #   make demo    build and run the demo tour
 #   make sanitize  the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan    the threaded C++ tests under ThreadSanitizer
@@ -42,9 +43,10 @@ test: build
 BENCH_DIR ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm || echo /tmp)
 bench: deps
 	$(call configure,build-bench,-DCMAKE_BUILD_TYPE=Release -DHDBREPL_BUILD_TESTS=OFF)
-	cmake --build build-bench -j $(JOBS) --target hdbrepl hdbrepl_bench hdbrepl_repl_bench
+	cmake --build build-bench -j $(JOBS) --target hdbrepl hdbrepl_bench hdbrepl_repl_bench hdbrepl_wan_bench
 	TMPDIR=$(BENCH_DIR) ./build-bench/hdbrepl_bench --lib ./build-bench/libhdbrepl
 	TMPDIR=$(BENCH_DIR) ./build-bench/hdbrepl_repl_bench --lib ./build-bench/libhdbrepl
+	TMPDIR=$(BENCH_DIR) ./build-bench/hdbrepl_wan_bench --lib ./build-bench/libhdbrepl
 
 demo: build
 	bash samples/demo.sh ./$(BUILD)/libhdbrepl
