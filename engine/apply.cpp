@@ -321,9 +321,11 @@ apply_result applier::apply(const std::uint8_t* body, std::size_t size, const ap
     }
 
     // A trimmed record with no changes left says the origin wrote rows placed elsewhere.
-    if (rec->trimmed && (changed || rec->changes.empty()))
+    if (rec->trimmed && (changed || (rec->changes.empty() && !rec->part)))
         if (int rc = sys_.mark_partial_origin(rec->origin); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
-    if (changed) {
+    // Parts are logged even when they change nothing here: the run this node relays stays
+    // contiguous, which its receivers check (txn_record.hpp, "Parts").
+    if (changed || rec->part) {
         hlc_t clock = 0;
         if (int rc = sys_.read_clock(clock); rc != SQLITE_OK) return fail(rc, sqlite3_errmsg(db_));
         if (int rc = sys_.append_log(rec->hlc, origin_id, hlc_observe(clock, rec->hlc), body, size); rc != SQLITE_OK)

@@ -85,6 +85,13 @@ std::vector<std::string> pending_txn::tables_in(std::string_view schema) const {
 
 bytes pending_txn::build_record(std::string_view schema, hlc_t hlc, std::string_view origin,
                                 const std::function<bool(const std::string& table)>& keep_table, record_placer* placer) const {
+    auto parts = build_records(schema, hlc, origin, keep_table, placer, SIZE_MAX);
+    return parts.empty() ? bytes{} : std::move(parts.front());
+}
+
+std::vector<bytes> pending_txn::build_records(std::string_view schema, hlc_t hlc, std::string_view origin,
+                                              const std::function<bool(const std::string& table)>& keep_table, record_placer* placer,
+                                              std::size_t part_bytes) const {
     // Keep each (table, key)'s last change only, when keys may repeat.
     std::vector<bool> keep(entries_.size(), true);
     if (may_repeat_keys_) {
@@ -100,50 +107,96 @@ bytes pending_txn::build_record(std::string_view schema, hlc_t hlc, std::string_
             }
         }
     }
-    std::vector<record_table> tables;
-    std::vector<std::int64_t> remap(slots_.size(), -1);
-    std::size_t count = 0;
     std::vector<int> slot_kept(slots_.size(), -1); // -1 unknown, 0 rejected, 1 kept
+    std::vector<std::size_t> kept; // entry indexes, in order
     for (std::size_t i = 0; i < entries_.size(); ++i) {
         const auto& e = entries_[i];
-        if (!keep[i] || slots_[e.slot].schema != schema) { keep[i] = false; continue; }
+        if (!keep[i] || slots_[e.slot].schema != schema) continue;
         if (slot_kept[e.slot] < 0) slot_kept[e.slot] = !keep_table || keep_table(slots_[e.slot].name) ? 1 : 0;
-        if (!slot_kept[e.slot]) { keep[i] = false; continue; }
-        ++count;
-        if (remap[e.slot] < 0) {
-            remap[e.slot] = static_cast<std::int64_t>(tables.size());
-            tables.push_back({slots_[e.slot].name, slots_[e.slot].definition});
-        }
+        if (slot_kept[e.slot]) kept.push_back(i);
     }
-    bytes out;
-    if (count == 0) return out;
-    std::vector<std::int32_t> placed;
-    bool any_placed = false;
-    if (placer) {
-        placed.reserve(count);
-        for (std::size_t i = 0; i < entries_.size(); ++i) {
-            const auto& e = entries_[i];
-            if (!keep[i]) continue;
-            std::int32_t p = -1;
+    std::vector<bytes> out;
+    if (kept.empty()) return out;
+    std::vector<std::int32_t> placed(kept.size(), -1);
+    if (placer)
+        for (std::size_t k = 0; k < kept.size(); ++k) {
+            const auto& e = entries_[kept[k]];
             if (e.op == change_op::put || e.op == change_op::del)
-                p = placer->place(slots_[e.slot].name, e.op,
-                                  std::string_view(reinterpret_cast<const char*>(buf_.data()) + e.key_start, e.key_end - e.key_start));
-            any_placed = any_placed || p >= 0;
-            placed.push_back(p);
+                placed[k] = placer->place(slots_[e.slot].name, e.op,
+                                          std::string_view(reinterpret_cast<const char*>(buf_.data()) + e.key_start, e.key_end - e.key_start));
         }
+    // Where the parts end: a part takes changes while it stays within part_bytes (its tables'
+    // definitions and a margin for the headers counted); a change larger than that is a part
+    // of its own. One part: the record of the whole transaction, as before parts existed.
+    std::vector<std::size_t> ends; // exclusive ends into `kept`
+    {
+        // The head (magic, format, hlc, origin, part index, counts) and the margin a frame
+        // needs around the record (message type and sequence number).
+        const std::size_t head = 64 + origin.size();
+        std::size_t size = head;
+        std::vector<bool> listed(slots_.size(), false);
+        std::vector<std::uint32_t> listed_slots;
+        for (std::size_t k = 0; k < kept.size(); ++k) {
+            const auto& e = entries_[kept[k]];
+            std::size_t cost = (e.end - e.start) + 16;
+            if (!listed[e.slot]) cost += slots_[e.slot].name.size() + slots_[e.slot].definition.size() + 16;
+            if (k > 0 && size + cost > part_bytes && (ends.empty() ? 0 : ends.back()) < k) {
+                ends.push_back(k);
+                size = head;
+                for (auto sl : listed_slots) listed[sl] = false;
+                listed_slots.clear();
+                cost = (e.end - e.start) + 16 + slots_[e.slot].name.size() + slots_[e.slot].definition.size() + 16;
+            }
+            if (!listed[e.slot]) { listed[e.slot] = true; listed_slots.push_back(e.slot); }
+            size += cost;
+        }
+        ends.push_back(kept.size());
     }
-    out.reserve(buf_.size() + 64 + 3 * count);
-    byte_writer w(out);
-    encode_record_head(w, hlc, origin, tables, false, any_placed);
-    w.put_varint(count);
-    for (std::size_t i = 0; i < entries_.size(); ++i) {
-        const auto& e = entries_[i];
-        if (!keep[i]) continue;
-        w.put_varint(static_cast<std::uint64_t>(remap[e.slot]));
-        w.put_u8(static_cast<std::uint8_t>(e.op));
-        w.put_raw(buf_.data() + e.start, e.end - e.start);
+    const bool parts = ends.size() > 1;
+    std::size_t begin = 0;
+    for (std::size_t p = 0; p < ends.size(); ++p) {
+        const std::size_t end = ends[p];
+        std::vector<record_table> tables;
+        std::vector<std::int64_t> remap(slots_.size(), -1);
+        std::vector<std::int64_t> list_remap(placer ? placer->lists().size() : 0, -1);
+        std::vector<std::vector<std::string>> lists;
+        std::vector<std::int32_t> part_placed;
+        bool any_placed = false;
+        std::size_t payload = 0;
+        for (std::size_t k = begin; k < end; ++k) {
+            const auto& e = entries_[kept[k]];
+            payload += e.end - e.start;
+            if (remap[e.slot] < 0) {
+                remap[e.slot] = static_cast<std::int64_t>(tables.size());
+                tables.push_back({slots_[e.slot].name, slots_[e.slot].definition});
+            }
+            std::int32_t pl = placed[k];
+            if (pl >= 0) {
+                auto& m = list_remap[static_cast<std::size_t>(pl)];
+                if (m < 0) {
+                    m = static_cast<std::int64_t>(lists.size());
+                    lists.push_back(placer->lists()[static_cast<std::size_t>(pl)]);
+                }
+                pl = static_cast<std::int32_t>(m);
+                any_placed = true;
+            }
+            part_placed.push_back(pl);
+        }
+        bytes rec;
+        rec.reserve(payload + 64 + 3 * (end - begin));
+        byte_writer w(rec);
+        encode_record_head(w, hlc, origin, tables, false, any_placed, {parts, static_cast<std::uint32_t>(p), parts && p + 1 == ends.size()});
+        w.put_varint(end - begin);
+        for (std::size_t k = begin; k < end; ++k) {
+            const auto& e = entries_[kept[k]];
+            w.put_varint(static_cast<std::uint64_t>(remap[e.slot]));
+            w.put_u8(static_cast<std::uint8_t>(e.op));
+            w.put_raw(buf_.data() + e.start, e.end - e.start);
+        }
+        if (any_placed) encode_placements(w, lists, part_placed);
+        out.push_back(std::move(rec));
+        begin = end;
     }
-    if (any_placed) encode_placements(w, placer->lists(), placed);
     return out;
 }
 

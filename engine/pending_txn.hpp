@@ -63,6 +63,11 @@ public:
     bytes build_record(std::string_view schema, hlc_t hlc, std::string_view origin,
                        const std::function<bool(const std::string& table)>& keep_table = {},
                        record_placer* placer = nullptr) const;
+    // The same, written as parts (txn_record.hpp, "Parts") once the record would pass
+    // `part_bytes`: one record when it does not. The caller logs each, in order.
+    std::vector<bytes> build_records(std::string_view schema, hlc_t hlc, std::string_view origin,
+                                     const std::function<bool(const std::string& table)>& keep_table, record_placer* placer,
+                                     std::size_t part_bytes = record_part_bytes) const;
 
 private:
     struct slot_info {

@@ -24,7 +24,10 @@ int ensure_replication_tables(sqlite3* db, const std::string& schema, std::strin
                     "CREATE TABLE IF NOT EXISTS " + q(schema, "hdbrepl_progress") +
                         "(origin TEXT PRIMARY KEY, hlc INTEGER NOT NULL, log_floor INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
                         "CREATE TABLE IF NOT EXISTS " + q(schema, "hdbrepl_nodes") +
-                        "(name TEXT PRIMARY KEY, url TEXT, subscriptions TEXT, shard INTEGER, start_time INTEGER, added_at INTEGER) WITHOUT ROWID;",
+                        "(name TEXT PRIMARY KEY, url TEXT, subscriptions TEXT, shard INTEGER, start_time INTEGER, added_at INTEGER) WITHOUT ROWID;"
+                        // Parts of a transaction received before its last part (part_staging.hpp).
+                        "CREATE TABLE IF NOT EXISTS " + q(schema, "hdbrepl_staged") +
+                        "(origin TEXT NOT NULL, hlc INTEGER NOT NULL, part INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(origin, hlc, part));",
                     err);
 }
 

@@ -6,22 +6,30 @@
 namespace hdbrepl::engine {
 
 namespace {
-bool known_format(std::uint8_t f) { return f >= record_format && f <= record_format_placed_trimmed; }
-bool format_trimmed(std::uint8_t f) { return f == record_format_trimmed || f == record_format_placed_trimmed; }
-bool format_placed(std::uint8_t f) { return f == record_format_placed || f == record_format_placed_trimmed; }
-std::uint8_t format_of(bool trimmed, bool placed) {
-    return placed ? (trimmed ? record_format_placed_trimmed : record_format_placed) : (trimmed ? record_format_trimmed : record_format);
+std::uint8_t base_of(std::uint8_t f) { return f & 0x0f; }
+bool known_format(std::uint8_t f) {
+    if (f & ~(0x0f | record_flag_part | record_flag_last)) return false;
+    if ((f & record_flag_last) && !(f & record_flag_part)) return false;
+    return base_of(f) >= record_format && base_of(f) <= record_format_placed_trimmed;
+}
+bool format_trimmed(std::uint8_t f) { return base_of(f) == record_format_trimmed || base_of(f) == record_format_placed_trimmed; }
+bool format_placed(std::uint8_t f) { return base_of(f) == record_format_placed || base_of(f) == record_format_placed_trimmed; }
+std::uint8_t format_of(bool trimmed, bool placed, part_info part) {
+    std::uint8_t f = placed ? (trimmed ? record_format_placed_trimmed : record_format_placed) : (trimmed ? record_format_trimmed : record_format);
+    if (part.part) f |= record_flag_part | (part.last ? record_flag_last : 0);
+    return f;
 }
 // decode_record() charging what it builds to `budget`.
 std::optional<txn_record> decode_within(const std::uint8_t* data, std::size_t size, std::string& error, decode_budget& budget);
 } // namespace
 
 void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables, bool trimmed,
-                        bool placed) {
+                        bool placed, part_info part) {
     w.put_u8(record_magic);
-    w.put_u8(format_of(trimmed, placed));
+    w.put_u8(format_of(trimmed, placed, part));
     w.put_u64le(hlc);
     w.put_str(origin);
+    if (part.part) w.put_varint(part.index);
     w.put_varint(tables.size());
     for (const auto& t : tables) {
         w.put_str(t.name);
@@ -42,7 +50,7 @@ bytes encode_record(const txn_record& rec) {
     bytes out;
     byte_writer w(out);
     const bool placed = !rec.placements.empty();
-    encode_record_head(w, rec.hlc, rec.origin, rec.tables, rec.trimmed, placed);
+    encode_record_head(w, rec.hlc, rec.origin, rec.tables, rec.trimmed, placed, {rec.part, rec.part_index, rec.part_last});
     w.put_varint(rec.changes.size());
     for (const auto& c : rec.changes) {
         w.put_varint(c.table);
@@ -85,6 +93,9 @@ bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::func
     out.origin = rec->origin;
     out.trimmed = rec->trimmed;
     out.placements = std::move(rec->placements);
+    out.part = rec->part;
+    out.part_index = rec->part_index;
+    out.part_last = rec->part_last;
     std::vector<std::int64_t> remap(rec->tables.size(), -1);
     for (auto& c : rec->changes) {
         if (!keep(rec->tables[c.table], c)) {
@@ -98,7 +109,8 @@ bytes filter_changes(const std::uint8_t* data, std::size_t size, const std::func
         c.table = static_cast<std::uint32_t>(remap[c.table]);
         out.changes.push_back(std::move(c));
     }
-    if (out.changes.empty() && !keep_empty) return {};
+    // A part stays, emptied: its receiver checks that a transaction's parts are contiguous.
+    if (out.changes.empty() && !keep_empty && !out.part) return {};
     return encode_record(out);
 }
 
@@ -108,6 +120,34 @@ bool record_is_trimmed(const std::uint8_t* data, std::size_t size) {
 
 bool record_is_placed(const std::uint8_t* data, std::size_t size) {
     return size >= 2 && data[0] == record_magic && format_placed(data[1]);
+}
+
+part_info record_part(const std::uint8_t* data, std::size_t size) {
+    part_info p;
+    byte_reader r(data, size);
+    if (r.get_u8() != record_magic) return p;
+    auto fmt = r.get_u8();
+    if (!r.ok() || !known_format(fmt) || !(fmt & record_flag_part)) return p;
+    r.get_u64le();
+    r.get_str(max_name_len);
+    auto index = r.get_varint();
+    if (!r.ok() || index >= max_record_parts) return p;
+    return {true, static_cast<std::uint32_t>(index), (fmt & record_flag_last) != 0};
+}
+
+bytes empty_part_like(const std::uint8_t* data, std::size_t size) {
+    auto part = record_part(data, size);
+    hlc_t hlc = 0;
+    std::string origin;
+    if (!part.part || !peek_record_head(data, size, hlc, origin)) return {};
+    txn_record out;
+    out.hlc = hlc;
+    out.origin = std::move(origin);
+    out.trimmed = true;
+    out.part = true;
+    out.part_index = part.index;
+    out.part_last = part.last;
+    return encode_record(out);
 }
 
 bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, std::string& origin) {
@@ -139,6 +179,13 @@ std::optional<txn_record> decode_within(const std::uint8_t* data, std::size_t si
     if (rec.origin.empty()) return fail("empty origin");
     if (rec.hlc == 0) return fail("zero timestamp");
     if (rec.hlc > max_hlc) return fail("timestamp out of range (>= 2^63)");
+    if (fmt & record_flag_part) {
+        auto index = r.get_varint();
+        if (!r.ok() || index >= max_record_parts) return fail("bad part index");
+        rec.part = true;
+        rec.part_index = static_cast<std::uint32_t>(index);
+        rec.part_last = (fmt & record_flag_last) != 0;
+    }
     // Every count is checked against the least its elements take on the wire, and charged to
     // the budget, before anything is reserved for it.
     auto ntables = r.get_varint();

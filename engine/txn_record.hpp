@@ -2,10 +2,13 @@
 // are stored in the log, sent to peers and applied there. Pure: no SQLite types.
 //
 // Format (version 1), all integers LEB128 varints unless marked:
-//   u8  'H', u8 format: 1 = whole, 2 = trimmed (see txn_record::trimmed), 3 = placed,
-//                       4 = placed and trimmed (placed: the placement section follows)
+//   u8  'H', u8 format: low four bits 1 = whole, 2 = trimmed (see txn_record::trimmed),
+//                       3 = placed, 4 = placed and trimmed (placed: the placement section
+//                       follows); flag 0x10: a part of a transaction written as several
+//                       records; flag 0x20 (with 0x10 only): its last part
 //   u64le hlc                 the transaction's timestamp (every row it writes carries it)
 //   str origin                the node that committed it
+//   parts only: varint index  0, 1, 2 ... within the transaction
 //   ntables, then per table:  str name, str definition (canonical column list, table_def.hpp)
 //   nchanges, then per change: table index, u8 op, payload:
 //     put    (1): ncols, then ncols values (the whole row image, in declared column order)
@@ -18,6 +21,16 @@
 //     then per change, in order: varint list index + 1 (0: the change has no placement)
 // A table appears at most once per record and each (table, key) at most once: a record holds
 // the transaction's net effect, so applying it row by row is the same as replaying it.
+//
+// Parts. A transaction whose record would pass record_part_bytes is written as a run of
+// records, its parts, each holding some of its changes (a change is never split: a row larger
+// than the limit is a part of its own) with the same hlc and origin, indexed 0..n-1, the last
+// one flagged. Parts are logged, sent, filtered and relayed as records of their own, so no
+// buffer anywhere holds more than one part; a receiver stages every part but the last in its
+// database and applies the whole run in one SQLite transaction when the last one arrives
+// (docs/protocol.md, "Transactions of many parts"). Each (table, key) still appears at most
+// once in the whole run. A part filtered down to no change is still sent and logged (empty):
+// the run stays contiguous, which receivers check.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -61,7 +74,19 @@ struct txn_record {
     // "placed" (formats 3 and 4). Decided by the writer (connection_state::flush) and kept
     // by every holder, so a row keeps its nodes on update.
     std::vector<std::vector<std::string>> placements{};
+    // Parts of a transaction written as several records (see "Parts" above).
+    bool part = false;
+    std::uint32_t part_index = 0;
+    bool part_last = false;
 };
+
+// A transaction's record is split into parts past this size (1 MiB: small enough for any
+// frame limit a node accepts to carry it in a few fragments at worst, large enough that the
+// per-record costs stay negligible).
+inline constexpr std::size_t record_part_bytes = 1 << 20;
+inline constexpr std::uint8_t record_flag_part = 0x10;
+inline constexpr std::uint8_t record_flag_last = 0x20;
+inline constexpr std::uint32_t max_record_parts = 1u << 30;
 
 inline constexpr std::uint8_t record_magic = 'H';
 inline constexpr std::uint8_t record_format = 1;
@@ -83,8 +108,13 @@ inline constexpr hlc_t hlc_nothing = ~hlc_t{0};
 
 bytes encode_record(const txn_record& rec);
 // Writes the part before the changes; the change count follows (see pending_txn).
+struct part_info {
+    bool part = false;
+    std::uint32_t index = 0;
+    bool last = false;
+};
 void encode_record_head(byte_writer& w, hlc_t hlc, std::string_view origin, const std::vector<record_table>& tables, bool trimmed = false,
-                        bool placed = false);
+                        bool placed = false, part_info part = {});
 // Writes the placement section of a placed record (after its changes): the lists, then one
 // index + 1 per change.
 void encode_placements(byte_writer& w, const std::vector<std::vector<std::string>>& lists, const std::vector<std::int32_t>& per_change);
@@ -113,5 +143,11 @@ bool peek_record_head(const std::uint8_t* data, std::size_t size, hlc_t& hlc, st
 bool record_is_trimmed(const std::uint8_t* data, std::size_t size);
 // Whether an encoded record carries row placements (formats 3 and 4).
 bool record_is_placed(const std::uint8_t* data, std::size_t size);
+// The part header of an encoded record (part false for a whole record, and for anything
+// malformed).
+part_info record_part(const std::uint8_t* data, std::size_t size);
+// The same part with no changes (trimmed): what a filter that leaves nothing of a part sends
+// and logs in its place. Empty for a record that is not a valid part.
+bytes empty_part_like(const std::uint8_t* data, std::size_t size);
 
 } // namespace hdbrepl::engine

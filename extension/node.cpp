@@ -140,6 +140,7 @@ bool node_impl::start(std::string& error) {
         int rc = ensure_replication_tables(wdb_, "main", err);
         if (rc == SQLITE_OK) {
             wstore_ = std::make_unique<replication_store>(wdb_, "main");
+            staging_ = std::make_unique<part_staging>(wstore_->system());
             rstore_ = std::make_unique<replication_store>(rdb_, "main");
             applier_ = std::make_unique<applier>(wdb_, "main");
             if (wstore_->system().node_name() != name_) rc = wstore_->system().set_meta("node_name", name_);
@@ -334,6 +335,7 @@ void node_impl::stop() {
         auto dfut = done.get_future();
         db_->post([this, &done] {
             applier_.reset();
+            staging_.reset(); // refers to wstore_'s system store
             wstore_.reset();
             rstore_.reset();
             residency_of_definition_.clear(); // their statements live on rdb_

@@ -6,6 +6,7 @@
 
 #include "engine/apply.hpp"
 #include "engine/copy_resume.hpp"
+#include "engine/part_staging.hpp"
 #include "engine/placement_store.hpp"
 #include "engine/replication_store.hpp"
 #include "engine/schema.hpp"
@@ -77,6 +78,9 @@ struct inflight {
     std::size_t size;
     std::string origin;
     hlc_t hlc;
+    // A part of a transaction other than its last (txn_record.hpp): its ack says it is staged,
+    // not that the peer has the transaction, so it confirms nothing.
+    bool partial = false;
 };
 
 // Bytes of one link's received items not yet done with on the db thread. The io thread adds
@@ -472,6 +476,8 @@ private:
     void set_intake_paused(const std::string& why);
     std::string intake_status_; // io thread
     void apply_batch(std::vector<received>& items, std::size_t& i);
+    apply_result apply_received(const received& r, const bytes& record, const apply_options& opt,
+                                std::map<std::string, std::pair<std::size_t, std::string>>& refused, bool& logged, bool& users_touched);
     void refuse_copy(const received& r, const std::string& why); // db thread -> io: close its link
     // Per-origin intake (db thread): held origins, and the acks they hold back per link.
     std::map<std::string, parked_origin> parked_;
@@ -505,6 +511,7 @@ private:
     sqlite3* rdb_ = nullptr; // reads the log
     std::unique_ptr<applier> applier_;
     std::unique_ptr<replication_store> wstore_, rstore_;
+    std::unique_ptr<part_staging> staging_; // db thread: parts of received transactions
     std::unique_ptr<node_security> security_;
     std::map<std::string, user_row> users_seen_; // the users the io thread knows, to notice replicated changes
     std::vector<member_row> members_seen_;         // membership as last given to the io thread

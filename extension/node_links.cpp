@@ -325,9 +325,11 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 const auto before = p->inflight_q.size();
                 while (!p->inflight_q.empty() && p->inflight_q.front().seq <= static_cast<std::int64_t>(x.seq)) {
                     auto& f = p->inflight_q.front();
-                    if (f.origin == name_) p->confirmed_own = std::max(p->confirmed_own, f.hlc);
-                    auto& k = p->known_progress[f.origin];
-                    k = std::max(k, f.hlc);
+                    if (!f.partial) {
+                        if (f.origin == name_) p->confirmed_own = std::max(p->confirmed_own, f.hlc);
+                        auto& k = p->known_progress[f.origin];
+                        k = std::max(k, f.hlc);
+                    }
                     p->inflight_bytes -= f.size;
                     p->inflight_q.pop_front();
                 }

@@ -32,6 +32,16 @@ void copy_end_test_delay() {
     if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
+// Test hook, as above: HDBREPL_TEST_PART_DELAY_MS holds the db thread before each staged part,
+// so tests can cut a link or kill a node while a transaction of many parts is half received.
+void part_test_delay() {
+    static const long ms = [] {
+        const char* s = std::getenv("HDBREPL_TEST_PART_DELAY_MS");
+        return s ? std::clamp(std::strtol(s, nullptr, 10), 0L, 5000L) : 0L;
+    }();
+    if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
 // A version no honest peer can hold: beyond the 63 bits of the HLC, or further ahead of this
 // node's clock than maxClockSkew. Copies are checked as streams are: one such row raised the
 // clock of every later local write to its time.
@@ -172,6 +182,54 @@ void node_impl::drain_received() {
     while (i < items.size() && !stopped_) apply_batch(items, i);
 }
 
+// One received record (a whole transaction, or one of its parts) as this node takes it: the
+// tables this link subscribes to, the changes it is entitled to (record_entitlement.hpp),
+// then applied in the caller's transaction. `record` is as received; a replayed batch (or a
+// retry of a held origin) judges it again, and counts its refusals again.
+// Thread: the db thread.
+apply_result node_impl::apply_received(const received& r, const bytes& record, const apply_options& opt,
+                                       std::map<std::string, std::pair<std::size_t, std::string>>& refused, bool& logged,
+                                       bool& users_touched) {
+    const sub_rules rules = rules_for(r.peer);
+    const bool shares = shares_data_with(r.peer);
+    const bytes* rec = &record;
+    bytes kept;
+    if (!rules.empty() || !replicate_system_ || !shares) { // explicit subscriptions, system, shards
+        kept = filter_record(record.data(), record.size(), [&](const std::string& t) {
+            return is_system_table(t) ? replicate_system_ : shares && rules_allow(rules, t, false);
+        });
+        rec = &kept;
+    }
+    if (!rec->empty()) {
+        auto verdict = entitled_changes(*rec, r.secure, name_, !cfg_.serve_secure);
+        if (verdict.refused) {
+            auto& ref = refused[r.peer];
+            if (ref.first == 0) ref.second = "from origin '" + r.head_origin + "': " + verdict.reason;
+            ref.first += verdict.refused;
+        }
+        if (verdict.rewritten) { // also when only a CA was dropped
+            kept = std::move(verdict.record);
+            rec = &kept;
+        }
+    }
+    // A part left with nothing is still applied, empty: it is logged, so the run this node
+    // relays stays contiguous (txn_record.hpp, "Parts").
+    if (rec->empty() && record_part(record.data(), record.size()).part) {
+        kept = empty_part_like(record.data(), record.size());
+        rec = &kept;
+    }
+    auto res = rec->empty() ? apply_result{} : applier_->apply(rec->data(), rec->size(), opt);
+    if (res.rc != SQLITE_OK || res.clock_skew) return res;
+    // Rows placed elsewhere were withheld (placed and trimmed): lookups that miss forward.
+    if (record_is_placed(rec->data(), rec->size()) && record_is_trimmed(rec->data(), rec->size()) && !holds_part_.exchange(true))
+        wstore_->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
+    logged = logged || res.logged;
+    // A cheap over-approximation: a system table's name prefix in the record's bytes.
+    static const std::string system_prefix = "hdbrepl_";
+    users_touched = users_touched || std::search(rec->begin(), rec->end(), system_prefix.begin(), system_prefix.end()) != rec->end();
+    return res;
+}
+
 void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     auto& first = items[i];
     if (refused_links_.count(first.link_id)) {
@@ -301,6 +359,9 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         }
         // What the copy brought is in our data but not in our log: those are the floors.
         if (rc == SQLITE_OK) rc = wstore_->raise_progress(prog, &prog);
+        // Parts staged of transactions the copy already holds will never be completed.
+        for (const auto& [o, h] : prog)
+            if (rc == SQLITE_OK) rc = staging_->drop_through(o, h);
         if (rc == SQLITE_OK) rc = restore_deferred_indexes(err);
         if (rc == SQLITE_OK) rc = wstore_->system().set_meta("synced", "1");
         if (rc == SQLITE_OK) rc = wstore_->clear_copy_resume();
@@ -428,30 +489,66 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
             }
             auto& have = progress_[origin];
             if (hlc > have) { // each origin's changes apply once, in order
-                const sub_rules rules = rules_for(r.peer);
-                const bool shares = shares_data_with(r.peer);
-                if (!rules.empty() || !replicate_system_ || !shares) // explicit subscriptions, system, shards
-                    r.record = filter_record(r.record.data(), r.record.size(), [&](const std::string& t) {
-                        return is_system_table(t) ? replicate_system_ : shares && rules_allow(rules, t, false);
-                    });
-                // hdbrepl's own tables: only what this link is entitled to (record_entitlement.hpp).
-                // The item keeps the record as received: a replayed batch (or a retry of a held
-                // origin) judges it again, and counts its refusals again.
-                const bytes* rec = &r.record;
-                bytes kept;
-                if (!r.record.empty()) {
-                    auto verdict = entitled_changes(r.record, r.secure, name_, !cfg_.serve_secure);
-                    if (verdict.refused) {
-                        auto& ref = refused[r.peer];
-                        if (ref.first == 0) ref.second = "from origin '" + origin + "': " + verdict.reason;
-                        ref.first += verdict.refused;
+                const part_info part = record_part(r.record.data(), r.record.size());
+                if (part.part && !part.last) {
+                    // A part before the last: kept in the database until the last one comes
+                    // (part_staging.hpp); acked below, so the sender's window moves on.
+                    part_test_delay();
+                    int src = staging_->stage(origin, hlc, part.index, r.record.data(), r.record.size());
+                    if (src != SQLITE_OK) {
+                        resource_error = std::string("staging a transaction part: ") + sqlite3_errmsg(wdb_);
+                        break;
                     }
-                    if (verdict.rewritten) { // also when only a CA was dropped
-                        kept = std::move(verdict.record);
-                        rec = &kept;
+                    acks[r.peer] = {r.link_id, r.seq};
+                    ++i;
+                    ++count;
+                    continue;
+                }
+                apply_result res;
+                if (!part.part) {
+                    res = apply_received(r, r.record, opt, refused, logged, users_touched);
+                } else {
+                    // The last part: the staged ones, then this one, in one SQLite transaction
+                    // (the batch's), inside a savepoint of their own when records are isolated.
+                    std::uint32_t staged = 0;
+                    int crc = staging_->count(origin, hlc, part.index, staged);
+                    if (crc != SQLITE_OK) {
+                        resource_error = std::string("reading staged transaction parts: ") + sqlite3_errmsg(wdb_);
+                        break;
+                    }
+                    if (staged != part.index) {
+                        res.rc = SQLITE_ERROR;
+                        res.error = "transaction " + std::to_string(hlc) + " of " + origin + ": " + std::to_string(part.index - staged) +
+                                    " of its " + std::to_string(part.index + 1) + " parts never arrived";
+                    } else {
+                        if (opt.savepoint) exec_sql(wdb_, "SAVEPOINT hdbrepl_parts", err);
+                        bool skew = false;
+                        int frc = staging_->for_each(origin, hlc, part.index, [&](bytes&& body) {
+                            res = apply_received(r, body, opt, refused, logged, users_touched);
+                            skew = res.clock_skew;
+                            return res.rc == SQLITE_OK && !skew;
+                        });
+                        if (frc != SQLITE_OK && res.rc == SQLITE_OK) {
+                            res.rc = frc;
+                            res.error = std::string("reading staged transaction parts: ") + sqlite3_errstr(frc);
+                        }
+                        if (res.rc == SQLITE_OK && !skew) res = apply_received(r, r.record, opt, refused, logged, users_touched);
+                        if (res.rc == SQLITE_OK && !res.clock_skew) {
+                            res.rc = staging_->drop(origin, hlc);
+                            if (res.rc != SQLITE_OK) res.error = sqlite3_errmsg(wdb_);
+                        }
+                        const bool failed = res.rc != SQLITE_OK || res.clock_skew;
+                        if (opt.savepoint) {
+                            if (failed) exec_sql(wdb_, "ROLLBACK TO hdbrepl_parts", err);
+                            exec_sql(wdb_, "RELEASE hdbrepl_parts", err);
+                        } else if (failed && !is_resource_error(res.rc)) {
+                            // Parts before it are in the batch already: only a replay with
+                            // savepoints can leave this transaction out and keep the rest.
+                            replay = true;
+                            break;
+                        }
                     }
                 }
-                auto res = rec->empty() ? apply_result{} : applier_->apply(rec->data(), rec->size(), opt);
                 if (res.clock_skew) {
                     // Too far ahead of our clock: this origin waits (nothing was written), the
                     // others go on.
@@ -470,14 +567,6 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                     ++count;
                     continue;
                 }
-                // Rows placed elsewhere were withheld (placed and trimmed): lookups that miss forward.
-                if (record_is_placed(rec->data(), rec->size()) && record_is_trimmed(rec->data(), rec->size()) &&
-                    !holds_part_.exchange(true))
-                    wstore_->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
-                logged = logged || res.logged;
-                // A cheap over-approximation: a system table's name prefix in the record's bytes.
-                static const std::string system_prefix = "hdbrepl_";
-                users_touched = users_touched || std::search(rec->begin(), rec->end(), system_prefix.begin(), system_prefix.end()) != rec->end();
                 have = hlc;
                 batch[origin] = hlc;
             }

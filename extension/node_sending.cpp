@@ -70,7 +70,8 @@ void node_impl::pump(const std::string& name) {
             for (const auto& o : held) p->filter.exclude.insert(o);
             for (auto& r : recs) {
                 if (r.body.empty()) continue; // nothing of it is published to this peer
-                p->inflight_q.push_back({r.seq, r.body.size(), r.origin, r.hlc});
+                const auto part = record_part(r.body.data(), r.body.size());
+                p->inflight_q.push_back({r.seq, r.body.size(), r.origin, r.hlc, part.part && !part.last});
                 p->inflight_bytes += r.body.size();
                 m.send(*p, w::txn{static_cast<std::uint64_t>(r.seq), std::move(r.body)});
                 p->last_send = now_ms();

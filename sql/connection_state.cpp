@@ -110,19 +110,25 @@ int connection_state::flush(std::string& err) {
             if (!placer->active(prc)) placer.reset();
             if (prc != SQLITE_OK) { err = std::string("hdbrepl: reading the placement settings: ") + sqlite3_errmsg(db_); return prc; }
         }
-        engine::bytes body = pending_.build_record(schema, t.hlc, t.origin, keep, placer ? &*placer : nullptr);
+        // A large transaction is logged as several records, its parts (txn_record.hpp).
+        std::vector<engine::bytes> parts = pending_.build_records(schema, t.hlc, t.origin, keep, placer ? &*placer : nullptr);
         if (placer && placer->error() != SQLITE_OK) {
             err = std::string("hdbrepl: storing where rows live: ") + sqlite3_errmsg(db_);
             return placer->error();
         }
-        if (body.empty()) continue;
-        int rc = system(schema).append_log(t.hlc, t.origin_id, t.hlc, body.data(), body.size());
-        if (rc != SQLITE_OK) { err = std::string("hdbrepl: writing the change log: ") + sqlite3_errmsg(db_); return rc; }
+        if (parts.empty()) continue;
+        bool placed = false;
+        for (auto& body : parts) {
+            int rc = system(schema).append_log(t.hlc, t.origin_id, t.hlc, body.data(), body.size());
+            if (rc != SQLITE_OK) { err = std::string("hdbrepl: writing the change log: ") + sqlite3_errmsg(db_); return rc; }
+            placed = placed || engine::record_is_placed(body.data(), body.size());
+            engine::bytes().swap(body); // one part's memory at a time from here on
+        }
         if (schema == "main") {
             flushed_main_hlc_ = t.hlc;
             flushed_main_ = commit_outcome{};
             flushed_main_.hlc = t.hlc;
-            flushed_main_.placed = engine::record_is_placed(body.data(), body.size());
+            flushed_main_.placed = placed;
             if (placer) flushed_main_.placed_on = placer->receivers();
         }
     }

@@ -384,3 +384,90 @@ TEST_CASE("pending_txn: a placer places each kept put and delete once, by its ke
     CHECK_FALSE(record_is_placed(plain.data(), plain.size()));
     CHECK(plain == q.build_record("main", H, "me"));
 }
+
+namespace {
+// Decodes each part, checking what every part of one transaction shares.
+std::vector<txn_record> decode_parts(const std::vector<bytes>& parts) {
+    std::vector<txn_record> out;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        std::string err;
+        auto r = decode_record(parts[i].data(), parts[i].size(), err);
+        INFO(err);
+        REQUIRE(r.has_value());
+        CHECK(r->hlc == H);
+        CHECK(r->origin == "me");
+        CHECK(r->part == (parts.size() > 1));
+        CHECK(r->part_index == (parts.size() > 1 ? i : 0));
+        CHECK(r->part_last == (parts.size() > 1 && i + 1 == parts.size()));
+        auto head = record_part(parts[i].data(), parts[i].size());
+        CHECK(head.part == r->part);
+        CHECK(head.index == r->part_index);
+        CHECK(head.last == r->part_last);
+        out.push_back(std::move(*r));
+    }
+    return out;
+}
+} // namespace
+
+TEST_CASE("pending_txn: a large transaction is written as parts within the part size", "[unit][pending_txn]") {
+    pending_txn p;
+    auto t = p.table_slot("main", "t", def_t);
+    auto u = p.table_slot("main", "u", def_u);
+    const std::string filler(100, 'x');
+    for (int i = 0; i < 3000; ++i) {
+        put(p, t, {value::of_int(i), value::of_text(filler)});
+        if (i % 3 == 0) put(p, u, {value::of_text("k" + std::to_string(i)), value::of_int(i)});
+    }
+    const std::size_t limit = 16 * 1024;
+    auto parts = p.build_records("main", H, "me", {}, nullptr, limit);
+    REQUIRE(parts.size() > 10);
+    for (const auto& b : parts) CHECK(b.size() <= limit);
+    auto recs = decode_parts(parts);
+    // Together, the parts hold exactly the whole record's changes, in order.
+    std::vector<std::string> all;
+    for (const auto& r : recs) {
+        CHECK_FALSE(r.changes.empty());
+        for (const auto& c : r.changes) CHECK(c.table < r.tables.size()); // each part lists its own tables
+        auto s = summary(r);
+        all.insert(all.end(), s.begin(), s.end());
+    }
+    CHECK(all == summary(record(p)));
+    // Under the limit, one record, as build_record makes it.
+    auto one = p.build_records("main", H, "me", {}, nullptr, SIZE_MAX);
+    REQUIRE(one.size() == 1);
+    CHECK(one[0] == p.build_record("main", H, "me"));
+    CHECK_FALSE(record_part(one[0].data(), one[0].size()).part);
+}
+
+TEST_CASE("pending_txn: a change larger than the part size is a part of its own", "[unit][pending_txn]") {
+    pending_txn p;
+    auto t = p.table_slot("main", "t", def_t);
+    put(p, t, {value::of_int(1), value::of_text("small")});
+    put(p, t, {value::of_int(2), value::of_blob(std::string(50'000, '\x07'))});
+    put(p, t, {value::of_int(3), value::of_text("small")});
+    auto parts = p.build_records("main", H, "me", {}, nullptr, 4096);
+    REQUIRE(parts.size() == 3);
+    auto recs = decode_parts(parts);
+    CHECK(summary(recs[0]) == strs{"t:put:1='small'"});
+    REQUIRE(recs[1].changes.size() == 1);
+    CHECK(recs[1].changes[0].values[1].s.size() == 50'000);
+    CHECK(summary(recs[2]) == strs{"t:put:3='small'"});
+}
+
+TEST_CASE("pending_txn: parts carry only the placement lists their rows use", "[unit][pending_txn]") {
+    pending_txn p;
+    auto t = p.table_slot("main", "t", def_t);
+    put(p, t, {value::of_int(1), value::of_blob(std::string(3000, '1'))}); // list 0
+    put(p, t, {value::of_int(3), value::of_blob(std::string(3000, '3'))}); // unplaced
+    put(p, t, {value::of_int(2), value::of_blob(std::string(3000, '2'))}); // list 1
+    test_placer placer;
+    auto parts = p.build_records("main", H, "me", {}, &placer, 4096);
+    REQUIRE(parts.size() == 3);
+    auto recs = decode_parts(parts);
+    CHECK(record_is_placed(parts[0].data(), parts[0].size()));
+    CHECK(recs[0].placements == std::vector<std::vector<std::string>>{placer.l[0]});
+    CHECK(recs[0].changes[0].placement == 0);
+    CHECK_FALSE(record_is_placed(parts[1].data(), parts[1].size()));
+    CHECK(recs[2].placements == std::vector<std::vector<std::string>>{placer.l[1]});
+    CHECK(recs[2].changes[0].placement == 0);
+}

@@ -427,3 +427,77 @@ TEST_CASE("txn_record: placed records carry each row's nodes, through filters an
     // Every truncation of a placed record is refused, never read past its end.
     for (std::size_t n = 0; n < b.size(); ++n) CHECK_FALSE(decode_record(b.data(), n, err).has_value());
 }
+
+TEST_CASE("txn_record: parts round-trip their index and last flag, and only valid flag sets decode", "[unit][txn_record]") {
+    txn_record r = sample_record();
+    r.part = true;
+    r.part_index = 41;
+    r.part_last = true;
+    bytes b = encode_record(r);
+    CHECK((b[1] & record_flag_part) != 0);
+    CHECK((b[1] & record_flag_last) != 0);
+    std::string err;
+    auto d = decode_record(b.data(), b.size(), err);
+    INFO(err);
+    REQUIRE(d.has_value());
+    CHECK(d->part);
+    CHECK(d->part_index == 41);
+    CHECK(d->part_last);
+    auto head = record_part(b.data(), b.size());
+    CHECK(head.part);
+    CHECK(head.index == 41);
+    CHECK(head.last);
+    hlc_t hlc = 0;
+    std::string origin;
+    CHECK(peek_record_head(b.data(), b.size(), hlc, origin));
+    CHECK(hlc == r.hlc);
+    CHECK(origin == r.origin);
+    // A whole record is no part.
+    bytes whole = encode_record(sample_record());
+    CHECK_FALSE(record_part(whole.data(), whole.size()).part);
+    // "Last" without "part", and unknown flag bits, are refused.
+    bytes bad = whole;
+    bad[1] |= record_flag_last;
+    CHECK_FALSE(decode_record(bad.data(), bad.size(), err).has_value());
+    CHECK_FALSE(record_part(bad.data(), bad.size()).part);
+    bad = whole;
+    bad[1] |= 0x40;
+    CHECK_FALSE(decode_record(bad.data(), bad.size(), err).has_value());
+    // A part index past the limit is refused.
+    txn_record big = sample_record();
+    big.part = true;
+    big.part_index = max_record_parts;
+    bytes over = encode_record(big);
+    CHECK_FALSE(decode_record(over.data(), over.size(), err).has_value());
+    CHECK_THAT(err, Catch::Contains("part index"));
+}
+
+TEST_CASE("txn_record: a part that a filter empties stays, as an empty trimmed part", "[unit][txn_record]") {
+    txn_record r = sample_record();
+    r.part = true;
+    r.part_index = 2;
+    bytes b = encode_record(r);
+    bytes f = filter_record(b.data(), b.size(), [](const std::string&) { return false; });
+    REQUIRE_FALSE(f.empty());
+    std::string err;
+    auto d = decode_record(f.data(), f.size(), err);
+    INFO(err);
+    REQUIRE(d.has_value());
+    CHECK(d->changes.empty());
+    CHECK(d->trimmed);
+    CHECK(d->part);
+    CHECK(d->part_index == 2);
+    CHECK_FALSE(d->part_last);
+    // The same record whole is dropped by that filter, as before.
+    bytes whole = encode_record(sample_record());
+    CHECK(filter_record(whole.data(), whole.size(), [](const std::string&) { return false; }).empty());
+    // empty_part_like keeps the head and the part, nothing else.
+    bytes e = empty_part_like(b.data(), b.size());
+    auto ed = decode_record(e.data(), e.size(), err);
+    REQUIRE(ed.has_value());
+    CHECK(ed->changes.empty());
+    CHECK(ed->tables.empty());
+    CHECK(ed->hlc == r.hlc);
+    CHECK(ed->part_index == 2);
+    CHECK(empty_part_like(whole.data(), whole.size()).empty());
+}

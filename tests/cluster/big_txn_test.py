@@ -1,0 +1,182 @@
+#!/usr/bin/python3
+"""Transactions larger than a frame (txn_record.hpp, "Parts"; docs/protocol.md):
+
+- a transaction of several times maxFrameBytes replicates, and a reader polling the peer
+  never sees part of it; transactions committed after it follow it in order;
+- the parts received before the last wait in the receiver's database (hdbrepl_staged) and
+  are gone once it is applied;
+- the link cut (the receiver stops and starts replication), the receiver killed (-9) and
+  the sender killed (-9) in the middle of the transfer: each time the peer ends with the
+  whole transaction exactly once and never shows part of it;
+- a third node that hears the transaction only through the peer (relay) gets all of it;
+- a node that joins later gets it in its initial copy.
+
+The receiver's db thread waits HDBREPL_TEST_PART_DELAY_MS before staging each part, so a
+test can act while a transaction is half received.
+"""
+import os
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import TestFailure, check, check_eq, run_tests, wait_connected, wait_until  # noqa: E402
+
+A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+FRAME = {"maxFrameBytes": "1MiB"}
+ROWS = 30_000  # ~150 bytes each: ~4.5 MB, more than four 1 MiB frames
+# A window smaller than a part: A sends one part per ack, so B commits each part on its own
+# (parts that arrive together are staged and applied in one intake transaction).
+ONE_PART = {"maxBytesInFlight": "64KiB"}
+SLOW_B = {"HDBREPL_TEST_PART_DELAY_MS": "150"}
+TABLE = "CREATE VIRTUAL TABLE big USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT, n INTEGER)"
+
+
+def insert_big(node, rows=ROWS, tag="t1", base=0):
+    """One transaction of `rows` rows, ids base+1 .. base+rows."""
+    node.sql(f"WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {rows}) "
+             f"INSERT INTO big SELECT {base} + x, '{tag}-' || hex(randomblob(64)), x FROM s", timeout=120)
+
+
+class Watcher:
+    """Polls count(*) of big on a node from a thread; records every value seen."""
+
+    def __init__(self, node, allowed):
+        self.node, self.allowed = node, set(allowed)
+        self.seen, self.bad = set(), []
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        deadline = time.monotonic() + 120
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                n = self.node.scalar("SELECT count(*) FROM big", timeout=10)
+            except Exception:
+                time.sleep(0.05)  # the node is being restarted: try again
+                continue
+            self.seen.add(n)
+            if n not in self.allowed:
+                self.bad.append(n)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.t.join(15)
+        check(not self.bad, f"a reader saw part of a transaction: counts {sorted(set(self.bad))[:10]}")
+
+
+def start_pair(c, b_env=None, a_extra=None):
+    a = c.node(A_IP)
+    b = c.node(B_IP, env=b_env)
+    a.start(routes=[B_IP], extra=dict(FRAME, **(a_extra or {})))
+    b.start(routes=[A_IP], extra=FRAME)
+    wait_connected(a, b)
+    wait_connected(b, a)
+    a.sql(TABLE)
+    wait_until(lambda: b.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'big'") == 1, 15, "table big on B")
+    return a, b
+
+
+def staged(node):
+    return node.scalar("SELECT count(*) FROM hdbrepl_staged")
+
+
+def check_whole(node, rows, what):
+    check_eq(node.sql("SELECT count(*), count(DISTINCT id), min(id), max(id), sum(n) FROM big"),
+             [[rows, rows, 1, rows, rows * (rows + 1) // 2]], what)
+
+
+def test_big_transaction_is_atomic_and_in_order(c):
+    a, b = start_pair(c)
+    # The later transaction never shows before the big one: a reader sees 0, ROWS or ROWS+1
+    # rows, never 1 (the later row alone) nor anything in between.
+    with Watcher(b, {0, ROWS, ROWS + 1}):
+        insert_big(a)
+        a.sql("INSERT INTO big VALUES (?, 'after', ?)", ROWS + 1, ROWS + 1)  # committed after it
+        wait_until(lambda: b.scalar("SELECT count(*) FROM big") == ROWS + 1, 60, "both transactions on B")
+    check_eq(b.sql("SELECT count(DISTINCT id), sum(n) FROM big"), [[ROWS + 1, ROWS * (ROWS + 1) // 2 + ROWS + 1]], "B's rows")
+    parts = a.scalar("SELECT count(*) FROM hdbrepl_log WHERE hlc = (SELECT hlc FROM hdbrepl_log ORDER BY length(body) DESC LIMIT 1)")
+    check(parts >= 4, f"the transaction was logged as parts ({parts})")
+    check_eq(staged(b), 0, "nothing staged once applied")
+    # B logged the parts too (it relays them), each within the part size.
+    check(b.scalar("SELECT max(length(body)) FROM hdbrepl_log") <= 1 << 20, "B's log holds parts of at most 1 MiB")
+    check_eq(a.scalar("SELECT repl_confirm(1, 5000)"), 1, "A's last commit confirmed by B")
+
+
+def half_received(b):
+    """Waits until B holds some parts of the transaction staged (and not all of them)."""
+    wait_until(lambda: staged(b) >= 2, 60, "B staging parts of the transaction")
+
+
+def test_link_cut_mid_transfer(c):
+    a, b = start_pair(c, b_env=SLOW_B, a_extra=ONE_PART)
+    with Watcher(b, {0, ROWS}):
+        insert_big(a)
+        half_received(b)
+        check_eq(b.scalar("SELECT count(*) FROM big"), 0, "nothing of it visible while half received")
+        b.sql("SELECT repl_stop()")
+        b.start(b.last_config)
+        wait_until(lambda: b.scalar("SELECT count(*) FROM big") == ROWS, 90, "the whole transaction on B after the cut")
+    check_whole(b, ROWS, "B's rows after the cut")
+    wait_until(lambda: staged(b) == 0, 15, "staging emptied")
+
+
+def test_receiver_killed_mid_transfer(c):
+    a, b = start_pair(c, b_env=SLOW_B, a_extra=ONE_PART)
+    insert_big(a)
+    half_received(b)
+    b.kill()
+    b.restart(b.last_config)
+    # The parts staged before the kill are still there (durable), and the rest comes again.
+    with Watcher(b, {0, ROWS}):
+        wait_until(lambda: b.scalar("SELECT count(*) FROM big") == ROWS, 90, "the whole transaction on B after its kill")
+    check_whole(b, ROWS, "B's rows after its kill")
+    wait_until(lambda: staged(b) == 0, 15, "staging emptied")
+
+
+def test_sender_killed_mid_transfer(c):
+    a, b = start_pair(c, b_env=SLOW_B, a_extra=ONE_PART)
+    insert_big(a)
+    with Watcher(b, {0, ROWS}):
+        half_received(b)
+        a.kill()
+        # What B staged waits; nothing of it is applied without the last part.
+        time.sleep(0.5)
+        check_eq(b.scalar("SELECT count(*) FROM big"), 0, "nothing applied while the sender is down")
+        a.restart(a.last_config)
+        wait_until(lambda: b.scalar("SELECT count(*) FROM big") == ROWS, 90, "the whole transaction on B after A's kill")
+    check_whole(b, ROWS, "B's rows after A's kill")
+
+
+def test_relay_and_initial_copy_carry_it(c):
+    # A -> B -> C: C hears A only through B. Then D joins B later and copies.
+    a, b = c.node(A_IP), c.node(B_IP)
+    cc = c.node(C_IP)
+    # `system` not replicated: no membership gossip, so A and C stay strangers (a real chain).
+    chain = dict(FRAME, databases="[main]")
+    a.start(routes=[B_IP], extra=chain)
+    b.start(routes=[A_IP, C_IP, "127.0.0.5"], extra=chain)
+    cc.start(routes=[B_IP], extra=chain)
+    wait_connected(a, b)
+    wait_connected(cc, b)
+    a.sql(TABLE)
+    wait_until(lambda: cc.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'big'") == 1, 15, "table big on C")
+    with Watcher(cc, {0, ROWS}):
+        insert_big(a)
+        wait_until(lambda: cc.scalar("SELECT count(*) FROM big") == ROWS, 60, "the transaction relayed to C")
+    check_whole(cc, ROWS, "C's rows (relayed)")
+    check_eq(sorted(x["name"] for x in cc.status().get("connections", [])), [B_IP], "C heard A only through B")
+    d = c.node("127.0.0.5")
+    d.start(routes=[B_IP], extra=chain)
+    wait_until(lambda: (d.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'big'") == 1 and
+                        d.scalar("SELECT count(*) FROM big") == ROWS), 60, "the transaction copied to D")
+    check_whole(d, ROWS, "D's rows (copied)")
+
+
+if __name__ == "__main__":
+    run_tests(globals())
