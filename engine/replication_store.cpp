@@ -301,7 +301,7 @@ void snapshot_reader::resume_after(const std::string& table, int phase, const va
     resume_key_ = key;
 }
 
-bool snapshot_reader::next_chunk(std::size_t max_rows, std::uint32_t& table_index, std::vector<snapshot_row>& rows, int& rc) {
+bool snapshot_reader::next_chunk(const copy_chunk_budget& budget, std::uint32_t& table_index, std::vector<snapshot_row>& rows, int& rc) {
     rows.clear();
     rc = SQLITE_OK;
     if (resume_pending_) {
@@ -336,7 +336,25 @@ bool snapshot_reader::next_chunk(std::size_t max_rows, std::uint32_t& table_inde
             }
         }
         int ncols = sqlite3_column_count(stmt_) - 2;
-        while (rows.size() < max_rows) {
+        // Rows are sized as they are read (copy_chunk.hpp); the row that would take the
+        // chunk past its budget is held for the next chunk, where it goes first (alone when
+        // it is larger than the budget by itself).
+        std::size_t wire = copy_rows_wire_overhead, charge = copy_rows_charge_base;
+        auto fits = [&](const snapshot_row& r) {
+            const std::size_t w = copy_row_wire_bytes(r.deleted, r.origin, r.values), c = copy_row_charge(r.origin, r.values);
+            if (!rows.empty() && (wire + w > budget.wire_bytes || charge + c > budget.charge_bytes)) return false;
+            wire += w;
+            charge += c;
+            return true;
+        };
+        bool full = false;
+        if (held_) {
+            fits(*held_);
+            rows.push_back(std::move(*held_));
+            held_.reset();
+        }
+        while (!full) {
+            if (rows.size() >= std::max<std::size_t>(1, budget.max_rows)) { full = true; break; }
             int step = sqlite3_step(stmt_);
             if (step == SQLITE_DONE) break;
             if (step != SQLITE_ROW) { rc = step; return false; }
@@ -347,10 +365,15 @@ bool snapshot_reader::next_chunk(std::size_t max_rows, std::uint32_t& table_inde
             r.origin = it == origin_names_.end() ? std::string("unknown") : it->second;
             r.values.reserve(static_cast<std::size_t>(ncols));
             for (int i = 0; i < ncols; ++i) r.values.push_back(column_value(stmt_, i));
+            if (!fits(r)) {
+                held_ = std::move(r);
+                full = true;
+                break;
+            }
             rows.push_back(std::move(r));
         }
         table_index = static_cast<std::uint32_t>(current_);
-        if (rows.size() < max_rows) { // this phase of the table is done
+        if (!full) { // this phase of the table is done
             sqlite3_finalize(stmt_);
             stmt_ = nullptr;
             if (++phase_ == 2) { phase_ = 0; ++current_; }
@@ -361,6 +384,7 @@ bool snapshot_reader::next_chunk(std::size_t max_rows, std::uint32_t& table_inde
 }
 
 void snapshot_reader::end() {
+    held_.reset();
     if (stmt_) { sqlite3_finalize(stmt_); stmt_ = nullptr; }
     if (open_) {
         std::string ignored;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "engine/bytes.hpp"
+#include "engine/copy_chunk.hpp"
 #include "engine/copy_resume.hpp"
 #include "engine/hlc.hpp"
 #include "engine/schema.hpp"
@@ -119,8 +120,9 @@ public:
     // before `table`, and in `table` the rows of phases before `phase` and of `phase` up to
     // and including `key`. Call after begin(), before the first next_chunk().
     void resume_after(const std::string& table, int phase, const value& key);
-    // Up to `max_rows` rows of the current table, in key order; false when every table is done.
-    bool next_chunk(std::size_t max_rows, std::uint32_t& table_index, std::vector<snapshot_row>& rows, int& rc);
+    // The next rows of the current table, in key order, within `budget` (copy_chunk.hpp: its
+    // wire bytes, receiver charge and rows), at least one; false when every table is done.
+    bool next_chunk(const copy_chunk_budget& budget, std::uint32_t& table_index, std::vector<snapshot_row>& rows, int& rc);
     void end();
 
 private:
@@ -137,6 +139,7 @@ private:
     std::string resume_table_;
     int resume_phase_ = 0;
     value resume_key_;
+    std::optional<snapshot_row> held_; // read, and left for the next chunk (over this one's budget)
     bool open_ = false;
     std::map<std::int64_t, std::string> origin_names_;
 };

@@ -5,7 +5,9 @@
 #include "extension/node.hpp"
 
 #include "engine/apply.hpp"
+#include "engine/copy_chunk.hpp"
 #include "engine/copy_resume.hpp"
+#include "engine/copy_window.hpp"
 #include "engine/part_staging.hpp"
 #include "engine/placement_store.hpp"
 #include "engine/replication_store.hpp"
@@ -199,6 +201,7 @@ struct peer {
     progress_map known_progress; // what this peer is known to have, per origin (for pruning)
     std::shared_ptr<copy_state> sending_copy;
     std::uint64_t copy_chunks_sent = 0, copy_chunks_acked = 0;
+    copy_window copy_win; // what of the copy may be unacknowledged (engine/copy_window.hpp)
     bool copy_reading = false, copy_done_reading = false;
     // A copy sent because the peer fell behind the retained log (cluster_status shows it).
     bool full_resync = false;
@@ -399,6 +402,9 @@ private:
     // `behind_log`: the peer needs what our log no longer holds (a full resync).
     void start_copy_to(const std::string& name, bool behind_log = false, const std::optional<w::copy_resume>& resume = std::nullopt);
     void copy_pump(const std::string& name);
+    void on_copy_ack(peer& p, std::uint64_t chunks); // io thread
+    copy_chunk_budget copy_budget() const;            // node_copy_sending.cpp
+    copy_window::limits copy_window_limits() const;
     void dial(const std::string& key);
     void schedule_redial(const std::string& key);
     void add_target(const std::string& host, int port, const std::string& scheme, std::int64_t start_time_ms, bool verify_tls = true);

@@ -360,12 +360,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                     li.link->close("protocol error: copy rows for unknown table");
                     return;
                 }
-                std::size_t bytes = 64;
-                for (const auto& row : x.rows) {
-                    bytes += 32 + row.origin.size();
-                    for (const auto& v : row.values) bytes += sizeof(v) + v.s.size();
-                }
-                auto c = credit(bytes);
+                auto c = credit(copy_rows_charge(x)); // the sender's window counts the same
                 if (!c) return;
                 p->copy_done += x.rows.size();
                 received r;
@@ -396,8 +391,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
                 li.state = link_state::peer;
                 enqueue(std::move(r));
             } else if constexpr (std::is_same_v<T, w::copy_ack>) {
-                p->copy_chunks_acked = std::max(p->copy_chunks_acked, x.chunks);
-                copy_pump(p->name);
+                on_copy_ack(*p, x.chunks);
             } else if constexpr (std::is_same_v<T, w::error_msg>) {
                 p->last_error = x.text;
                 log_line(name_, "peer " + p->name + " reports: " + x.text);

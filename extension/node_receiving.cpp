@@ -308,6 +308,9 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
             refresh_users();
             refresh_membership(false);
         }
+        // Applied: its bytes wait here no longer. Given back before its ack goes, so what the
+        // sender has unacknowledged always covers what this node counts (copy_window.hpp).
+        first.credit = queue_credit{};
         std::string peer = first.peer;
         auto link_id = first.link_id;
         ++i;

@@ -7,9 +7,13 @@
   of every row. B's cluster_status shows the copy's progress (state "copying" / sync
   rowsDone, rowsTotal) or the copy completes before a poll sees it;
 - add_node with start_time on a new node C: rows older than start_time are skipped, newer
-  ones arrive, and C's own writes reach A.
+  ones arrive, and C's own writes reach A;
+- rows of ~20 KiB with maxFrameBytes 1 MiB: chunks budgeted in bytes keep within a frame
+  and the copy brings every row (checked by content).
 """
 import datetime
+import hashlib
+import json
 import os
 import sys
 import threading
@@ -333,6 +337,46 @@ def test_copy_end_still_queued_when_its_link_is_replaced(c):
     wait_rows(b, "SELECT name FROM dog", [["after the switch"]], what="a write on A after the switch")
     b.sql("INSERT INTO dog VALUES (8, 'from b')")
     wait_rows(a, "SELECT name FROM dog WHERE id = 8", [["from b"]], what="a write on B after the switch")
+
+
+def paged_digest(node, table, n, page=40):
+    """(count, sha1 of every row's id, body and note) of a table of large rows, read a page
+    at a time (one reply of every row would take the harness minutes)."""
+    h, count = hashlib.sha1(), 0
+    for lo in range(0, n, page):
+        rows = node.sql(f"SELECT id, hex(body), note FROM {table} WHERE id >= ? AND id < ? ORDER BY id", lo, lo + page, timeout=60)
+        count += len(rows)
+        h.update(json.dumps(rows).encode())
+    return count, h.hexdigest()
+
+
+def test_copy_of_rows_near_a_frame_in_size(c):
+    # Rows of ~20 KiB with maxFrameBytes 1 MiB: 2,000 such rows would make a copy chunk of
+    # ~40 MiB, which no frame carries (and a resumed copy would build the same chunk again).
+    # Chunks are budgeted in bytes, so the copy goes through and brings every row.
+    small_frames = {"maxFrameBytes": "1MiB"}
+    n = 1200
+    a = c.node(A_IP)
+    a.sql("CREATE VIRTUAL TABLE wide USING hdbrepl(id INTEGER PRIMARY KEY, body BLOB, note TEXT)")
+    # 1 KiB to 39 KiB each (20 KiB on average), and one row of 600 KiB: more than a chunk's
+    # budget (256 KiB here), so it goes in a chunk of its own.
+    a.sql("WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x + 1 < ?) "
+          "INSERT INTO wide SELECT x, randomblob(1024 + (x * 7919) % 38912), 'row ' || x FROM s", n, timeout=120)
+    a.sql("UPDATE wide SET body = randomblob(614400) WHERE id = 601")
+    check(a.scalar("SELECT avg(length(body)) FROM wide") > 19_000, "rows average ~20 KiB")
+    a.start(routes=[B_IP], extra=small_frames)
+    b = c.node(B_IP)
+    b.start(routes=[A_IP], extra=small_frames)
+    wait_until(lambda: b.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'wide'") == 1 and
+               b.scalar("SELECT count(*) FROM wide") == n, 60, f"B holds A's {n} rows")
+    check_eq(paged_digest(b, "wide", n), paged_digest(a, "wide", n), "every row on B, by content")
+    log = a.log_text()
+    check("exceeds maxFrameBytes" not in log, "no copy chunk was too big for a frame")
+    sent = [line for line in a.log_lines() if "copy for " + B_IP + " sent:" in line]
+    check(len(sent) == 1, f"one copy, not restarted: {sent}")
+    chunks = int(sent[0].split(" rows in ")[1].split()[0])
+    # ~24 MiB in chunks of at most 256 KiB: about a hundred of them.
+    check(90 <= chunks <= 140, f"chunks of the byte budget: {sent[0]}")
 
 
 if __name__ == "__main__":
