@@ -44,7 +44,7 @@ def _sample(lst, item, cap=10):
 
 def check(outcomes, snapshots, readers, compare_tombstones=True):
     v = {k: 0 for k in ("lost", "lost_copies", "wrong_value", "resurrected", "phantom", "mtx_lost", "mtx_half_final",
-                        "mtx_stale", "divergent", "half_applied", "lww")}
+                        "mtx_stale", "divergent", "half_applied", "lww", "big_partial")}
     samples = {k: [] for k in v}
     figures = {}
     nodes = sorted(snapshots)
@@ -202,6 +202,18 @@ def check(outcomes, snapshots, readers, compare_tombstones=True):
                                "counts": [len(only_ref), len(only_n), len(changed)]}
             _sample(samples["divergent"], {"node": n, "reference": ref, "diff": diff})
     figures["rows_per_node"] = {n: {t: len(snapshots[n][t]) for t in tables} for n in nodes}
+
+    # -- big transactions (several parts each): all of one or none of it, on every node ----
+    bcount = {s: 0 for s in ("committed", "maybe", "failed")}
+    for g in outcomes.get("bigs", []):
+        bcount[g["status"]] += 1
+        for n in nodes:
+            have = sum(1 for rid in range(g["first"], g["last"] + 1) if rid in snapshots[n]["rows"])
+            if have not in (0, g["last"] - g["first"] + 1):
+                v["big_partial"] += 1
+                _sample(samples["big_partial"], {"node": n, "first": g["first"], "rows": have, "of": g["last"] - g["first"] + 1,
+                                                 "status": g["status"]})
+    figures["big_transactions"] = bcount
 
     # -- reads during the run ------------------------------------------------------------
     reads = 0

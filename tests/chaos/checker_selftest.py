@@ -23,7 +23,11 @@ def history():
             {"id": 2, "node": N1, "val": "r2", "status": "committed"},  # deleted later
             {"id": 3, "node": N2, "val": "r3", "status": "maybe"},      # may or may not be there
             {"id": 4, "node": N2, "val": "r4", "status": "failed"},     # must not be there
+            {"id": 20, "node": N1, "val": "g20", "status": "maybe"},    # one big transaction, 20..22:
+            {"id": 21, "node": N1, "val": "g21", "status": "maybe"},    # all of it or none
+            {"id": 22, "node": N1, "val": "g22", "status": "maybe"},
         ],
+        "bigs": [{"first": 20, "last": 22, "status": "maybe"}],
         "deletes": [{"id": 2, "status": "committed"}],
         "mtx": [
             {"id": 10, "kind": "insert", "val": "m1", "status": "committed"},
@@ -38,7 +42,8 @@ def history():
         ],
     }
     snap = {
-        "rows": {1: ["127.0.0.2", "r1", 5, N1], 3: [N2, "r3", 6, N2]},
+        "rows": {1: ["127.0.0.2", "r1", 5, N1], 3: [N2, "r3", 6, N2], 20: [N1, "g20", 9, N1], 21: [N1, "g21", 9, N1],
+                 22: [N1, "g22", 9, N1]},
         "a": {10: ["m2", 7, N1]}, "b": {10: ["m2", 7, N1]},
         "hot": {1: ["h1", 200, N2]},
         "rows_tomb": {2: [8, N1]}, "a_tomb": {}, "b_tomb": {}, "hot_tomb": {},
@@ -66,6 +71,9 @@ def expect(name, mutate, want):
 
 
 expect("consistent history", lambda o, s, r: None, None)
+expect("a maybe big transaction absent everywhere is fine", lambda o, s, r: [s[n]["rows"].pop(k) for n in s for k in (20, 21, 22)],
+       None)
+expect("part of a big transaction", lambda o, s, r: [s[n]["rows"].pop(21) for n in s], {"big_partial": 2})
 expect("maybe insert absent is fine", lambda o, s, r: [s[n]["rows"].pop(3) for n in s], None)
 expect("maybe hot write winning with a greater version",
        lambda o, s, r: [s[n]["hot"].__setitem__(1, ["h3", 300, N1]) for n in s], None)

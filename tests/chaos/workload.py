@@ -31,6 +31,12 @@ import harness
 
 HOT_KEYS = 8
 ID_BLOCK = 10_000_000  # node i's ids are (i+1)*ID_BLOCK + n
+# A big transaction: this many rows of `rows` in one commit, ~1.4 MB of changes, so it is
+# written, sent and applied as several parts (engine/txn_record.hpp, "Parts"). At most
+# BIG_PER_WRITER each, so the tables stay small enough to compare quickly at the end.
+BIG_ROWS = 5_000
+BIG_PAD = "p" * 250
+BIG_PER_WRITER = 2
 
 SCHEMA = [
     "CREATE VIRTUAL TABLE rows USING hdbrepl(id INTEGER PRIMARY KEY, node TEXT, val TEXT)",
@@ -67,7 +73,8 @@ class Writer(threading.Thread):
         self.deletes = []   # {id, status}
         self.mtx = []       # {id, kind, val, status}  kind: insert | update, in issue order
         self.hot = []       # {key, val, node, status, hlc, origin}
-        self.ops = {"insert": 0, "hot": 0, "mtx_insert": 0, "mtx_update": 0, "delete": 0}
+        self.bigs = []      # {first, last, status}: ids of one big transaction (also in inserts)
+        self.ops = {"insert": 0, "hot": 0, "mtx_insert": 0, "mtx_update": 0, "delete": 0, "big": 0}
         self.skipped_down = 0
         self.hung = 0
         self.errors = {}    # SQL error text (shortened) -> count
@@ -194,7 +201,31 @@ class Writer(threading.Thread):
         except Exception as e:
             rec["status"] = self._classify(e)
 
-    OPS = (("insert", 35), ("hot", 25), ("mtx_insert", 15), ("mtx_update", 10), ("delete", 15))
+    def op_big(self):
+        if len(self.bigs) >= BIG_PER_WRITER:
+            return self.op_insert()
+        first = self.counter + 1
+        self.counter += BIG_ROWS
+        base = (self.idx + 1) * ID_BLOCK + first - 1
+        prefix = f"{self.node.name}:big{first}:"
+        rec = {"first": base + 1, "last": base + BIG_ROWS, "status": "failed"}
+        rows = [{"id": base + x, "node": self.node.name, "val": f"{prefix}{x}{BIG_PAD}", "status": "failed"}
+                for x in range(1, BIG_ROWS + 1)]
+        try:
+            self._check_up()
+            self.node.sql(f"WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {BIG_ROWS}) "
+                          f"INSERT INTO rows(id, node, val) SELECT {base} + x, ?, ? || x || ? FROM s",
+                          self.node.name, prefix, BIG_PAD, timeout=REQUEST_TIMEOUT)
+            rec["status"] = "committed"
+        except Exception as e:
+            rec["status"] = self._classify(e)
+        for r in rows:
+            r["status"] = rec["status"]
+        self.inserts.extend(rows)
+        self.bigs.append(rec)
+
+    # Weights: a big transaction is rare (each is 5,000 rows).
+    OPS = (("insert", 35), ("hot", 25), ("mtx_insert", 15), ("mtx_update", 10), ("delete", 15), ("big", 0.3))
 
     def run(self):
         try:
@@ -217,7 +248,7 @@ class Writer(threading.Thread):
             self.exc = f"{type(e).__name__}: {e}"
 
     def outcomes(self):
-        return {"inserts": self.inserts, "deletes": self.deletes, "mtx": self.mtx, "hot": self.hot}
+        return {"inserts": self.inserts, "deletes": self.deletes, "mtx": self.mtx, "hot": self.hot, "bigs": self.bigs}
 
 
 class Reader(threading.Thread):
@@ -278,6 +309,20 @@ class Reader(threading.Thread):
     def stats(self):
         return {"reads": self.reads, "failed_reads": self.failed_reads, "half_applied": self.half_applied,
                 "max_rows_seen": self.max_rows, "samples": self.samples, "error": self.exc}
+
+
+def fingerprint(node, timeout=60):
+    """A cheap summary of the same contents, computed in SQL (counts, sums of ids, versions
+    and value lengths per table and tombstone table): equal snapshots give equal
+    fingerprints, so the convergence wait polls this and takes full snapshots only at the end."""
+    cols = {"rows": "d.val", "a": "d.v", "b": "d.v", "hot": "d.val"}
+    out = []
+    for t in TABLES:
+        out.append(node.sql(f"SELECT count(*), total(d.id), total(d.hdbrepl_v % 1000003), "
+                            f"total(length({cols[t]})), total(unicode(substr({cols[t]}, -1)) * d.id % 1000003) FROM {t}_data d",
+                            timeout=timeout))
+        out.append(node.sql(f"SELECT count(*), total(d.id), total(d.hdbrepl_v % 1000003) FROM {t}_tomb d", timeout=timeout))
+    return out
 
 
 def snapshot(node, timeout=60):
