@@ -89,6 +89,17 @@ clean:
 scale: build
 	HDBREPL_SO=./$(BUILD)/libhdbrepl /usr/bin/python3 tests/cluster/scale_probe.py --nodes 3,6,12,16
 
+# Copy scale probe (docs/benchmarks.md): an initial copy of 10,000,000 rows (~100 bytes each)
+# between two node processes (node_host), the peak RSS (VmHWM) of the source and of the
+# joiner checked against 128 MB, the copy rate. A few minutes; databases in BENCH_DIR (tmpfs
+# where there is one). Fails when a peak is over the bound or a row differs.
+.PHONY: scale-copy
+scale-copy: deps
+	$(call configure,$(BUILD),$(CMAKE_FLAGS))
+	cmake --build $(BUILD) -j $(JOBS) --target hdbrepl node_host
+	TMPDIR=$(BENCH_DIR) HDBREPL_SO=./$(BUILD)/libhdbrepl HDBREPL_NODE_HOST=./$(BUILD)/tests/node_host \
+		/usr/bin/python3 tests/cluster/copy_scale_probe.py
+
 # Chaos run (docs/reliability.md, "Chaos runs"): node processes on 127.0.0.x behind a
 # fault-injecting proxy, writers on every node, kill -9 / graceful restarts / cut, black-holed
 # and slow links / skewed clocks from a seeded schedule, then a checker (lost writes,
