@@ -9,7 +9,10 @@
   the sender killed (-9) in the middle of the transfer: each time the peer ends with the
   whole transaction exactly once and never shows part of it;
 - a third node that hears the transaction only through the peer (relay) gets all of it;
-- a node that joins later gets it in its initial copy.
+- a node that joins later gets it in its initial copy;
+- a member that sends parts by hand (protocol_client.py): two parts apply together, and a
+  last part whose earlier parts never came holds its origin (cluster_status heldOrigins says
+  why) and applies nothing, while the other origins go on.
 
 The receiver's db thread waits HDBREPL_TEST_PART_DELAY_MS before staging each part, so a
 test can act while a transaction is half received.
@@ -21,6 +24,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import protocol_client as pc  # noqa: E402
 from harness import TestFailure, check, check_eq, run_tests, wait_connected, wait_until  # noqa: E402
 
 A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
@@ -176,6 +180,50 @@ def test_relay_and_initial_copy_carry_it(c):
     wait_until(lambda: (d.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'big'") == 1 and
                         d.scalar("SELECT count(*) FROM big") == ROWS), 60, "the transaction copied to D")
     check_whole(d, ROWS, "D's rows (copied)")
+
+
+def part_record(origin, hlc, index, last, tables, changes):
+    """A part (engine/txn_record.hpp): the part flags in the format byte and the index after
+    the origin; the rest as protocol_client.record() encodes a whole record."""
+    whole = pc.record(origin, hlc, tables, changes)
+    head = 2 + 8 + len(pc.wstr(origin))
+    return b"H" + bytes([1 | 0x10 | (0x20 if last else 0)]) + whole[2:head] + pc.varint(index) + whole[head:]
+
+
+def test_parts_sent_by_a_member(c):
+    x_ip = "127.0.0.5"  # a configured route of A with no node behind it: the protocol client's address
+    a, b = c.node(A_IP), c.node(B_IP)
+    a.start(routes=[B_IP, x_ip])
+    b.start(routes=[A_IP])
+    wait_connected(a, b)
+    a.sql(TABLE)
+    d = a.scalar("SELECT definition FROM hdbrepl_tables WHERE name = 'big'")
+    p = pc.Peer(x_ip, A_IP, c.port)
+    check_eq(p.status, 101, "upgrade from a configured route's address")
+    p.hello(x_ip, start_after=(1 << 64) - 1)
+    # Two parts of one transaction: nothing shows until the last one, then both rows.
+    h1 = pc.now_hlc()
+    p.send(pc.txn(1, part_record(x_ip, h1, 0, False, [("big", d)], [(0, "put", [9001, "first part", 1])])))
+    wait_until(lambda: staged(a) == 1, 10, "the first part staged on A")
+    check_eq(a.scalar("SELECT count(*) FROM big WHERE id > 9000"), 0, "a part before the last applies nothing")
+    p.send(pc.txn(2, part_record(x_ip, h1, 1, True, [("big", d)], [(0, "put", [9002, "last part", 2])])))
+    wait_until(lambda: a.scalar("SELECT count(*) FROM big WHERE id > 9000") == 2, 10, "both parts applied on A")
+    check_eq(staged(a), 0, "staging emptied")
+    # It is relayed to B as parts too, and applies there whole.
+    wait_until(lambda: b.scalar("SELECT count(*) FROM big WHERE id > 9000") == 2, 10, "both rows on B")
+    # A last part whose parts 0 and 1 never came: X is held, nothing of it applies.
+    h2 = pc.now_hlc() + 1
+    p.send(pc.txn(3, part_record(x_ip, h2, 2, True, [("big", d)], [(0, "put", [9003, "orphan", 3])])))
+
+    def held():
+        return [h for h in a.status().get("heldOrigins", []) if h["origin"] == x_ip]
+    wait_until(lambda: held(), 10, "X shown held in cluster_status")
+    check("never arrived" in held()[0]["lastError"], f"lastError says why: {held()[0]}")
+    check_eq(a.scalar("SELECT count(*) FROM big WHERE id = 9003"), 0, "the orphan last part is not applied")
+    # A and B still replicate.
+    b.sql("INSERT INTO big VALUES (1, 'from b', 1)")
+    wait_until(lambda: a.scalar("SELECT count(*) FROM big WHERE id = 1") == 1, 10, "B's row on A")
+    p.close()
 
 
 if __name__ == "__main__":
