@@ -9,8 +9,9 @@ namespace hdbrepl::engine::wire {
 
 namespace {
 
-const char* const message_names[] = {"hello",    "subscribe", "txn",   "ack",     "copy_start",   "copy_table",  "copy_rows",
-                                     "copy_end", "copy_ack",  "error", "removed", "copy_request", "read_request", "read_reply"};
+const char* const message_names[] = {"hello",    "subscribe", "txn",   "ack",     "copy_start",   "copy_table",   "copy_rows", "copy_end",
+                                     "copy_ack", "error",     "removed", "copy_request", "read_request", "read_reply", "fragment", "fragment_ack"};
+static_assert(sizeof(message_names) / sizeof(message_names[0]) == std::variant_size_v<message>);
 
 void put_progress(byte_writer& w, const std::vector<origin_progress>& p) {
     w.put_varint(p.size());
@@ -182,9 +183,24 @@ bytes encode(const message& m) {
                     w.put_u8(1);
                     put_resume(w, *x.resume);
                 }
+            } else if constexpr (std::is_same_v<T, fragment>) {
+                w.put_u64le(x.total);
+                w.put_raw(x.data.data(), x.data.size());
+            } else if constexpr (std::is_same_v<T, fragment_ack>) {
+                w.put_varint(x.received);
             }
         },
         m);
+    return out;
+}
+
+bytes encode_fragment(std::uint64_t total, const std::uint8_t* data, std::size_t n) {
+    bytes out;
+    out.reserve(fragment_header_bytes + n);
+    byte_writer w(out);
+    w.put_u8(static_cast<std::uint8_t>(msg::fragment));
+    w.put_u64le(total);
+    w.put_raw(data, n);
     return out;
 }
 
@@ -352,11 +368,35 @@ std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::s
         have = true;
         break;
     }
+    case msg::fragment: {
+        // Whether the pieces fit together (sizes, order, nesting) is the assembler's to say
+        // (fragments.hpp); one piece on its own is a size and some bytes.
+        fragment f;
+        f.total = rd.r.get_u64le();
+        if (!rd.r.ok()) { rd.fail("truncated total"); break; }
+        const auto n = rd.r.remaining();
+        if (n == 0) { rd.fail("no data"); break; }
+        if (n > f.total) { rd.fail("more data than the declared total"); break; }
+        const auto* p = rd.r.get_raw(n);
+        f.data.assign(p, p + n);
+        result = std::move(f);
+        have = true;
+        break;
+    }
+    case msg::fragment_ack: {
+        fragment_ack a;
+        a.received = rd.r.get_varint();
+        if (!rd.r.ok()) break;
+        if (a.received == 0) { rd.fail("acknowledges nothing"); break; }
+        result = a;
+        have = true;
+        break;
+    }
     default:
         error = "unknown message type " + std::to_string(data[0]);
         return std::nullopt;
     }
-    if (have && !rd.r.at_end() && !std::holds_alternative<txn>(result)) {
+    if (have && !rd.r.at_end() && !std::holds_alternative<txn>(result) && !std::holds_alternative<fragment>(result)) {
         rd.fail("trailing bytes");
         have = false;
     }

@@ -20,6 +20,7 @@ inline constexpr char hello_magic[4] = {'H', 'D', 'B', 'R'};
 enum class msg : std::uint8_t {
     hello = 1, subscribe = 2, txn = 3, ack = 4, copy_start = 5, copy_table = 6, copy_rows = 7, copy_end = 8,
     copy_ack = 9, error = 10, removed = 11, copy_request = 12, read_request = 13, read_reply = 14,
+    fragment = 15, fragment_ack = 16,
 };
 
 struct origin_progress {
@@ -120,14 +121,31 @@ struct read_reply {
     std::vector<value> row; // found: every column, in declared order
 };
 
+// A piece of one encoded message larger than a frame (engine/fragments.hpp,
+// docs/protocol.md "Fragments"): the pieces of a message come in order, each repeating the
+// whole message's size; `data` runs to the end of the frame.
+struct fragment {
+    std::uint64_t total = 0;
+    bytes data;
+};
+
+// "I have buffered `received` bytes of the fragmented message under way" (the whole of it
+// once it is complete): the sender may have up to its window beyond that unacknowledged.
+struct fragment_ack { std::uint64_t received = 0; };
+
 using message = std::variant<hello, subscribe, txn, ack, copy_start, copy_table, copy_rows, copy_end, copy_ack, error_msg, removed, copy_request,
-                             read_request, read_reply>;
+                             read_request, read_reply, fragment, fragment_ack>;
 
 // Limits a decoder enforces (beyond the transport's message size limit).
 inline constexpr std::size_t max_origins = 100'000;
 inline constexpr std::size_t max_rows_per_chunk = 100'000;
 
+// A fragment's bytes before its data: the type byte and the u64 total.
+inline constexpr std::size_t fragment_header_bytes = 9;
+
 bytes encode(const message& m);
+// The fragment of `total` carrying data[0..n), without building a `fragment` first.
+bytes encode_fragment(std::uint64_t total, const std::uint8_t* data, std::size_t n);
 // Decodes one message; nullopt with `error` naming the message type and the fault.
 std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::string& error);
 

@@ -39,11 +39,14 @@ std::string link_refusal(const link_view& v, const w::message& m) {
                 return copying ? "" : what + ": not inside a copy";
             } else if constexpr (std::is_same_v<T, w::copy_ack>) {
                 return v.sending_copy || v.copy_acks_due ? "" : what + ": this node is sending that peer no copy";
+            } else if constexpr (std::is_same_v<T, w::fragment_ack>) {
+                return v.fragment_acks_due ? "" : what + ": this node is sending that peer no fragmented message";
             } else if constexpr (std::is_same_v<T, w::removed>) {
                 return x.by == v.peer ? "" : what + ": names '" + x.by + "', but only the node that removed us may say so";
             } else {
                 // subscribe, ack, error, read_request, read_reply, copy_request: the sending
-                // direction and reads, in either state after hello.
+                // direction and reads, in either state after hello; and fragment, whose
+                // message is checked itself once assembled.
                 return "";
             }
         },

@@ -19,6 +19,10 @@
 //                    and for the other direction subscribe, ack, error, read_request,
 //                    read_reply, copy_request, copy_ack as in `peer`; never a txn, a second
 //                    copy_start or a hello
+//   peer and receiving_copy also: fragment (a piece of a message larger than a frame; the
+//                    message it assembles to is checked against this table itself when it
+//                    is complete, engine/fragments.hpp checks the pieces), fragment_ack (only
+//                    while this node sends the peer a fragmented message not all acknowledged)
 //
 // Pure (no node state): node_links.cpp fills link_view. Thread: the io thread's caller.
 #pragma once
@@ -39,6 +43,7 @@ struct link_view {
     bool synced = false;          // this node holds a complete copy (resync copies may come)
     bool sending_copy = false;    // this node is sending the peer a copy now
     bool copy_acks_due = false;   // chunks of a copy this node sent are not all acknowledged
+    bool fragment_acks_due = false; // fragments this node sent are not all acknowledged
     std::size_t copy_tables = 0;  // copy_table messages of the copy under way
 };
 

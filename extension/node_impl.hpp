@@ -8,6 +8,7 @@
 #include "engine/copy_chunk.hpp"
 #include "engine/copy_resume.hpp"
 #include "engine/copy_window.hpp"
+#include "engine/fragments.hpp"
 #include "engine/part_staging.hpp"
 #include "engine/placement_store.hpp"
 #include "engine/replication_store.hpp"
@@ -242,6 +243,25 @@ struct link_info {
     std::size_t copy_tables = 0; // copy_table messages of the copy under way
     std::shared_ptr<net::timer> hello_timer; // closes a link that never says HELLO
     std::shared_ptr<std::atomic<std::size_t>> queued = std::make_shared<std::atomic<std::size_t>>(0);
+    // ---- messages larger than a frame (node_fragments.cpp; io thread) ----
+    // Receiving: the message under assembly, the bytes of it (or of the last one) buffered
+    // and acknowledged, and a fragment_ack held back while the input queue is over its bound.
+    fragment_assembler frag_in;
+    std::uint64_t frag_received = 0, frag_acked = 0;
+    bool frag_assembled = false; // handle() runs a message assembled from fragments
+    std::shared_ptr<net::timer> frag_ack_retry;
+    // Sending: a message sent in fragments at the front, and in order behind it what must
+    // follow it; of the front, the bytes sent and the bytes the peer acknowledged.
+    struct out_message {
+        bytes data;
+        bool control = false; // may overtake queued stream and copy messages (node_fragments.cpp)
+    };
+    std::deque<out_message> out_q;
+    std::size_t out_controls = 0, out_sent = 0, out_acked = 0;
+    std::shared_ptr<net::timer> out_retry; // the transport's queue was full: try again soon
+    bool fragment_acks_due() const {
+        return !out_q.empty() && out_sent > out_acked;
+    }
 };
 
 // The value of `key` in the query of an HTTP target ("/hdbrepl?node=a" -> "a").
@@ -366,6 +386,23 @@ private:
     void on_hello(link_info& li, w::hello&& h);
     void send(peer& p, const w::message& m);
     void send_link(const net::link_ptr& l, const w::message& m);
+    // -- messages larger than a frame (node_fragments.cpp), io thread --
+    // Decodes one whole message (as it came, or assembled) and handles it if the link may
+    // receive it now (node_links.cpp).
+    void deliver(link_info& li, const std::uint8_t* data, std::size_t size, bool assembled);
+    // Sends at once, or queues behind a fragmented message; one larger than a frame goes in
+    // fragments. `close_if_full`: a full transport queue closes the link (else it is logged).
+    void send_on(link_info& li, const w::message& m, bool close_if_full);
+    void pump_out(std::uint64_t link_id);
+    void on_fragment(link_info& li, w::fragment&& f);
+    void on_fragment_ack(link_info& li, const w::fragment_ack& a);
+    void ack_fragments(std::uint64_t link_id);
+    void refuse_on_link(link_info& li, const std::string& why); // log, count, close
+    bool out_backlog(const peer& p); // messages wait behind a fragmented one on p's link
+    // Unapplied input a link may have queued for the db thread (handle()'s flow-control bound).
+    std::size_t input_bound() const { return static_cast<std::size_t>(cfg_.max_bytes_in_flight + 6 * cfg_.max_frame_bytes); }
+    std::uint64_t fragment_cap(); // the largest fragmented message accepted
+    std::uint64_t fragment_cap_ = 0;
     w::subscription my_subscription(const std::string& peer_name, const link_info* li);
     void choose_copy_source(link_info& li); // io thread
     void confirmations_changed();           // io thread: status, then repl_confirm's waiters

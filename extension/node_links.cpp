@@ -101,11 +101,15 @@ void node_impl::schedule_redial(const std::string& key) {
 
 void node_impl::send_link(const net::link_ptr& l, const w::message& m) {
     if (!l) return;
+    for (auto& [id, li] : links_) // a handful of links: found by pointer
+        if (li.link == l) return send_on(li, m, false);
     if (!l->send(w::encode(m))) log_line(name_, std::string("send queue full, dropping ") + w::name_of(m));
 }
 
 void node_impl::send(peer& p, const w::message& m) {
     if (!p.link) return;
+    // In order behind a fragmented message, or in fragments itself (node_fragments.cpp).
+    if (auto* li = find_link(p.link_id); li && li->link == p.link) return send_on(*li, m, true);
     auto bytes = w::encode(m);
     if (bytes.size() > static_cast<std::size_t>(cfg_.max_frame_bytes)) {
         // The peer would refuse it; say so where an operator looks, and close the link
@@ -214,8 +218,13 @@ void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& da
         li->sign_requested = true;
         return on_sign_request(*li, std::move(data));
     }
+    deliver(*li, data.data(), data.size(), false);
+}
+
+void node_impl::deliver(link_info& link, const std::uint8_t* data, std::size_t size, bool assembled) {
+    auto* li = &link;
     std::string err;
-    auto m = w::decode(data.data(), data.size(), err);
+    auto m = w::decode(data, size, err);
     if (!m) {
         // A malformed or hostile frame closes that link, with a log line, and nothing else.
         note_refusal(li->link->remote_address(), li->peer, "closing link from " + li->link->remote_address() + ": " + err);
@@ -239,6 +248,7 @@ void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& da
         v.sending_copy = static_cast<bool>(p->sending_copy);
         v.copy_acks_due = p->copy_chunks_acked < p->copy_chunks_sent;
     }
+    v.fragment_acks_due = li->fragment_acks_due();
     if (std::string why = link_refusal(v, *m); !why.empty()) {
         note_refusal(li->link->remote_address(), li->peer,
                      "closing link from " + li->link->remote_address() + (li->peer.empty() ? "" : " (" + li->peer + ")") + ": " + why);
@@ -246,7 +256,9 @@ void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& da
         li->link->close("protocol error: " + why);
         return;
     }
+    li->frag_assembled = assembled;
     handle(*li, std::move(*m));
+    li->frag_assembled = false;
 }
 
 void node_impl::resubscribe_all() {
@@ -263,9 +275,11 @@ void node_impl::handle(link_info& li, w::message&& m) {
     if (!p || p->link_id != li.id) return;
     // Input queued for the db thread is bounded per link: an honest sender keeps within
     // maxBytesInFlight of streamed records plus a few copy chunks of at most one frame each.
-    const std::size_t queue_bound = static_cast<std::size_t>(cfg_.max_bytes_in_flight + 6 * cfg_.max_frame_bytes);
+    // A message assembled from fragments may be larger: the bound is then on what is queued
+    // besides it (its sender waited for the acks, which wait for the queue to drain).
+    const std::size_t queue_bound = input_bound();
     auto credit = [&](std::size_t n) -> std::optional<queue_credit> {
-        if (li.queued->load() + n > queue_bound) {
+        if (li.queued->load() + (li.frag_assembled ? 0 : n) > queue_bound) {
             note_refusal(li.link->remote_address(), li.peer, "closing link from " + li.peer + ": it sent " + std::to_string(li.queued->load() + n) +
                                                                  " bytes not yet applied, past the flow-control bound of " + std::to_string(queue_bound));
             p->last_error = "protocol error: ignored flow control";
@@ -417,6 +431,10 @@ void node_impl::handle(link_info& li, w::message&& m) {
                     }
                     finish_read(x.id, std::move(r));
                 }
+            } else if constexpr (std::is_same_v<T, w::fragment>) {
+                on_fragment(li, std::move(x)); // node_fragments.cpp
+            } else if constexpr (std::is_same_v<T, w::fragment_ack>) {
+                on_fragment_ack(li, x);
             } else if constexpr (std::is_same_v<T, w::copy_request>) {
                 if (!p->sending_copy) start_copy_to(p->name, false, x.resume);
             } else if constexpr (std::is_same_v<T, w::removed>) {

@@ -9,7 +9,7 @@ from harness import RawWs, varint, wstr
 
 # message types (engine/wire.hpp)
 HELLO, SUBSCRIBE, TXN, ACK, COPY_START, COPY_TABLE, COPY_ROWS, COPY_END, COPY_ACK, ERROR, REMOVED, COPY_REQUEST, \
-    READ_REQUEST, READ_REPLY = range(1, 15)
+    READ_REQUEST, READ_REPLY, FRAGMENT, FRAGMENT_ACK = range(1, 17)
 
 
 def u64(v):
@@ -128,6 +128,20 @@ def copy_request():
 
 def read_request(rid, table, key_column, key):
     return bytes([READ_REQUEST]) + varint(rid) + wstr(table) + wstr(key_column) + value(key)
+
+
+def fragment(total, data):
+    """A piece of a message larger than a frame: u64 total, then data to the end."""
+    return bytes([FRAGMENT]) + u64(total) + bytes(data)
+
+
+def fragments(message, piece):
+    """The fragments of `message`, `piece` data bytes each, in order."""
+    return [fragment(len(message), message[i:i + piece]) for i in range(0, len(message), piece)]
+
+
+def fragment_ack(received):
+    return bytes([FRAGMENT_ACK]) + varint(received)
 
 
 class Peer:
