@@ -2,8 +2,9 @@
 // the table-definition parser that reads the definitions records carry (engine/table_def.cpp).
 // Invariants: decode_record never crashes; a decoded record re-encodes to bytes that
 // decode to the same record (no longer than the input); peek_record_head agrees with the
-// full decode; filter_record keeping every table keeps every change, keeping none gives
-// nothing, a malformed record filters to nothing, and any filtered record decodes; a definition that parses reaches a fixed
+// full decode, and record_part() with it on a part's header; filter_record keeping every
+// table keeps every change, keeping none gives nothing (a part: the same part, empty), a
+// malformed record filters to nothing, and any filtered record decodes; a definition that parses reaches a fixed
 // point in canonical form (what peers receive must parse to the same table there).
 #include "engine/table_def.hpp"
 #include "engine/txn_record.hpp"
@@ -70,11 +71,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::size_t i = 0; i < rec->changes.size(); ++i)
         FUZZ_CHECK(again->changes[i].values == rec->changes[i].values);
 
-    // Filtering.
-    FUZZ_CHECK(filter_record(data, size, [](const std::string&) { return false; }).empty());
+    // The part header reads the same through record_part().
+    const part_info head = record_part(data, size);
+    FUZZ_CHECK(head.part == rec->part && head.index == rec->part_index && head.last == rec->part_last);
+    FUZZ_CHECK(again->part == rec->part && again->part_index == rec->part_index && again->part_last == rec->part_last);
+
+    // Filtering. A part filtered down to nothing stays, empty and trimmed, with its header.
+    const bytes none = filter_record(data, size, [](const std::string&) { return false; });
+    if (!rec->part) {
+        FUZZ_CHECK(none.empty());
+    } else {
+        auto e = decode_record(none.data(), none.size(), err2);
+        FUZZ_CHECK(e.has_value() && e->changes.empty() && e->part && e->part_index == rec->part_index && e->part_last == rec->part_last);
+        FUZZ_CHECK(e->trimmed == (rec->trimmed || !rec->changes.empty()));
+    }
     const bytes all = filter_record(data, size, [](const std::string&) { return true; });
-    if (rec->changes.empty()) {
+    if (rec->changes.empty() && !rec->part) {
         FUZZ_CHECK(all.empty());
+    } else if (rec->changes.empty()) {
+        auto f = decode_record(all.data(), all.size(), err2);
+        FUZZ_CHECK(f.has_value() && f->changes.empty() && f->part);
     } else {
         auto f = decode_record(all.data(), all.size(), err2);
         FUZZ_CHECK(f.has_value());
@@ -88,8 +104,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto odd = [](const std::string& t) { return t.size() % 2 == 1; };
     for (const auto& c : rec->changes) kept_expected += odd(rec->tables[c.table].name) ? 1 : 0;
     const bytes some = filter_record(data, size, odd);
-    if (kept_expected == 0) {
+    if (kept_expected == 0 && !rec->part) {
         FUZZ_CHECK(some.empty());
+    } else if (kept_expected == 0) {
+        auto f = decode_record(some.data(), some.size(), err2);
+        FUZZ_CHECK(f.has_value() && f->changes.empty() && f->part && f->tables.empty());
     } else {
         auto f = decode_record(some.data(), some.size(), err2);
         FUZZ_CHECK(f.has_value() && f->changes.size() == kept_expected);
