@@ -235,13 +235,12 @@ public:
     void accept() {
         acceptor_.async_accept([self = shared_from_this()](const boost::system::error_code& ec, tcp::socket s) {
             if (!self->acceptor_.is_open()) return; // closed by close_all()
-            if (!ec) {
-                self->shared_.accepted.fetch_add(1, std::memory_order_relaxed);
-                auto c = std::make_shared<proxied_connection>(std::move(s), self->shared_);
-                std::erase_if(self->live_, [](const auto& w) { return w.expired(); });
-                self->live_.push_back(c);
-                c->start();
-            }
+            if (ec) return self->accept_later(); // e.g. out of descriptors: no busy loop
+            self->shared_.accepted.fetch_add(1, std::memory_order_relaxed);
+            auto c = std::make_shared<proxied_connection>(std::move(s), self->shared_);
+            std::erase_if(self->live_, [](const auto& w) { return w.expired(); });
+            self->live_.push_back(c);
+            c->start();
             self->accept();
         });
     }
@@ -250,6 +249,7 @@ public:
     // io_context's run() returns once the aborted handlers have completed.
     void close_all() {
         boost::system::error_code ignored;
+        retry_.cancel();
         acceptor_.close(ignored);
         for (auto& w : live_)
             if (auto c = w.lock()) c->close();
@@ -257,8 +257,16 @@ public:
     }
 
 private:
+    void accept_later() {
+        retry_.expires_after(std::chrono::milliseconds(50));
+        retry_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+            if (!ec && self->acceptor_.is_open()) self->accept();
+        });
+    }
+
     delay_proxy::impl& shared_;
     tcp::acceptor acceptor_;
+    asio::steady_timer retry_{shared_.io};
     std::vector<std::weak_ptr<proxied_connection>> live_;
 };
 

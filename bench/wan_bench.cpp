@@ -54,6 +54,7 @@
 #include "bench_procs.hpp"
 #include "delay_proxy.hpp"
 #include "node_role.hpp"
+#include "proxy_check.hpp"
 
 #include <sqlite3.h>
 
@@ -446,6 +447,12 @@ int run(const options& o) {
                 sqlite3_libversion(), o.lib.c_str(), load_start.c_str(), sysconf(_SC_NPROCESSORS_ONLN), dir.str().c_str(), dir.storage().c_str(),
                 o.keep ? " (kept)" : "");
     for (const auto& p : pairs) std::printf("  %s\n", p->describe().c_str());
+    // The proxy alone first: the delay it adds and that it does not cap throughput.
+    const std::size_t echo_bytes = o.quick ? 32u << 20 : 128u << 20;
+    const auto pc = check_delay_proxy("127.0.0.8", 50, echo_bytes);
+    std::printf("  the proxy alone (127.0.0.8, 50 ms each way): a 1-byte echo takes %.1f ms; echoing %s MB takes %.0f MB/s through\n"
+                "  it (one round trip subtracted), %.0f MB/s directly\n",
+                pc.rtt_ms, grouped(static_cast<double>(echo_bytes) / 1e6).c_str(), pc.proxied_mb_s, pc.direct_mb_s);
     std::fflush(stdout);
     try {
         measure(sz, pairs);
