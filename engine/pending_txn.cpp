@@ -92,6 +92,17 @@ bytes pending_txn::build_record(std::string_view schema, hlc_t hlc, std::string_
 std::vector<bytes> pending_txn::build_records(std::string_view schema, hlc_t hlc, std::string_view origin,
                                               const std::function<bool(const std::string& table)>& keep_table, record_placer* placer,
                                               std::size_t part_bytes) const {
+    std::vector<bytes> out;
+    for_each_record(schema, hlc, origin, keep_table, placer, part_bytes, [&](bytes&& b) {
+        out.push_back(std::move(b));
+        return true;
+    });
+    return out;
+}
+
+void pending_txn::for_each_record(std::string_view schema, hlc_t hlc, std::string_view origin,
+                                  const std::function<bool(const std::string& table)>& keep_table, record_placer* placer,
+                                  std::size_t part_bytes, const std::function<bool(bytes&&)>& sink) const {
     // Keep each (table, key)'s last change only, when keys may repeat.
     std::vector<bool> keep(entries_.size(), true);
     if (may_repeat_keys_) {
@@ -115,8 +126,7 @@ std::vector<bytes> pending_txn::build_records(std::string_view schema, hlc_t hlc
         if (slot_kept[e.slot] < 0) slot_kept[e.slot] = !keep_table || keep_table(slots_[e.slot].name) ? 1 : 0;
         if (slot_kept[e.slot]) kept.push_back(i);
     }
-    std::vector<bytes> out;
-    if (kept.empty()) return out;
+    if (kept.empty()) return;
     std::vector<std::int32_t> placed(kept.size(), -1);
     if (placer)
         for (std::size_t k = 0; k < kept.size(); ++k) {
@@ -194,10 +204,9 @@ std::vector<bytes> pending_txn::build_records(std::string_view schema, hlc_t hlc
             w.put_raw(buf_.data() + e.start, e.end - e.start);
         }
         if (any_placed) encode_placements(w, lists, part_placed);
-        out.push_back(std::move(rec));
+        if (!sink(std::move(rec))) return;
         begin = end;
     }
-    return out;
 }
 
 } // namespace hdbrepl::engine

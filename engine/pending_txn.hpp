@@ -68,6 +68,11 @@ public:
     std::vector<bytes> build_records(std::string_view schema, hlc_t hlc, std::string_view origin,
                                      const std::function<bool(const std::string& table)>& keep_table, record_placer* placer,
                                      std::size_t part_bytes = record_part_bytes) const;
+    // The same, one record at a time: each goes to `sink` as soon as it is encoded (so only
+    // one part is in memory besides the change list); `sink` returning false stops.
+    void for_each_record(std::string_view schema, hlc_t hlc, std::string_view origin,
+                         const std::function<bool(const std::string& table)>& keep_table, record_placer* placer, std::size_t part_bytes,
+                         const std::function<bool(bytes&&)>& sink) const;
 
 private:
     struct slot_info {

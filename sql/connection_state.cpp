@@ -110,20 +110,24 @@ int connection_state::flush(std::string& err) {
             if (!placer->active(prc)) placer.reset();
             if (prc != SQLITE_OK) { err = std::string("hdbrepl: reading the placement settings: ") + sqlite3_errmsg(db_); return prc; }
         }
-        // A large transaction is logged as several records, its parts (txn_record.hpp).
-        std::vector<engine::bytes> parts = pending_.build_records(schema, t.hlc, t.origin, keep, placer ? &*placer : nullptr);
+        // A large transaction is logged as several records, its parts (txn_record.hpp), each
+        // written as soon as it is encoded.
+        bool placed = false, any = false;
+        int rc = SQLITE_OK;
+        pending_.for_each_record(schema, t.hlc, t.origin, keep, placer ? &*placer : nullptr, engine::record_part_bytes, [&](engine::bytes&& body) {
+            if (placer && placer->error() != SQLITE_OK) return false;
+            rc = system(schema).append_log(t.hlc, t.origin_id, t.hlc, body.data(), body.size());
+            if (rc != SQLITE_OK) { err = std::string("hdbrepl: writing the change log: ") + sqlite3_errmsg(db_); return false; }
+            placed = placed || engine::record_is_placed(body.data(), body.size());
+            any = true;
+            return true;
+        });
         if (placer && placer->error() != SQLITE_OK) {
             err = std::string("hdbrepl: storing where rows live: ") + sqlite3_errmsg(db_);
             return placer->error();
         }
-        if (parts.empty()) continue;
-        bool placed = false;
-        for (auto& body : parts) {
-            int rc = system(schema).append_log(t.hlc, t.origin_id, t.hlc, body.data(), body.size());
-            if (rc != SQLITE_OK) { err = std::string("hdbrepl: writing the change log: ") + sqlite3_errmsg(db_); return rc; }
-            placed = placed || engine::record_is_placed(body.data(), body.size());
-            engine::bytes().swap(body); // one part's memory at a time from here on
-        }
+        if (rc != SQLITE_OK) return rc;
+        if (!any) continue;
         if (schema == "main") {
             flushed_main_hlc_ = t.hlc;
             flushed_main_ = commit_outcome{};
