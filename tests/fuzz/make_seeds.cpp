@@ -121,6 +121,8 @@ int main(int argc, char** argv) {
     write("wire", "copy_request_resume", wire::encode(wire::copy_request{wire::copy_resume{"dog", 1, value::of_int(41)}}));
     h.resume = wire::copy_resume{"dog", 0, value::of_text("k")};
     write("wire", "hello_resume", wire::encode(h));
+    write("wire", "fragment", wire::encode(wire::fragment{100000, {3, 1, 2, 3}}));
+    write("wire", "fragment_ack", wire::encode(wire::fragment_ack{70000}));
 
     // fuzz_credentials: headers and tokens.
     const std::string jwt = net::cred::sign_jwt("fuzz-secret", R"({"sub":"admin","exp":1764151200})");
