@@ -17,14 +17,12 @@ std::string fragment_assembler::add(const wire::fragment& f, std::uint64_t cap) 
         const auto type = static_cast<wire::msg>(f.data[0]);
         if (type == wire::msg::fragment || type == wire::msg::fragment_ack) return refuse(declares + ": a fragment inside a fragmented message");
         total_ = f.total;
+        buf_.reserve(static_cast<std::size_t>(total_));
     } else if (f.total != total_) {
         return refuse(declares + " in a message of " + std::to_string(total_) + " bytes");
     }
     if (f.data.size() > total_ - buf_.size())
         return refuse(declares + " runs past its end: " + std::to_string(buf_.size()) + " + " + std::to_string(f.data.size()) + " bytes");
-    // Doubling, but never past the total: a hostile total costs only what really arrives.
-    const std::size_t need = buf_.size() + f.data.size();
-    if (need > buf_.capacity()) buf_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(total_, std::max(need, 2 * buf_.capacity()))));
     buf_.insert(buf_.end(), f.data.begin(), f.data.end());
     return {};
 }

@@ -30,7 +30,9 @@ constexpr std::size_t fragment_window_bytes(std::size_t max_frame_bytes, std::si
 // One link's message under assembly. Each fragment is checked before it is kept: the first
 // declares the total (at most `cap`, more than min_frame_bytes, more than it carries itself,
 // and not itself a fragment or fragment ack), every later one repeats that total, and none
-// runs past it. The buffer grows with what arrives (never reserved from a declared total).
+// runs past it. The whole total is reserved at the first piece, so no piece moves what came
+// before (a 300 MB message would otherwise be copied again at each doubling, on the io
+// thread): that is address space, and memory is used only as the pieces fill it.
 class fragment_assembler {
 public:
     // "" when `f` was taken; otherwise the protocol error (the assembler is then reset).

@@ -194,6 +194,22 @@ bytes encode(const message& m) {
     return out;
 }
 
+std::optional<message> decode(bytes&& data, std::string& error) {
+    if (data.empty() || static_cast<msg>(data[0]) != msg::txn) return decode(data.data(), data.size(), error);
+    byte_reader r(data.data() + 1, data.size() - 1);
+    txn t;
+    t.seq = r.get_varint();
+    if (!r.ok()) return decode(data.data(), data.size(), error); // says what is wrong, as usual
+    const std::size_t head = data.size() - r.remaining();
+    if (!decode_record(r.position(), r.remaining(), error)) {
+        error = "malformed txn message: " + error;
+        return std::nullopt;
+    }
+    data.erase(data.begin(), data.begin() + static_cast<std::ptrdiff_t>(head));
+    t.record = std::move(data);
+    return std::optional<message>(std::move(t));
+}
+
 bytes encode_fragment(std::uint64_t total, const std::uint8_t* data, std::size_t n) {
     bytes out;
     out.reserve(fragment_header_bytes + n);

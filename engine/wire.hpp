@@ -148,6 +148,9 @@ bytes encode(const message& m);
 bytes encode_fragment(std::uint64_t total, const std::uint8_t* data, std::size_t n);
 // Decodes one message; nullopt with `error` naming the message type and the fault.
 std::optional<message> decode(const std::uint8_t* data, std::size_t size, std::string& error);
+// The same, taking the buffer: a txn keeps it as its record (moved down over its seq, not
+// copied), so a huge assembled one costs no second allocation.
+std::optional<message> decode(bytes&& data, std::string& error);
 
 const char* name_of(const message& m);
 

@@ -140,7 +140,7 @@ void node_impl::copy_pump(const std::string& name) {
                 // Rows that no rule lets this peer have leave nothing to send or to wait for.
                 if (chunk.rows.empty()) return m.copy_pump(name);
                 cs->rows_sent += chunk.rows.size();
-                m.send(*p, chunk);
+                m.send(*p, w::message(std::move(chunk))); // not copied: it may hold a huge row
                 ++p->copy_chunks_sent;
                 p->copy_win.sent(wire_bytes, charge, copy_clock_us());
                 return m.copy_pump(name);

@@ -144,7 +144,7 @@ void node_impl::on_fragment(link_info& li, w::fragment&& f) {
     if (li.frag_in.complete()) {
         bytes whole = li.frag_in.take();
         const auto refused_before = refusals_total_;
-        deliver(li, whole.data(), whole.size(), true);
+        deliver(li, std::move(whole), true);
         if (refusals_total_ != refused_before) return; // its link is closing: nothing to ack
     }
     ack_fragments(id);

@@ -389,7 +389,7 @@ private:
     // -- messages larger than a frame (node_fragments.cpp), io thread --
     // Decodes one whole message (as it came, or assembled) and handles it if the link may
     // receive it now (node_links.cpp).
-    void deliver(link_info& li, const std::uint8_t* data, std::size_t size, bool assembled);
+    void deliver(link_info& li, bytes&& data, bool assembled);
     // Sends at once, or queues behind a fragmented message; one larger than a frame goes in
     // fragments. `close_if_full`: a full transport queue closes the link (else it is logged).
     void send_on(link_info& li, const w::message& m, bool close_if_full);

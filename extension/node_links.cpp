@@ -218,13 +218,13 @@ void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& da
         li->sign_requested = true;
         return on_sign_request(*li, std::move(data));
     }
-    deliver(*li, data.data(), data.size(), false);
+    deliver(*li, std::move(data), false);
 }
 
-void node_impl::deliver(link_info& link, const std::uint8_t* data, std::size_t size, bool assembled) {
+void node_impl::deliver(link_info& link, bytes&& data, bool assembled) {
     auto* li = &link;
     std::string err;
-    auto m = w::decode(data, size, err);
+    auto m = w::decode(std::move(data), err);
     if (!m) {
         // A malformed or hostile frame closes that link, with a log line, and nothing else.
         note_refusal(li->link->remote_address(), li->peer, "closing link from " + li->link->remote_address() + ": " + err);
