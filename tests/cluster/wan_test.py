@@ -77,7 +77,7 @@ def test_copy_and_streaming_over_a_delayed_link(c):
         copy_bytes_before = proxy.stats["bytes"]
         t0 = time.monotonic()
         start_b()
-        wait_until(lambda: rows_of(b) == ROWS, 40, f"{ROWS} rows copied to B", interval=0.1, describe=lambda: b.status())
+        wait_until(lambda: rows_of(b) == ROWS, 90, f"{ROWS} rows copied to B", interval=0.1, describe=lambda: b.status())
         print(f"    copy of {ROWS} rows over a {2 * ONE_WAY_MS} ms round trip: {time.monotonic() - t0:.2f}s")
         check_eq(table_digest(b, "big"), table_digest(a, "big"), "B's copy, row by row")
         check(proxy.stats["bytes"] - copy_bytes_before > ROWS * 100,
@@ -108,7 +108,7 @@ def test_copy_and_streaming_over_a_delayed_link(c):
 
         def same():
             return table_digest(a, "big") == table_digest(b, "big")
-        wait_until(same, 30, "A and B hold the same rows after streaming", interval=0.2,
+        wait_until(same, 60, "A and B hold the same rows after streaming", interval=0.2,
                    describe=lambda: (a.scalar("SELECT count(*) FROM big"), b.scalar("SELECT count(*) FROM big")))
         count = a.scalar("SELECT count(*) FROM big")
         check_eq(count, ROWS + 2 + 100 - 100 + 10_000 + 50, "rows after streaming (100 inserted, 100 deleted)")
