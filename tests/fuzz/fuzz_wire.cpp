@@ -2,7 +2,8 @@
 // handshake and the change records that txn messages carry.
 // Invariants: decode never crashes; whatever decodes re-encodes to bytes that decode
 // again to the same message, and never to more bytes than were read (compared through a second encoding, since the message
-// structs have no operator==); a decoded txn's record decodes on its own.
+// structs have no operator==); a decoded txn's record decodes on its own; decoding a buffer it
+// owns (the node's path for whole frames and assembled fragments) agrees with decoding a view.
 #include "engine/txn_record.hpp"
 #include "engine/wire.hpp"
 #include "tests/fuzz/fuzz_common.hpp"
@@ -12,6 +13,10 @@ using namespace hdbrepl::engine;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::string err;
     auto m = wire::decode(data, size, err);
+    std::string err_owned;
+    auto owned = wire::decode(bytes(data, data + size), err_owned);
+    FUZZ_CHECK(owned.has_value() == m.has_value() && err_owned == err);
+    if (owned) FUZZ_CHECK(wire::encode(*owned) == wire::encode(*m));
     if (!m) {
         FUZZ_CHECK(!err.empty());
         return 0;
