@@ -54,6 +54,7 @@ record_verdict entitled_changes(const bytes& record, bool secure, const std::str
         }
         if (t.name == "hdbrepl_removals") {
             if (c.op != change_op::put) return refuse("taking back a removal over the plain port");
+            if (c.values.empty() || c.values[0].type != value_type::text) return refuse("a removal that names no node");
             if (text_of(c.values, 1) != rec->origin)
                 return refuse("a removal of '" + key + "' made by another node than its origin '" + rec->origin + "'");
             if (key == self) return refuse("a removal of this node over the plain port");

@@ -168,6 +168,8 @@ TEST_CASE("plain port: removals only by their origin, never of this node, never 
     del.op = change_op::del;
     del.values = {t("d")};
     CHECK(entitled_changes(record("b", "hdbrepl_removals", removals, {del}), false, "a", false).refused == 1);
+    // A removal whose key is no node name (not TEXT) is refused too (found by fuzz_link).
+    CHECK(entitled_changes(record("b", "hdbrepl_removals", removals, {put({value::of_int(7), t("b")})}), false, "a", false).refused == 1);
 }
 
 TEST_CASE("plain port of a node serving the secure port: no user changes; secure port: all of them") {
