@@ -74,17 +74,9 @@ void node_impl::pump_out(std::uint64_t link_id) {
     const std::size_t piece = fragment_data_bytes(frame);
     const std::size_t window = fragment_window_bytes(frame, static_cast<std::size_t>(cfg_.max_bytes_in_flight));
     const std::size_t room = link_opts().max_queued_bytes - flow_reserve;
-    // The transport has no "drained" event: when its queue is full, look again shortly.
-    auto later = [&] {
-        if (li->out_retry) return;
-        std::weak_ptr<node_impl> weak = shared_from_this();
-        li->out_retry = io_->after(clock_ms(5), [weak, link_id] {
-            auto s = weak.lock();
-            if (!s || s->stopped_) return;
-            if (auto* x = s->find_link(link_id)) x->out_retry.reset();
-            s->pump_out(link_id);
-        });
-    };
+    // The transport's queue is full: it calls on_room (node_links.cpp), and so pump_out
+    // again, once a write has made room for `n` bytes.
+    auto later = [&](std::size_t n) { li->link->notify_room(n); };
     auto refused = [&] { // closing, or full although it had room: the peer resyncs on a new link
         log_line(name_, "to " + (li->peer.empty() ? li->link->remote_address() : li->peer) + ": send queue full, closing to resync");
         li->link->close("send queue full");
@@ -95,7 +87,7 @@ void node_impl::pump_out(std::uint64_t link_id) {
         if (size > frame) {
             while (li->out_sent < size && li->out_sent - li->out_acked < window) {
                 const std::size_t n = std::min(piece, size - li->out_sent);
-                if (li->link->queued_bytes() + n + w::fragment_header_bytes > room) return later();
+                if (li->link->queued_bytes() + n + w::fragment_header_bytes > room) return later(n + w::fragment_header_bytes + flow_reserve);
                 if (!li->link->send(w::encode_fragment(size, front.data.data() + li->out_sent, n))) return refused();
                 li->out_sent += n;
             }
@@ -105,7 +97,7 @@ void node_impl::pump_out(std::uint64_t link_id) {
             if (li->out_acked < size) return;
             li->out_sent = li->out_acked = 0;
         } else {
-            if (li->link->queued_bytes() + size > room) return later();
+            if (li->link->queued_bytes() + size > room) return later(size + flow_reserve);
             if (!li->link->send(std::move(front.data))) return refused();
         }
         if (front.control) --li->out_controls;
@@ -155,20 +147,22 @@ void node_impl::ack_fragments(std::uint64_t link_id) {
     if (!li || !li->link || li->frag_received <= li->frag_acked) return;
     if (li->queued->load() > input_bound()) {
         // Held back until the db thread has caught up: the sender's window stops it meanwhile,
-        // so a second huge message never piles up behind the first. Looked at again shortly
-        // (queue_credit gives bytes back on the db thread, with no event here).
-        if (li->frag_ack_retry) return;
-        std::weak_ptr<node_impl> weak = shared_from_this();
-        li->frag_ack_retry = io_->after(clock_ms(10), [weak, link_id] {
-            auto s = weak.lock();
-            if (!s || s->stopped_) return;
-            if (auto* x = s->find_link(link_id)) x->frag_ack_retry.reset();
-            s->ack_fragments(link_id);
-        });
-        return;
+        // so a second huge message never piles up behind the first. The db thread says when
+        // it has given queued bytes back (drain_received, node_receiving.cpp).
+        frag_acks_waiting_.store(true);
+        // Looked at again after raising the flag: a drain that gave the bytes back just before
+        // may have found the flag still down.
+        if (li->queued->load() > input_bound()) return;
     }
     li->frag_acked = li->frag_received;
     send_on(*li, w::fragment_ack{li->frag_acked}, true);
+}
+
+void node_impl::ack_all_fragments() {
+    std::vector<std::uint64_t> ids;
+    for (const auto& [id, li] : links_)
+        if (li.frag_received > li.frag_acked) ids.push_back(id);
+    for (auto id : ids) ack_fragments(id); // sets the flag again for a link still over its bound
 }
 
 void node_impl::refuse_on_link(link_info& li, const std::string& why) {

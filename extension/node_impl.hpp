@@ -249,7 +249,6 @@ struct link_info {
     fragment_assembler frag_in;
     std::uint64_t frag_received = 0, frag_acked = 0;
     bool frag_assembled = false; // handle() runs a message assembled from fragments
-    std::shared_ptr<net::timer> frag_ack_retry;
     // Sending: a message sent in fragments at the front, and in order behind it what must
     // follow it; of the front, the bytes sent and the bytes the peer acknowledged.
     struct out_message {
@@ -258,7 +257,6 @@ struct link_info {
     };
     std::deque<out_message> out_q;
     std::size_t out_controls = 0, out_sent = 0, out_acked = 0;
-    std::shared_ptr<net::timer> out_retry; // the transport's queue was full: try again soon
     bool fragment_acks_due() const {
         return !out_q.empty() && out_sent > out_acked;
     }
@@ -403,6 +401,10 @@ private:
     std::size_t input_bound() const { return static_cast<std::size_t>(cfg_.max_bytes_in_flight + 6 * cfg_.max_frame_bytes); }
     std::uint64_t fragment_cap(); // the largest fragmented message accepted
     std::uint64_t fragment_cap_ = 0;
+    // Set (io thread) when a fragment_ack waits for a link's input queue to drain; the db
+    // thread, having drained, clears it and asks the io thread to send what is due.
+    std::atomic<bool> frag_acks_waiting_{false};
+    void ack_all_fragments(); // io thread
     w::subscription my_subscription(const std::string& peer_name, const link_info* li);
     void choose_copy_source(link_info& li); // io thread
     void confirmations_changed();           // io thread: status, then repl_confirm's waiters

@@ -173,6 +173,9 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
     ev.on_closed = [weak, id](const net::link_ptr&, const std::string& reason) {
         if (auto s = weak.lock(); s && !s->stopped_) s->on_link_closed(id, reason);
     };
+    ev.on_room = [weak, id](const net::link_ptr&) { // io thread: the send queue drained (pump_out asked)
+        if (auto s = weak.lock(); s && !s->stopped_) s->pump_out(id);
+    };
     l->set_events(std::move(ev));
     if (li.sign && !l->secure()) { // the plain filter refuses it first; never reached
         l->close("certificate exchanges use the secure port");

@@ -180,6 +180,9 @@ void node_impl::drain_received() {
     }
     std::size_t i = 0;
     while (i < items.size() && !stopped_) apply_batch(items, i);
+    items.clear(); // gives the items' queue credit back (queue_credit)
+    // Fragment acks held back while a link's input was over its bound can go now.
+    if (frag_acks_waiting_.exchange(false)) on_io([](node_impl& m) { m.ack_all_fragments(); });
 }
 
 // One received record (a whole transaction, or one of its parts) as this node takes it: the

@@ -207,6 +207,9 @@ struct link_events {
     //                                    gets close code 1011 "internal error")
     //   "internal error: <what>"        (an unexpected exception inside this library)
     std::function<void(const link_ptr&, const std::string& reason)> on_closed;
+    // After notify_room(n): once, when the send queue has room for n more bytes again (a
+    // write completed). Lets a sender that found the queue full go on without polling.
+    std::function<void(const link_ptr&)> on_room;
 };
 
 // One WebSocket connection carrying binary messages, accepted by a listener or dialed.
@@ -225,6 +228,11 @@ public:
 
     // Any thread. Bytes queued and not yet completely written.
     virtual std::size_t queued_bytes() const = 0;
+
+    // io thread. Asks for one on_room call as soon as the send queue can take `bytes` more
+    // (soon after this call returns, when it already can; never from inside it). A later
+    // call replaces the request.
+    virtual void notify_room(std::size_t bytes) = 0;
 
     // Any thread (posted to the io thread when called elsewhere). Stops delivering messages
     // and refuses send(), writes what is already queued, then does the WebSocket close

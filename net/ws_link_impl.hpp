@@ -184,6 +184,17 @@ public:
 
     std::size_t queued_bytes() const override { return queued_.load(std::memory_order_relaxed); }
 
+    void notify_room(std::size_t bytes) override {
+        if (!st_->in_io_thread() || phase_ == phase::finished) return;
+        room_wanted_ = bytes;
+        room_armed_ = true;
+        // Room already: reported from the io_context, not from inside this call (the caller
+        // is in the middle of its own sending).
+        asio::post(st_->ioc, [w = this->weak_from_this()] {
+            if (auto self = w.lock()) self->report_room();
+        });
+    }
+
     void close(const std::string& reason) override {
         if (!st_->in_io_thread()) {
             if (st_->stopping) return;
@@ -575,9 +586,24 @@ private:
             queued_.fetch_sub(queue_.front().size(), std::memory_order_relaxed);
             queue_.pop_front();
             write_offset_ = 0;
+            report_room();
         }
         do_write();
         maybe_start_close();
+    }
+
+    // Calls on_room once the queue has the room notify_room() asked for.
+    void report_room() {
+        if (!room_armed_ || phase_ == phase::finished) return;
+        const std::size_t queued = queued_.load(std::memory_order_relaxed);
+        if (queued > opts_.max_queued_bytes || opts_.max_queued_bytes - queued < room_wanted_) return;
+        room_armed_ = false;
+        auto events = events_;
+        auto self = this->shared_from_this();
+        std::string threw = call_user("on_room", [&] {
+            if (events->on_room) events->on_room(self);
+        });
+        if (!threw.empty()) begin_close(websocket::close_code::internal_error, "internal error", threw, false);
     }
 
     // ---- pinging
@@ -741,6 +767,8 @@ private:
     std::string target_;
     peer_certificate peer_; // TLS: what the peer presented (set on the io thread before open)
     std::atomic<std::size_t> queued_{0};
+    std::size_t room_wanted_ = 0; // notify_room(): io thread only
+    bool room_armed_ = false;
     std::atomic<double> latency_ms_{-1.0};
 
     std::shared_ptr<const link_events> events_ = std::make_shared<const link_events>();

@@ -140,6 +140,52 @@ TEST_CASE("link: send refuses what would exceed max_queued_bytes, and accepts ag
     CHECK(p.client_rec.wait_closed().value_or("?") == "");
 }
 
+TEST_CASE("link: notify_room calls on_room once, when the send queue has room again", "[net]") {
+    link_options small;
+    small.max_queued_bytes = 1 << 20;
+    link_pair p({}, small);
+    REQUIRE(p.ok());
+    auto l = p.client_link;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::size_t> queued_at_call; // queued_bytes() seen inside each on_room
+    link_events ev = p.client_rec.events();
+    ev.on_room = [&](const link_ptr& x) {
+        std::lock_guard lk(mu);
+        queued_at_call.push_back(x->queued_bytes());
+        cv.notify_all();
+    };
+    auto armed = on_io(*p.rt, [&] {
+        l->set_events(ev);
+        // Fill the queue, then ask for room for half of it: nothing is written in between,
+        // so on_room cannot have been called yet when this returns.
+        for (int i = 0; i < 4; ++i) l->send(std::vector<std::uint8_t>(256 * 1024, 1));
+        l->notify_room(512 * 1024);
+        return l->queued_bytes();
+    });
+    REQUIRE(armed.has_value());
+    CHECK(*armed == (1u << 20));
+    {
+        std::unique_lock lk(mu);
+        REQUIRE(cv.wait_for(lk, 5s, [&] { return !queued_at_call.empty(); }));
+        CHECK(queued_at_call[0] <= 512u * 1024); // room for what was asked
+    }
+    REQUIRE(p.server_rec.wait_messages(4));
+    std::this_thread::sleep_for(100ms);
+    {
+        std::lock_guard lk(mu);
+        CHECK(queued_at_call.size() == 1); // once per request
+    }
+    // A request the queue can already take is answered too, after the call returns.
+    REQUIRE(on_io(*p.rt, [&] {
+        l->notify_room(1000);
+        std::lock_guard lk(mu);
+        return queued_at_call.size() == 1; // not from inside notify_room
+    }).value_or(false));
+    std::unique_lock lk(mu);
+    CHECK(cv.wait_for(lk, 5s, [&] { return queued_at_call.size() == 2; }));
+}
+
 TEST_CASE("link: a message over max_message_bytes closes the link with a reason", "[net]") {
     captured_log log;
     link_options server_opts;
