@@ -62,7 +62,7 @@ sanitize: deps
 # node_host.cpp) loading the TSan-built library: a report in any node fails its test
 # (tests/CMakeLists.txt sets HDBREPL_NODE_HOST and TSAN_OPTIONS; docs/reliability.md).
 TSAN_BUILD ?= build-tsan
-TSAN_CLUSTER ?= basic|resync|topology|initial_sync|membership|placement|security|hostile|hostile_links|hostile_sign|hostile_reads|subscriptions|disk_full
+TSAN_CLUSTER ?= basic|resync|topology|initial_sync|membership|placement|security|hostile|hostile_links|hostile_sign|hostile_reads|subscriptions|disk_full|big_txn|big_rows|wan
 tsan: deps
 	$(call configure,$(TSAN_BUILD),-DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE=thread)
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target net_tests unit_tests node_host hdbrepl
@@ -99,6 +99,16 @@ scale-copy: deps
 	cmake --build $(BUILD) -j $(JOBS) --target hdbrepl node_host
 	TMPDIR=$(BENCH_DIR) HDBREPL_SO=./$(BUILD)/libhdbrepl HDBREPL_NODE_HOST=./$(BUILD)/tests/node_host \
 		/usr/bin/python3 tests/cluster/copy_scale_probe.py
+
+# Big-transaction probe (docs/benchmarks.md): one transaction of 300,000 rows (~40 MB of
+# changes, ~40 parts) committed on one node process and replicated to another; the commit,
+# the time until the peer shows it (never in part), the receiver's peak RSS (< 128 MB).
+.PHONY: scale-txn
+scale-txn: deps
+	$(call configure,$(BUILD),$(CMAKE_FLAGS))
+	cmake --build $(BUILD) -j $(JOBS) --target hdbrepl node_host
+	TMPDIR=$(BENCH_DIR) HDBREPL_SO=./$(BUILD)/libhdbrepl HDBREPL_NODE_HOST=./$(BUILD)/tests/node_host \
+		/usr/bin/python3 tests/cluster/big_txn_probe.py
 
 # Chaos run (docs/reliability.md, "Chaos runs"): node processes on 127.0.0.x behind a
 # fault-injecting proxy, writers on every node, kill -9 / graceful restarts / cut, black-holed
