@@ -17,6 +17,7 @@
 // and connections. The other parts (node_impl.hpp declares them all): node_links.cpp (links
 // and the protocol), node_sending.cpp (streams, which rows go to a peer, log pruning),
 // node_copy_sending.cpp (initial copies and full resyncs), node_receiving.cpp (applying),
+// node_copy_receiving.cpp (applying copies), node_fragments.cpp (messages larger than a frame),
 // node_reads.cpp (forwarded reads), node_cluster.cpp (status, operations, membership),
 // node_trust.cpp (the secure port, certificates, users).
 #include "extension/node.hpp"

@@ -40,6 +40,19 @@ inline void log_line(const std::string& node, const std::string& text) {
     std::fprintf(stderr, "hdbrepl[%s]: %s\n", node.c_str(), text.c_str());
 }
 
+// Errors of this node's storage rather than of the data: wait and retry, never refuse.
+inline bool is_resource_error(int rc) {
+    const int primary = rc & 0xff;
+    return primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_NOMEM;
+}
+
+// A version no honest peer can hold: beyond the 63 bits of the HLC, or further ahead of this
+// node's clock than maxClockSkew. Copies are checked as streams are: one such row raised the
+// clock of every later local write to its time.
+inline bool hlc_out_of_range(hlc_t h, std::int64_t max_skew_ms) {
+    return h >= (hlc_t{1} << 63) || hlc_too_far_ahead(h, wall_clock_ms(), static_cast<std::uint64_t>(max_skew_ms));
+}
+
 // ---- the database thread ----------------------------------------------------------------
 
 class db_thread {
@@ -521,6 +534,7 @@ private:
     void set_intake_paused(const std::string& why);
     std::string intake_status_; // io thread
     void apply_batch(std::vector<received>& items, std::size_t& i);
+    void apply_copy_item(std::vector<received>& items, std::size_t& i); // node_copy_receiving.cpp
     apply_result apply_received(const received& r, const bytes& record, const apply_options& opt,
                                 std::map<std::string, std::pair<std::size_t, std::string>>& refused, bool& logged, bool& users_touched);
     void refuse_copy(const received& r, const std::string& why); // db thread -> io: close its link
