@@ -25,6 +25,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import protocol_client as pc  # noqa: E402
+import harness  # noqa: E402
 from harness import check, check_eq, run_tests, wait_connected, wait_rows, wait_until  # noqa: E402
 
 A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
@@ -61,6 +62,7 @@ def has_row(node, key, length):
 
 
 def wait_same(src, dst, key, length, timeout, what):
+    timeout *= harness.TIME_SCALE
     wait_until(lambda: has_row(dst, key, length), timeout, what)
     want = digest(src, key)
     check_eq(want[0], length, f"length on the writer ({what})")

@@ -36,6 +36,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_PROC = os.path.join(HERE, "node_proc.py")
 PYTHON = "/usr/bin/python3"  # the pyenv python3 on PATH cannot load extensions
 SO = os.path.abspath(os.environ["HDBREPL_SO"]) if os.environ.get("HDBREPL_SO") else ""
+# How much slower than a normal build the nodes are (set for TSan-built nodes by
+# tests/CMakeLists.txt): tests that time a bulk transfer multiply their waits by it.
+TIME_SCALE = max(1.0, float(os.environ.get("HDBREPL_TEST_TIME_SCALE") or 1))
 
 # Every child we started that may still run, and every temp dir to remove.
 _children = {}  # pid -> subprocess.Popen
