@@ -205,6 +205,7 @@ class Node:
         env = dict(os.environ, **self.env)
         env["HDBREPL_SO"] = SO
         host = os.environ.get("HDBREPL_NODE_HOST")  # a node program (node_host) instead of node_proc.py
+        host = os.path.abspath(host) if host else host  # the process runs in the cluster's directory
         argv = [host, self.db_path] if host else [PYTHON, NODE_PROC, self.db_path]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=log, env=env, cwd=self.cluster.dir)
