@@ -99,12 +99,12 @@ def test_a_64_mib_blob_streams_and_copies(c):
     wait_same(a, b, 1, 64 * MIB, 30, "a 64 MiB BLOB streamed to B")
     print(f"    64 MiB streamed in {time.monotonic() - t0:.1f}s (insert included)")
     a.sql("INSERT INTO big VALUES (2, 'after')")
-    wait_rows(b, "SELECT v FROM big WHERE id = 2", [["after"]], 10, "a small row after it")
+    wait_rows(b, "SELECT v FROM big WHERE id = 2", [["after"]], 10 * harness.TIME_SCALE, "a small row after it")
     t0 = time.monotonic()
     cc = joiner(c, a)
     wait_same(a, cc, 1, 64 * MIB, 30, "the 64 MiB BLOB copied to C")
     print(f"    64 MiB copied in {time.monotonic() - t0:.1f}s")
-    wait_rows(cc, "SELECT v FROM big WHERE id = 2", [["after"]], 10, "the small row copied to C")
+    wait_rows(cc, "SELECT v FROM big WHERE id = 2", [["after"]], 10 * harness.TIME_SCALE, "the small row copied to C")
     check("exceeds maxFrameBytes" not in a.log_text(), "nothing was refused as too big")
 
 
@@ -119,14 +119,14 @@ def test_one_mib_frames_carry_big_text_and_rows_past_the_input_bound(c):
     for k in (2, 3):
         a.sql("INSERT INTO big VALUES (?, randomblob(?))", k, 20 * MIB)
     a.sql("INSERT INTO big VALUES (5, 'last')")
-    wait_rows(b, "SELECT v FROM big WHERE id = 5", [["last"]], 30, "the small row after the big ones")
+    wait_rows(b, "SELECT v FROM big WHERE id = 5", [["last"]], 30 * harness.TIME_SCALE, "the small row after the big ones")
     for k in (2, 3):
         check(has_row(b, k, 20 * MIB), f"row {k} arrived before the row committed after it")
         check_eq(digest(b, k), digest(a, k), f"row {k} the same on B")
     check_eq(refusals(b), 0, "B refused nothing (no flow-control cut)")
     # And the same rows by initial copy.
     cc = joiner(c, a, SMALL_FRAMES)
-    wait_rows(cc, "SELECT v FROM big WHERE id = 5", [["last"]], 30, "the copy reached C")
+    wait_rows(cc, "SELECT v FROM big WHERE id = 5", [["last"]], 30 * harness.TIME_SCALE, "the copy reached C")
     for k in (1, 2, 3):
         check_eq(digest(cc, k), digest(a, k), f"row {k} copied to C")
     check_eq(refusals(cc), 0, f"C refused nothing: {cc.status().get('refusals')}")
