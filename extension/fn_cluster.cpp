@@ -19,7 +19,7 @@
 #include "extension/config.hpp"
 #include "extension/fn_context.hpp"
 #include "extension/fn_security.hpp"
-#include "extension/json.hpp"
+#include "engine/json.hpp"
 #include "extension/runtime.hpp"
 #include "sql/sql_error.hpp"
 

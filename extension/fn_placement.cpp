@@ -21,7 +21,7 @@
 */
 #include "extension/fn_placement.hpp"
 
-#include "extension/json.hpp"
+#include "engine/json.hpp"
 #include "extension/runtime.hpp"
 #include "sql/node_hooks.hpp"
 #include "sql/sql_error.hpp"

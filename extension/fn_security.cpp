@@ -19,13 +19,13 @@
 #include "extension/fn_security.hpp"
 
 #include "engine/security_store.hpp"
-#include "extension/auth.hpp"
-#include "extension/json.hpp"
-#include "extension/key_files.hpp"
-#include "extension/node_security.hpp"
+#include "security/auth.hpp"
+#include "engine/json.hpp"
+#include "security/key_files.hpp"
+#include "replication/node_security.hpp"
 #include "extension/runtime.hpp"
-#include "net/credentials.hpp"
-#include "net/pki.hpp"
+#include "security/credentials.hpp"
+#include "security/pki.hpp"
 #include "sql/sql_error.hpp"
 
 #include <chrono>

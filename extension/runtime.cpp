@@ -1,5 +1,6 @@
 // Process-wide runtime (see runtime.hpp).
 #include "extension/runtime.hpp"
+#include "extension/entry.hpp"
 
 #include "net/transport.hpp"
 
@@ -40,7 +41,7 @@ std::shared_ptr<node> start_node_for(const std::string& path, const node_config&
         }
         rt = io;
     }
-    auto n = start_node(rt, path, cfg, api, error);
+    auto n = start_node(rt, path, cfg, api, hdbrepl_register_internal, error);
     std::shared_ptr<net::io_runtime> idle;
     {
         std::lock_guard lock(mutex);

@@ -9,7 +9,7 @@
 
 #include "engine/sqlite_api.hpp"
 #include "extension/config.hpp"
-#include "extension/node.hpp"
+#include "replication/node.hpp"
 
 namespace hdbrepl::ext {
 

@@ -7,7 +7,7 @@
 // OpenSSL's default verification fails the handshake, and SSL_get_verify_result() says why.
 #include "net/runtime_state.hpp"
 #include "net/tls_context.hpp"
-#include "net/openssl_util.hpp"
+#include "security/openssl_util.hpp"
 
 #include <boost/asio/ssl/context.hpp>
 

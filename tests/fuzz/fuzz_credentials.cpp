@@ -1,11 +1,11 @@
 // libFuzzer target: what a peer's HTTP request puts in front of the credential code
-// (net/credentials.cpp): the Authorization header, base64/base64url, HS256 JWTs with the
+// (security/credentials.cpp): the Authorization header, base64/base64url, HS256 JWTs with the
 // small JSON reader behind them.
 // Invariants: nothing crashes; strict base64 decoding is canonical (what decodes re-encodes
 // to the same text); a parsed Basic header re-built from its user and password parses to
 // the same; a JWT that checks returns a JSON payload which, signed again, checks again.
 // verify_password is not fuzzed: PBKDF2 at >= 100000 iterations per input is too slow.
-#include "net/credentials.hpp"
+#include "security/credentials.hpp"
 #include "tests/fuzz/fuzz_common.hpp"
 
 using namespace hdbrepl::net;

@@ -1,9 +1,9 @@
 // libFuzzer target: the JSON helpers the operation functions parse their bodies with
-// (extension/json.cpp: parse_object, parse_time_ms, get_string, parse_or_null).
+// (engine/json.cpp: parse_object, parse_time_ms, get_string, parse_or_null).
 // Invariants: nothing throws or crashes; an object that parses serializes to text that
 // parses to an equal value; a time that parses is not negative, and written back as
 // ISO 8601 (UTC, milliseconds) parses to the same instant.
-#include "extension/json.hpp"
+#include "engine/json.hpp"
 #include "tests/fuzz/fuzz_common.hpp"
 
 #include <cmath>

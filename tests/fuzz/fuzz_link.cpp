@@ -1,6 +1,6 @@
 // libFuzzer target: message sequences against what a link is entitled to
-// (extension/link_entitlement.hpp) and what a received record may change in hdbrepl's own
-// tables (extension/record_entitlement.hpp).
+// (replication/link_entitlement.hpp) and what a received record may change in hdbrepl's own
+// tables (replication/record_entitlement.hpp).
 //
 // Input: one byte of flags (this node synced, the link is its initial copy source, it sends
 // the peer a copy, the link is TLS-authenticated, the node serves no secure port, the link is
@@ -8,24 +8,24 @@
 // message. Frames that do not decode are skipped (the node closes the link on them; the
 // decoder has its own target). Each decoded message is checked against the table in the
 // link's state; a refusal ends the sequence (the link is closed), an accepted message moves
-// the state as extension/node_links.cpp does.
+// the state as replication/node_links.cpp does.
 // Invariants, stated apart from the table so that a change to it that breaks them traps:
 // before HELLO only a hello passes; a certificate exchange takes nothing; copy rows, tables
 // and ends pass only inside a copy; a txn never inside one; a copy starts only from the
 // initial copy source or on a synced node; removed only from the remover; a fragment_ack only
-// while acks are due. Fragments go through the assembler (engine/fragments.hpp), as
+// while acks are due. Fragments go through the assembler (replication/fragments.hpp), as
 // node_fragments.cpp does: a message it assembles is larger than a frame of the smallest size,
 // is no fragment itself, and is then checked as if it had come whole. For every txn
 // that passes: the entitled record decodes, and over the plain port it holds no change to
 // another node's membership row, no CA, no user (unless the node serves no secure port),
 // no removal made by another node, and no DDL of an hdbrepl table from any link.
 #include "engine/bytes.hpp"
-#include "engine/fragments.hpp"
+#include "replication/fragments.hpp"
 #include "engine/system_tables.hpp"
 #include "engine/txn_record.hpp"
-#include "engine/wire.hpp"
-#include "extension/link_entitlement.hpp"
-#include "extension/record_entitlement.hpp"
+#include "replication/wire.hpp"
+#include "replication/link_entitlement.hpp"
+#include "replication/record_entitlement.hpp"
 #include "tests/fuzz/fuzz_common.hpp"
 
 #include <functional>

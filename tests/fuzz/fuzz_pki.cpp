@@ -1,4 +1,4 @@
-// libFuzzer target: the PEM/DER surfaces of net/pki.cpp that read what peers and users
+// libFuzzer target: the PEM/DER surfaces of security/pki.cpp that read what peers and users
 // hand over: certificates and bundles (parse_certificate, split_pem_certificates, the name
 // check), CSRs (csr_common_name) and the private-key sniffing (looks_like_private_key).
 // The first byte chooses the input form: 0 = PEM text as given; 1, 2, 3 = the rest is DER,
@@ -6,8 +6,8 @@
 // fuzzer mutates ASN.1, not base64).
 // Invariants: nothing crashes or leaks; every certificate split out of a bundle parses and
 // splits to itself; a parsed certificate's names include its common name.
-#include "net/credentials.hpp"
-#include "net/pki.hpp"
+#include "security/credentials.hpp"
+#include "security/pki.hpp"
 #include "tests/fuzz/fuzz_common.hpp"
 
 using namespace hdbrepl::net;

@@ -1,11 +1,11 @@
-// libFuzzer target: the peer protocol decoder (engine/wire.cpp), including the hello
+// libFuzzer target: the peer protocol decoder (replication/wire.cpp), including the hello
 // handshake and the change records that txn messages carry.
 // Invariants: decode never crashes; whatever decodes re-encodes to bytes that decode
 // again to the same message, and never to more bytes than were read (compared through a second encoding, since the message
 // structs have no operator==); a decoded txn's record decodes on its own; decoding a buffer it
 // owns (the node's path for whole frames and assembled fragments) agrees with decoding a view.
 #include "engine/txn_record.hpp"
-#include "engine/wire.hpp"
+#include "replication/wire.hpp"
 #include "tests/fuzz/fuzz_common.hpp"
 
 using namespace hdbrepl::engine;

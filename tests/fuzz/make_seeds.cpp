@@ -3,9 +3,9 @@
 // output; the hand-written seeds (configs, JSON bodies, regressions) sit beside these.
 //   cmake --build build-fuzz --target fuzz_seeds && build-fuzz/tests/fuzz/fuzz_seeds tests/fuzz/corpus
 #include "engine/txn_record.hpp"
-#include "engine/wire.hpp"
-#include "net/credentials.hpp"
-#include "net/pki.hpp"
+#include "replication/wire.hpp"
+#include "security/credentials.hpp"
+#include "security/pki.hpp"
 
 #include <cstdio>
 #include <filesystem>

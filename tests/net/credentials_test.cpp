@@ -3,7 +3,7 @@
 // tampering, "alg":"none" and other algorithms) and Authorization header parsing.
 #include <catch2/catch.hpp>
 
-#include "net/credentials.hpp"
+#include "security/credentials.hpp"
 
 #include <openssl/evp.h>
 

@@ -6,8 +6,8 @@
 // encrypted key).
 #include <catch2/catch.hpp>
 
-#include "net/credentials.hpp"
-#include "net/pki.hpp"
+#include "security/credentials.hpp"
+#include "security/pki.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>

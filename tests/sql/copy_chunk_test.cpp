@@ -1,13 +1,13 @@
-// Initial-copy chunks budgeted in bytes (engine/copy_chunk.hpp, snapshot_reader::next_chunk):
+// Initial-copy chunks budgeted in bytes (replication/copy_chunk.hpp, snapshot_reader::next_chunk):
 // on a real database, every chunk keeps within its budget unless one row alone is larger,
 // every row comes once and in key order, and a resume point still continues after its key.
 #include <catch2/catch.hpp>
 
 #include "tests/support/test_db.hpp"
 
-#include "engine/copy_chunk.hpp"
-#include "engine/replication_store.hpp"
-#include "engine/wire.hpp"
+#include "replication/copy_chunk.hpp"
+#include "replication/replication_store.hpp"
+#include "replication/wire.hpp"
 
 #include <string>
 #include <vector>

@@ -1,11 +1,11 @@
-// Unit tests for extension/link_entitlement.hpp (which messages a link may receive in each
-// state) and extension/record_entitlement.hpp (which changes to hdbrepl's own tables a link
+// Unit tests for replication/link_entitlement.hpp (which messages a link may receive in each
+// state) and replication/record_entitlement.hpp (which changes to hdbrepl's own tables a link
 // may make). Each case is one row of the tables those headers give.
 #include <catch2/catch.hpp>
 
 #include "engine/txn_record.hpp"
-#include "extension/link_entitlement.hpp"
-#include "extension/record_entitlement.hpp"
+#include "replication/link_entitlement.hpp"
+#include "replication/record_entitlement.hpp"
 
 using namespace hdbrepl;
 using namespace hdbrepl::ext;

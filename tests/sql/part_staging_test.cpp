@@ -1,12 +1,12 @@
-// Staged parts of received transactions (engine/part_staging.hpp) on a real database file:
+// Staged parts of received transactions (replication/part_staging.hpp) on a real database file:
 // a part staged twice is kept once, contiguity is counted, parts come back in index order,
 // an origin's newer transaction drops what an older one left, and drops are per origin.
 #include <catch2/catch.hpp>
 
 #include "tests/support/test_db.hpp"
 
-#include "engine/part_staging.hpp"
-#include "engine/replication_store.hpp"
+#include "replication/part_staging.hpp"
+#include "replication/replication_store.hpp"
 #include "engine/schema.hpp"
 
 #include <string>

@@ -1,10 +1,10 @@
-// The node's membership rows in hdbrepl_nodes (engine/replication_store.hpp), on a real
+// The node's membership rows in hdbrepl_nodes (replication/replication_store.hpp), on a real
 // database file: a removed node stays out, whatever records a link that comes up late.
 #include <catch2/catch.hpp>
 
 #include "tests/support/test_db.hpp"
 
-#include "engine/replication_store.hpp"
+#include "replication/replication_store.hpp"
 #include "engine/schema.hpp"
 
 #include <algorithm>

@@ -3,9 +3,9 @@
 // functions cannot run from views or triggers, and the registered functions are exactly
 // the documented ones.
 #include "engine/security_store.hpp"
-#include "extension/auth.hpp"
-#include "extension/auth_worker.hpp"
-#include "net/credentials.hpp"
+#include "security/auth.hpp"
+#include "security/auth_worker.hpp"
+#include "security/credentials.hpp"
 #include "sql/functions.hpp"
 #include "tests/sql/sql_test_util.hpp"
 

@@ -1,9 +1,9 @@
-// The resume point of an interrupted copy (engine/copy_resume.hpp) and the wire fields
-// that carry it (engine/wire.hpp: hello.resume, copy_request.resume, copy_start.progress).
+// The resume point of an interrupted copy (replication/copy_resume.hpp) and the wire fields
+// that carry it (replication/wire.hpp: hello.resume, copy_request.resume, copy_start.progress).
 #include <catch2/catch.hpp>
 
-#include "engine/copy_resume.hpp"
-#include "engine/wire.hpp"
+#include "replication/copy_resume.hpp"
+#include "replication/wire.hpp"
 
 using namespace hdbrepl::engine;
 namespace w = hdbrepl::engine::wire;

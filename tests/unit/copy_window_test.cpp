@@ -1,9 +1,9 @@
-// The copy window (engine/copy_window.hpp) against a simulated pipe: a receiver that
+// The copy window (replication/copy_window.hpp) against a simulated pipe: a receiver that
 // applies one chunk at a time at a given rate, behind a given round trip.
 #include <catch2/catch.hpp>
 
-#include "engine/copy_chunk.hpp"
-#include "engine/copy_window.hpp"
+#include "replication/copy_chunk.hpp"
+#include "replication/copy_window.hpp"
 
 #include <algorithm>
 #include <cstdint>

@@ -1,12 +1,12 @@
 // Unit tests for messages larger than a frame: the fragment and fragment_ack codec
-// (engine/wire.hpp), the receiver's assembly and its checks (engine/fragments.hpp), and that a
+// (replication/wire.hpp), the receiver's assembly and its checks (replication/fragments.hpp), and that a
 // huge value passes the decoders' limits once assembled.
 #include <catch2/catch.hpp>
 
-#include "engine/fragments.hpp"
+#include "replication/fragments.hpp"
 #include "engine/txn_record.hpp"
-#include "engine/wire.hpp"
-#include "extension/link_entitlement.hpp"
+#include "replication/wire.hpp"
+#include "replication/link_entitlement.hpp"
 
 #include <string>
 

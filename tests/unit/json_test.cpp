@@ -1,11 +1,11 @@
-// Unit tests for extension/json.hpp: the operation bodies' parser and start_time.
+// Unit tests for engine/json.hpp: the operation bodies' parser and start_time.
 #include <catch2/catch.hpp>
 
-#include "extension/json.hpp"
+#include "engine/json.hpp"
 
 #include <string>
 
-using namespace hdbrepl::ext;
+using namespace hdbrepl;
 
 namespace {
 std::string time_err(const json::value& v, std::int64_t* out = nullptr) {

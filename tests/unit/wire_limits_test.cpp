@@ -1,10 +1,10 @@
-// Unit tests for the decoders' limits (engine/wire.hpp, engine/txn_record.hpp, bytes.hpp): what
+// Unit tests for the decoders' limits (replication/wire.hpp, engine/txn_record.hpp, bytes.hpp): what
 // a message may make the decoder build is bounded by its size (decoded_bytes_limit), counts
 // are checked against what the remaining bytes can hold, and timestamps are below 2^63.
 #include <catch2/catch.hpp>
 
 #include "engine/txn_record.hpp"
-#include "engine/wire.hpp"
+#include "replication/wire.hpp"
 
 #include <string>
 

@@ -1,0 +1,364 @@
+// A replication node: peer links, the protocol state machines, and the node's database
+// thread (see node.hpp for the threading rules and docs/protocol.md for the messages).
+//
+// How data flows:
+//   local commit -> commit_signal -> io: pump every subscribed peer
+//   pump(peer)   -> db: read the log after the peer's position, filtered by its
+//                   subscription and bounded by its flow-control window -> io: send TXN
+//   TXN received -> apply queue -> db: apply many records in one SQLite transaction,
+//                   in origin order, raising per-origin progress in the same transaction
+//                -> io: ACK to the sender, pump (the applied records are in our log too,
+//                   so peers that do not hear from their origin directly get them from us)
+//   ACK          -> io: free the window, record confirmations, pump
+// A node whose database was never synced asks its first peer for a copy (COPY_*), and
+// holds its other subscriptions until the copy is in.
+//
+// This file: the node's construction, start and stop (user thread), its database thread
+// and connections. The other parts (node_impl.hpp declares them all): node_links.cpp (links
+// and the protocol), node_sending.cpp (streams, which rows go to a peer, log pruning),
+// node_copy_sending.cpp (initial copies and full resyncs), node_receiving.cpp (applying),
+// node_copy_receiving.cpp (applying copies), node_fragments.cpp (messages larger than a frame),
+// node_reads.cpp (forwarded reads), node_cluster.cpp (status, operations, membership),
+// node_trust.cpp (the secure port, certificates, users).
+#include "replication/node.hpp"
+
+#include "engine/commit_signal.hpp"
+#include "engine/json.hpp"
+#include "replication/node_impl.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+
+namespace hdbrepl::ext {
+namespace node_detail {
+
+// ---- the database thread ----------------------------------------------------------------
+
+void db_thread::run() {
+    // Named so that per-thread CPU shows in top -H and in the replication bench.
+    pthread_setname_np(pthread_self(), "hdbrepl-db");
+    for (;;) {
+        std::function<void()> job;
+        {
+            std::unique_lock lock(m_);
+            cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+            if (stopping_) return; // unfinished work is left for resync
+            job = std::move(jobs_.front());
+            jobs_.pop_front();
+        }
+        try {
+            job();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "hdbrepl: database job failed: %s\n", e.what());
+        }
+    }
+}
+
+// ---- explicit subscriptions --------------------------------------------------------------
+
+// Parses the stored subscriptions JSON; empty = replicate everything (automatic).
+sub_rules parse_rules(const std::string& text) {
+    sub_rules out;
+    auto v = json::parse_or_null(text);
+    if (!v.is_array()) return out;
+    for (auto& e : v.as_array()) {
+        if (!e.is_object()) continue;
+        auto& o = e.as_object();
+        sub_rule r;
+        r.database = json::get_string(o, "database");
+        if (r.database.empty()) r.database = json::get_string(o, "schema");
+        r.table = json::get_string(o, "table");
+        if (auto* p = o.if_contains("publish")) r.publish = p->is_bool() && p->as_bool();
+        if (auto* p = o.if_contains("subscribe")) r.subscribe = p->is_bool() && p->as_bool();
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+// ---- start and stop (user thread) ---------------------------------------------------------
+
+bool node_impl::open_connection(sqlite3** out, std::string& error) {
+    // No per-call mutex: the database thread is the only one that uses the node's connections
+    // (they are closed on it too; a copy's is handed over through its shared_ptr). The lock and
+    // unlock around every bind, step and column call cost ~7% of an applied row (callgrind).
+    int rc = sqlite3_open_v2(path_.c_str(), out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+        error = std::string("cannot open '") + path_ + "': " + (*out ? sqlite3_errmsg(*out) : sqlite3_errstr(rc));
+        sqlite3_close_v2(*out);
+        *out = nullptr;
+        return false;
+    }
+    char* err = nullptr;
+    // The node's connections need the module too (the apply path creates tables).
+    register_module_(*out, &err, api_);
+    sqlite3_free(err);
+    sqlite3_busy_timeout(*out, 5000);
+    // secure_delete=FAST: pruning the log need not zero every freed page (Debian builds
+    // SQLite with SECURE_DELETE on, which made each prune rewrite megabytes).
+    // cache_size 8 MiB (SQLite's default is 2): the apply path's b-tree and index pages stay in
+    // the connection's cache instead of being read back from the OS page by page.
+    sqlite3_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=FAST; PRAGMA cache_size=-8192;", nullptr,
+                 nullptr, nullptr);
+    if (cfg_.max_database_size > 0) {
+        // A quota on what the node writes: past it SQLite says SQLITE_FULL, as a full disk does.
+        sqlite3_stmt* s = nullptr;
+        std::int64_t page = 4096;
+        if (sqlite3_prepare_v2(*out, "PRAGMA page_size", -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+            page = std::max<std::int64_t>(512, sqlite3_column_int64(s, 0));
+        sqlite3_finalize(s);
+        const std::string pragma = "PRAGMA max_page_count = " + std::to_string(std::max<std::int64_t>(1, cfg_.max_database_size / page));
+        sqlite3_exec(*out, pragma.c_str(), nullptr, nullptr, nullptr);
+    }
+    return true;
+}
+
+bool node_impl::start(std::string& error) {
+    name_ = cfg_.hostname;
+    replicate_system_ = cfg_.all_databases;
+    for (const auto& d : cfg_.databases) {
+        replicate_system_ = replicate_system_ || d.name == "system";
+        main_sharded_ = main_sharded_ || (d.name == "main" && d.sharded);
+    }
+    for (const auto& r : cfg_.routes)
+        if (r.shard >= 0) given_shards_[r.hostname] = r.shard;
+    db_ = std::make_unique<db_thread>();
+    // Open the connections and read the persisted state on the database thread. What the
+    // thread hands back is shared with it, not on this stack: after a timeout here it may
+    // still finish (the node's own members are safe: the destructor joins that thread).
+    auto opened = std::make_shared<std::promise<std::string>>();
+    auto fut = opened->get_future();
+    auto known_rows = std::make_shared<std::vector<node_row>>();
+    db_->post([this, opened, known_rows] {
+        auto& known = *known_rows;
+        std::string err;
+        if (!open_connection(&wdb_, err) || !open_connection(&rdb_, err)) { opened->set_value(err); return; }
+        // The applying connection commits with the WAL fsynced (synchronous=FULL): an ack is sent
+        // after that commit and promises the change survives a power loss here (repl_confirm
+        // counts on it). Batches of up to 1,000 records share one commit, so one fsync each.
+        sqlite3_exec(wdb_, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
+        int rc = ensure_replication_tables(wdb_, "main", err);
+        if (rc == SQLITE_OK) {
+            wstore_ = std::make_unique<replication_store>(wdb_, "main");
+            staging_ = std::make_unique<part_staging>(wstore_->system());
+            rstore_ = std::make_unique<replication_store>(rdb_, "main");
+            applier_ = std::make_unique<applier>(wdb_, "main");
+            if (wstore_->system().node_name() != name_) rc = wstore_->system().set_meta("node_name", name_);
+            // For hdb_nodes' own row.
+            if (rc == SQLITE_OK) rc = wstore_->system().set_meta("node_url", self_url());
+            if (rc == SQLITE_OK && cfg_.shard >= 0) rc = wstore_->system().set_meta("node_shard", std::to_string(cfg_.shard));
+            // replicateTo for the writers' connections (row_placer.hpp), which place each row
+            // at commit; and the table that keeps where rows live.
+            if (rc == SQLITE_OK) {
+                placement_store ps(wstore_->system(), wdb_);
+                rc = ps.ensure();
+                if (rc == SQLITE_OK) rc = ps.clear_stale_flag();
+                if (rc == SQLITE_OK)
+                    rc = cfg_.replicate_to >= 0 ? wstore_->system().set_meta("replicate_to", std::to_string(cfg_.replicate_to))
+                                                : exec_sql(wdb_, "DELETE FROM main.hdbrepl_meta WHERE key = 'replicate_to'", err);
+            }
+            if (rc == SQLITE_OK && wstore_->system().get_meta("placed_elsewhere")) holds_part_ = true;
+        }
+        if (rc == SQLITE_OK && exec_sql(wdb_, "BEGIN IMMEDIATE", err) == SQLITE_OK) {
+            // Indexes left out by a copy that a crash interrupted.
+            int irc = restore_deferred_indexes(err);
+            exec_sql(wdb_, irc == SQLITE_OK ? "COMMIT" : "ROLLBACK", err);
+            err.clear();
+        }
+        if (rc == SQLITE_OK) {
+            security_ = std::make_unique<node_security>(wdb_, path_, cfg_);
+            if (std::string e = security_->load(sec_); !e.empty()) {
+                opened->set_value(e);
+                return;
+            }
+            users_seen_ = sec_.users.users;
+            update_own_member();
+        }
+        if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
+        if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
+        if (rc == SQLITE_OK) rc = wstore_->load_removed(removed_);
+        for (const auto& k : known) {
+            if (!k.subscriptions_json.empty()) rules_[k.name] = parse_rules(k.subscriptions_json);
+            if (k.shard >= 0) given_shards_[k.name] = k.shard;
+        }
+        if (rc == SQLITE_OK) {
+            synced_ = wstore_->system().get_meta("synced").value_or("") == "1";
+            rstore_->last_seq(log_last_seq_);
+            bool found = false;
+            if (!synced_) rc = wstore_->load_copy_resume(resume_, found);
+            if (found && resume_.has_point) {
+                resume_point_ = w::copy_resume{resume_.table, resume_.phase, resume_.key};
+                resume_rows_ = resume_.rows_done;
+                log_line(name_, "an initial copy was cut after " + std::to_string(resume_.rows_done) + " rows (table " + resume_.table +
+                                    "): it resumes there");
+            }
+        }
+        if (rc != SQLITE_OK && err.empty()) err = sqlite3_errmsg(wdb_);
+        opened->set_value(rc == SQLITE_OK ? "" : "preparing the database: " + err);
+    });
+    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) { error = "timed out opening the database"; return false; }
+    error = fut.get();
+    if (!error.empty()) return false;
+    const std::vector<node_row> known = std::move(*known_rows);
+    {
+        std::lock_guard lock(shared_m_);
+        progress_copy_ = progress_;
+    }
+    // Listen, then dial; both on the io thread.
+    auto listening = std::make_shared<std::promise<std::string>>();
+    auto lfut = listening->get_future();
+    auto self = shared_from_this();
+    io_->post([self, listening, known] {
+        std::string err;
+        net::link_options opts = self->link_opts();
+        if (self->cfg_.has_port) {
+            std::weak_ptr<node_impl> weak = self;
+            auto l = net::listen(
+                *self->io_, self->cfg_.bind, static_cast<std::uint16_t>(self->cfg_.port), opts,
+                [weak](const std::string& ip, const std::string& target) {
+                    auto s = weak.lock();
+                    return s && !s->stopped_ && s->accept_plain(ip, target);
+                },
+                [weak](const net::link_ptr& link) {
+                    if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
+                },
+                err);
+            if (!l) { listening->set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.port) + ": " + err); return; }
+            self->listeners_.push_back(l);
+        }
+        if (self->cfg_.serve_secure) {
+            std::weak_ptr<node_impl> weak = self;
+            auto l = net::listen_tls_async(
+                *self->io_, self->cfg_.bind, static_cast<std::uint16_t>(self->cfg_.secure_port), opts, self->sec_.identity,
+                [weak](const net::peer_check& pc, net::respond_fn respond) {
+                    auto s = weak.lock();
+                    if (!s || s->stopped_) return respond(net::accept_decision{503, "node stopping"});
+                    s->check_secure(pc, std::move(respond)); // answers later for /hdbrepl/sign (node_trust.cpp)
+                },
+                [weak](const net::link_ptr& link) {
+                    if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
+                },
+                err);
+            if (!l) {
+                listening->set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.secure_port) + " (securePort): " + err);
+                return;
+            }
+            self->tls_listener_ = l;
+            self->listeners_.push_back(l);
+        }
+        for (const auto& r : self->cfg_.routes) self->add_target(r.hostname, r.port, r.scheme, r.start_time_ms);
+        for (const auto& n : known) {
+            auto u = split_node_url(n.url);
+            self->add_target(u.host, u.port, u.scheme.empty() ? "wss" : u.scheme, n.start_time_ms);
+        }
+        self->update_status();
+        self->on_db([](node_impl& n) { n.refresh_membership(true); });
+        listening->set_value("");
+    });
+    if (lfut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) { error = "timed out starting the listener"; return false; }
+    error = lfut.get();
+    if (!error.empty()) return false;
+    std::weak_ptr<node_impl> weak = self;
+    commit_sub_ = commit_signal::subscribe(path_, [weak](std::uint64_t) {
+        if (auto s = weak.lock()) s->on_io([](node_impl& n) { n.pump_all(); });
+    });
+    // Writers in other processes cannot signal us: a light check of the database's
+    // data_version catches their commits (and our own DDL-only transactions).
+    io_->post([self] {
+        std::weak_ptr<node_impl> weak = self;
+        std::function<void()> tick;
+        auto tick_ptr = std::make_shared<std::function<void()>>();
+        *tick_ptr = [weak, tick_ptr] {
+            auto s = weak.lock();
+            if (!s || s->stopped_) return;
+            s->on_db([](node_impl& n) {
+                sqlite3_stmt* st = nullptr;
+                if (sqlite3_prepare_v2(n.rdb_, "PRAGMA data_version", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+                    auto v = sqlite3_column_int64(st, 0);
+                    if (v != n.data_version_) {
+                        n.data_version_ = v;
+                        n.refresh_users();
+                        std::int64_t last = 0;
+                        n.rstore_->last_seq(last);
+                        // Also keeps the backlog of disconnected peers current.
+                        n.on_io([last](node_impl& m) {
+                            m.log_last_seq_ = std::max(m.log_last_seq_, last);
+                            m.pump_all();
+                        });
+                    }
+                }
+                sqlite3_finalize(st);
+            });
+            // Latency and backlog change without events: refresh the status snapshot too.
+            s->update_status();
+            s->poll_timer_ = s->io_->after(clock_ms(250), *tick_ptr);
+        };
+        (*tick_ptr)();
+        self->schedule_prune();
+    });
+    return true;
+}
+
+void node_impl::stop() {
+    if (stopped_.exchange(true)) return;
+    if (commit_sub_) commit_signal::unsubscribe(commit_sub_);
+    // Close sockets on the io thread and wait for that (bounded).
+    auto closed = std::make_shared<std::promise<void>>();
+    auto fut = closed->get_future();
+    // Should the wait below give up, the node may be gone when this runs: hold it if it is
+    // owned (stop() called through a shared_ptr); from the destructor, `this` is only used
+    // while the destructor waits, as before.
+    std::weak_ptr<node_impl> weak = weak_from_this();
+    const bool owned = !weak.expired();
+    io_->post([this, weak, owned, closed] {
+        auto hold = weak.lock();
+        if (owned && !hold) return closed->set_value();
+        for (auto& l : listeners_) l->close();
+        listeners_.clear();
+        tls_listener_.reset();
+        for (auto& [id, li] : links_)
+            if (li.link) li.link->close("node stopping");
+        links_.clear();
+        for (auto& [k, t] : targets_)
+            if (t.retry) t.retry->cancel();
+        if (poll_timer_) poll_timer_->cancel();
+        if (retry_apply_timer_) retry_apply_timer_->cancel();
+        if (prune_timer_) prune_timer_->cancel();
+        peers_.clear();
+        closed->set_value();
+    });
+    fut.wait_for(std::chrono::seconds(5));
+    confirm_cv_.notify_all();
+    if (db_) {
+        // Close the connections on their own thread, then join it.
+        std::promise<void> done;
+        auto dfut = done.get_future();
+        db_->post([this, &done] {
+            applier_.reset();
+            staging_.reset(); // refers to wstore_'s system store
+            wstore_.reset();
+            rstore_.reset();
+            residency_of_definition_.clear(); // their statements live on rdb_
+            if (wdb_) sqlite3_close_v2(wdb_);
+            if (rdb_) sqlite3_close_v2(rdb_);
+            wdb_ = rdb_ = nullptr;
+            done.set_value();
+        });
+        dfut.wait_for(std::chrono::seconds(10));
+        db_->stop_and_join();
+    }
+}
+
+} // namespace node_detail
+
+std::shared_ptr<node> start_node(const std::shared_ptr<net::io_runtime>& io, const std::string& path, const node_config& cfg,
+                                 const sqlite3_api_routines* api, module_registrar register_module, std::string& error) {
+    auto n = std::make_shared<node_detail::node_impl>(io, path, cfg, api, register_module);
+    if (!n->start(error)) {
+        n->stop();
+        return nullptr;
+    }
+    return n;
+}
+
+} // namespace hdbrepl::ext

@@ -1,0 +1,382 @@
+// Receiving: the queue of received items (io thread -> db thread), and applying them on
+// the db thread: transactions in batches (those of many parts whole), pauses when the disk is
+// full. Copies are applied by node_copy_receiving.cpp.
+#include "replication/node_impl.hpp"
+
+#include "engine/txn_record.hpp"
+#include "replication/record_entitlement.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+namespace hdbrepl::ext::node_detail {
+
+namespace {
+
+
+
+// Test hook, as above: HDBREPL_TEST_PART_DELAY_MS holds the db thread before each staged part,
+// so tests can cut a link or kill a node while a transaction of many parts is half received.
+void part_test_delay() {
+    static const long ms = [] {
+        const char* s = std::getenv("HDBREPL_TEST_PART_DELAY_MS");
+        return s ? std::clamp(std::strtol(s, nullptr, 10), 0L, 5000L) : 0L;
+    }();
+    if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+
+} // namespace
+
+// db thread: a message that carries a version out of range, or a record with no valid head,
+// closes its link; what the link queued behind it is dropped.
+void node_impl::refuse_copy(const received& r, const std::string& why) {
+    refused_links_.insert(r.link_id); // what it queued behind this is dropped too
+    while (refused_links_.size() > 256) refused_links_.erase(refused_links_.begin()); // ids only grow: the oldest are long closed
+    on_io([peer = r.peer, link_id = r.link_id, why](node_impl& m) {
+        auto* p = m.find_peer(peer);
+        if (!p || p->link_id != link_id || !p->link) return;
+        m.note_refusal(p->link->remote_address(), peer, "closing link from " + peer + ": " + why);
+        p->last_error = "protocol error: " + why;
+        p->copying = false;
+        p->link->close("protocol error: " + why);
+    });
+}
+
+void node_impl::enqueue(received&& r) {
+    bool schedule = false;
+    {
+        std::lock_guard lock(rx_m_);
+        rx_.push_back(std::move(r));
+        if (!rx_scheduled_) schedule = rx_scheduled_ = true;
+    }
+    if (schedule) on_db([](node_impl& n) { n.drain_received(); });
+}
+
+void node_impl::requeue_and_retry(std::vector<received>& items, std::size_t& i, clock_ms delay) {
+    std::lock_guard lock(rx_m_);
+    for (std::size_t k = items.size(); k > i; --k) rx_.push_front(std::move(items[k - 1]));
+    i = items.size();
+    if (rx_scheduled_) return;
+    rx_scheduled_ = true;
+    on_io([delay](node_impl& m) {
+        m.retry_apply_timer_ = m.io_->after(delay, [w = m.weak_from_this()] {
+            if (auto s = w.lock(); s && !s->stopped_) s->on_db([](node_impl& n) { n.drain_received(); });
+        });
+    });
+}
+
+
+void node_impl::pause_intake(const std::string& why, std::vector<received>& items, std::size_t& i) {
+    intake_retry_ms_ = std::min<std::int64_t>(intake_retry_ms_ ? intake_retry_ms_ * 2 : 250, 4000);
+    if (intake_paused_.empty()) log_line(name_, "intake paused: " + why + " (retrying; nothing is lost)");
+    set_intake_paused(why);
+    requeue_and_retry(items, i, clock_ms(intake_retry_ms_));
+}
+
+void node_impl::intake_ok() {
+    if (intake_paused_.empty()) return;
+    log_line(name_, "intake resumed");
+    intake_retry_ms_ = 0;
+    set_intake_paused("");
+}
+
+void node_impl::set_intake_paused(const std::string& why) {
+    intake_paused_ = why;
+    on_io([why](node_impl& m) {
+        m.intake_status_ = why;
+        m.update_status();
+    });
+}
+
+void node_impl::drain_received() {
+    std::vector<received> items;
+    {
+        std::lock_guard lock(rx_m_);
+        items.assign(std::make_move_iterator(rx_.begin()), std::make_move_iterator(rx_.end()));
+        rx_.clear();
+        rx_scheduled_ = false;
+    }
+    std::size_t i = 0;
+    while (i < items.size() && !stopped_) apply_batch(items, i);
+    items.clear(); // gives the items' queue credit back (queue_credit)
+    // Fragment acks held back while a link's input was over its bound can go now.
+    if (frag_acks_waiting_.exchange(false)) on_io([](node_impl& m) { m.ack_all_fragments(); });
+}
+
+// One received record (a whole transaction, or one of its parts) as this node takes it: the
+// tables this link subscribes to, the changes it is entitled to (record_entitlement.hpp),
+// then applied in the caller's transaction. `record` is as received; a replayed batch (or a
+// retry of a held origin) judges it again, and counts its refusals again.
+// Thread: the db thread.
+apply_result node_impl::apply_received(const received& r, const bytes& record, const apply_options& opt,
+                                       std::map<std::string, std::pair<std::size_t, std::string>>& refused, bool& logged,
+                                       bool& users_touched) {
+    const sub_rules rules = rules_for(r.peer);
+    const bool shares = shares_data_with(r.peer);
+    const bytes* rec = &record;
+    bytes kept;
+    if (!rules.empty() || !replicate_system_ || !shares) { // explicit subscriptions, system, shards
+        kept = filter_record(record.data(), record.size(), [&](const std::string& t) {
+            return is_system_table(t) ? replicate_system_ : shares && rules_allow(rules, t, false);
+        });
+        rec = &kept;
+    }
+    if (!rec->empty()) {
+        auto verdict = entitled_changes(*rec, r.secure, name_, !cfg_.serve_secure);
+        if (verdict.refused) {
+            auto& ref = refused[r.peer];
+            if (ref.first == 0) ref.second = "from origin '" + r.head_origin + "': " + verdict.reason;
+            ref.first += verdict.refused;
+        }
+        if (verdict.rewritten) { // also when only a CA was dropped
+            kept = std::move(verdict.record);
+            rec = &kept;
+        }
+    }
+    // A part left with nothing is still applied, empty: it is logged, so the run this node
+    // relays stays contiguous (txn_record.hpp, "Parts").
+    if (rec->empty() && record_part(record.data(), record.size()).part) {
+        kept = empty_part_like(record.data(), record.size());
+        rec = &kept;
+    }
+    auto res = rec->empty() ? apply_result{} : applier_->apply(rec->data(), rec->size(), opt);
+    if (res.rc != SQLITE_OK || res.clock_skew) return res;
+    // Rows placed elsewhere were withheld (placed and trimmed): lookups that miss forward.
+    if (record_is_placed(rec->data(), rec->size()) && record_is_trimmed(rec->data(), rec->size()) && !holds_part_.exchange(true))
+        wstore_->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
+    logged = logged || res.logged;
+    // A cheap over-approximation: a system table's name prefix in the record's bytes.
+    static const std::string system_prefix = "hdbrepl_";
+    users_touched = users_touched || std::search(rec->begin(), rec->end(), system_prefix.begin(), system_prefix.end()) != rec->end();
+    return res;
+}
+
+void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
+    auto& first = items[i];
+    if (refused_links_.count(first.link_id)) {
+        ++i;
+        return;
+    }
+    if (first.what != received::txn) return apply_copy_item(items, i); // node_copy_receiving.cpp
+    // A run of transactions: applied in one SQLite transaction, each in its own savepoint.
+    std::string err;
+    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) {
+        // Busy for longer than the timeout: try again shortly, keeping the order.
+        return requeue_and_retry(items, i, clock_ms(100));
+    }
+    progress_map batch;
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> acks; // peer -> (link, seq)
+    // Records held back this batch (moved to parked_ once the batch commits): index -> why,
+    // and whether it was refused (backoff grows) rather than early (clock skew).
+    std::map<std::size_t, std::pair<std::string, bool>> to_park;
+    std::map<std::string, std::pair<std::size_t, std::string>> refused; // peer -> (changes, first reason)
+    bool logged = false, users_touched = false;
+    std::size_t count = 0;
+    apply_options opt;
+    opt.max_clock_skew_ms = static_cast<std::uint64_t>(cfg_.max_clock_skew_ms);
+    // First pass without savepoints (a savepoint per record journals every page it
+    // touches); if a record fails, undo the batch and replay it with savepoints, so only
+    // the failing record is left out.
+    const std::size_t batch_start = i;
+    std::string resource_error;
+    auto undo_batch = [&] {
+        exec_sql(wdb_, "ROLLBACK", err);
+        applier_->forget_caches();
+        progress_.clear();
+        floors_.clear();
+        wstore_->load_progress(progress_, floors_);
+    };
+    for (int pass = 0;; ++pass) {
+        opt.savepoint = pass > 0;
+        bool replay = false;
+        batch.clear();
+        acks.clear();
+        to_park.clear();
+        refused.clear();
+        std::set<std::string> held; // origins held back in this pass (or before it)
+        logged = false;
+        count = 0;
+        while (i < items.size() && items[i].what == received::txn && count < 1000) {
+            auto& r = items[i];
+            if (refused_links_.count(r.link_id)) { // cut off: what it queued is dropped
+                ++i;
+                ++count;
+                continue;
+            }
+            if (!r.head_ok && !peek_record_head(r.record.data(), r.record.size(), r.head_hlc, r.head_origin)) {
+                // Not even a record head: nothing of it can be applied or held in order.
+                refuse_copy(r, "a txn whose record has no valid head");
+                ++i;
+                ++count;
+                continue;
+            }
+            r.head_ok = true;
+            const hlc_t hlc = r.head_hlc;
+            const std::string origin = r.head_origin;
+            // An origin with a record held back: everything after it waits behind it, in order.
+            if (held.count(origin) || (parked_.count(origin) && !parked_[origin].retrying)) {
+                held.insert(origin);
+                to_park[i] = {"", false};
+                ++i;
+                ++count;
+                continue;
+            }
+            auto& have = progress_[origin];
+            if (hlc > have) { // each origin's changes apply once, in order
+                const part_info part = record_part(r.record.data(), r.record.size());
+                if (part.part && !part.last) {
+                    // A part before the last: kept in the database until the last one comes
+                    // (part_staging.hpp); acked below, so the sender's window moves on.
+                    part_test_delay();
+                    int src = staging_->stage(origin, hlc, part.index, r.record.data(), r.record.size());
+                    if (src != SQLITE_OK) {
+                        resource_error = std::string("staging a transaction part: ") + sqlite3_errmsg(wdb_);
+                        break;
+                    }
+                    acks[r.peer] = {r.link_id, r.seq};
+                    ++i;
+                    ++count;
+                    continue;
+                }
+                apply_result res;
+                if (!part.part) {
+                    res = apply_received(r, r.record, opt, refused, logged, users_touched);
+                } else {
+                    // The last part: the staged ones, then this one, in one SQLite transaction
+                    // (the batch's), inside a savepoint of their own when records are isolated.
+                    std::uint32_t staged = 0;
+                    int crc = staging_->count(origin, hlc, part.index, staged);
+                    if (crc != SQLITE_OK) {
+                        resource_error = std::string("reading staged transaction parts: ") + sqlite3_errmsg(wdb_);
+                        break;
+                    }
+                    if (staged != part.index) {
+                        res.rc = SQLITE_ERROR;
+                        res.error = "transaction " + std::to_string(hlc) + " of " + origin + ": " + std::to_string(part.index - staged) +
+                                    " of its " + std::to_string(part.index + 1) + " parts never arrived";
+                    } else {
+                        if (opt.savepoint) exec_sql(wdb_, "SAVEPOINT hdbrepl_parts", err);
+                        bool skew = false;
+                        int frc = staging_->for_each(origin, hlc, part.index, [&](bytes&& body) {
+                            res = apply_received(r, body, opt, refused, logged, users_touched);
+                            skew = res.clock_skew;
+                            return res.rc == SQLITE_OK && !skew;
+                        });
+                        if (frc != SQLITE_OK && res.rc == SQLITE_OK) {
+                            res.rc = frc;
+                            res.error = std::string("reading staged transaction parts: ") + sqlite3_errstr(frc);
+                        }
+                        if (res.rc == SQLITE_OK && !skew) res = apply_received(r, r.record, opt, refused, logged, users_touched);
+                        if (res.rc == SQLITE_OK && !res.clock_skew) {
+                            res.rc = staging_->drop(origin, hlc);
+                            if (res.rc != SQLITE_OK) res.error = sqlite3_errmsg(wdb_);
+                        }
+                        const bool failed = res.rc != SQLITE_OK || res.clock_skew;
+                        if (opt.savepoint) {
+                            if (failed) exec_sql(wdb_, "ROLLBACK TO hdbrepl_parts", err);
+                            exec_sql(wdb_, "RELEASE hdbrepl_parts", err);
+                        } else if (failed && !is_resource_error(res.rc)) {
+                            // Parts before it are in the batch already: only a replay with
+                            // savepoints can leave this transaction out and keep the rest.
+                            replay = true;
+                            break;
+                        }
+                    }
+                }
+                if (res.clock_skew) {
+                    // Too far ahead of our clock: this origin waits (nothing was written), the
+                    // others go on.
+                    held.insert(origin);
+                    to_park[i] = {res.error, false};
+                    ++i;
+                    ++count;
+                    continue;
+                }
+                if (res.rc != SQLITE_OK && is_resource_error(res.rc)) { resource_error = res.error; break; }
+                if (res.rc != SQLITE_OK) {
+                    if (!opt.savepoint) { replay = true; break; }
+                    held.insert(origin);
+                    to_park[i] = {res.error, true};
+                    ++i;
+                    ++count;
+                    continue;
+                }
+                have = hlc;
+                batch[origin] = hlc;
+            }
+            acks[r.peer] = {r.link_id, r.seq};
+            ++i;
+            ++count;
+        }
+        if (!replay || !resource_error.empty()) break;
+        undo_batch();
+        i = batch_start;
+        if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return requeue_and_retry(items, i, clock_ms(100));
+    }
+    int rc = SQLITE_OK;
+    if (resource_error.empty()) {
+        rc = batch.empty() ? SQLITE_OK : wstore_->raise_progress(batch);
+        if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+        if (rc != SQLITE_OK) resource_error = sqlite3_errmsg(wdb_);
+    }
+    if (!resource_error.empty()) {
+        // The disk is full (or failing), not the record bad: nothing is refused or acked.
+        // Every record waits, in order, and the batch is tried again after a pause that
+        // grows to a few seconds (no event says that space came back). Senders stop when
+        // their flow-control windows fill, so a paused node costs them bounded memory.
+        undo_batch();
+        i = batch_start;
+        return pause_intake(resource_error, items, i);
+    }
+    intake_ok();
+    if (users_touched) {
+        // Before the acks below: a peer that saw its change confirmed can rely on it here.
+        refresh_users();
+        refresh_membership(false);
+    }
+    // Origins whose record applied (or was already here) while retried are well again.
+    for (const auto& [o, h] : batch) parked_done(o);
+    for (std::size_t k = batch_start; k < i; ++k)
+        if (!to_park.count(k) && items[k].what == received::txn && items[k].head_ok) parked_done(items[k].head_origin);
+    std::vector<std::string> newly_held;
+    for (auto& [k, why] : to_park) {
+        const std::string o = items[k].head_origin;
+        if (!parked_.count(o) || parked_[o].retrying) newly_held.push_back(o);
+        park(o, std::move(items[k]), why.first, why.second);
+    }
+    // Acks stay below the first held record of each link: an ack covers every seq before it.
+    for (auto& [peer, a] : acks) {
+        max_seen_seq_[a.first] = std::max(max_seen_seq_[a.first], a.second);
+        a.second = std::min(a.second, ack_ceiling(a.first));
+    }
+    {
+        std::lock_guard lock(shared_m_);
+        progress_copy_ = progress_;
+    }
+    if (!to_park.empty() || !newly_held.empty()) publish_parked();
+    std::vector<std::string> applied_origins;
+    for (const auto& [o, h] : batch) applied_origins.push_back(o);
+    on_io([acks, refused, logged, applied_origins](node_impl& m) {
+        for (const auto& [peer, a] : acks)
+            if (auto* p = m.find_peer(peer); p && p->link_id == a.first && a.second > 0) m.send(*p, w::ack{a.second});
+        for (const auto& [peer, ref] : refused) {
+            auto* p = m.find_peer(peer);
+            m.note_refusal(p && p->link ? p->link->remote_address() : "", peer,
+                           "left out " + std::to_string(ref.first) + " change(s) received from " + peer + " " + ref.second);
+        }
+        // Forward what we applied, to the peers that take it from us: in a steady full mesh
+        // every peer hears each origin directly (excluded), and a log read for each of them
+        // after each applied batch would find nothing (n(n-1) empty reads per commit).
+        if (logged)
+            for (auto& [name, p] : m.peers_) {
+                bool wants = false;
+                for (const auto& o : applied_origins) wants = wants || (o != name && !p.filter.exclude.count(o));
+                if (wants) m.pump(name);
+            }
+    });
+}
+
+} // namespace hdbrepl::ext::node_detail
