@@ -1,13 +1,22 @@
 // Unit tests for extension/config.hpp: every form of routes and databases, the defaults,
 // canonical() as the "same config?" test, file and inline input, and one test per
-// rejection checking that the message names the key and the line.
+// rejection checking that the message names the key and the line. At the end, the pieces
+// the loader is built from on their own: the value parsers (config_values.hpp), the
+// message helpers (config_text.hpp) and the text-or-path rule and file reading
+// (config_file.hpp).
 #include <catch2/catch.hpp>
 
 #include "extension/config.hpp"
+#include "extension/config_file.hpp"
+#include "extension/config_keys.hpp"
+#include "extension/config_text.hpp"
+#include "extension/config_values.hpp"
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <unistd.h>
 
@@ -652,4 +661,148 @@ TEST_CASE("config: hostile input never throws", "[unit][config]") {
         REQUIRE_NOTHROW(r = load_node_config(in));
         if (auto* e = std::get_if<config_error>(&r)) CHECK_FALSE(e->message.empty());
     }
+}
+
+// ---------------------------------------------------------------- the pieces on their own
+
+namespace cd = hdbrepl::ext::config_detail;
+
+TEST_CASE("config values: integers are plain decimal", "[unit][config]") {
+    CHECK(cd::parse_integer("42") == 42);
+    CHECK(cd::parse_integer("+42") == 42);
+    CHECK(cd::parse_integer("-7") == -7);
+    CHECK(cd::parse_integer("0") == 0);
+    CHECK(cd::parse_integer("9223372036854775807") == std::numeric_limits<std::int64_t>::max());
+    for (const char* bad : {"", "+", "++1", "0x10", "1e3", "1.0", " 1", "1 ", "12a", "9223372036854775808"}) {
+        INFO("'" << bad << "'");
+        CHECK_FALSE(cd::parse_integer(bad));
+    }
+}
+
+TEST_CASE("config values: durations in milliseconds or with a unit", "[unit][config]") {
+    CHECK(cd::parse_duration_ms("30000") == 30000);
+    CHECK(cd::parse_duration_ms("10ms") == 10);
+    CHECK(cd::parse_duration_ms("30s") == 30000);
+    CHECK(cd::parse_duration_ms("5 m") == 5 * 60000);
+    CHECK(cd::parse_duration_ms("2H") == 2 * 3600000);
+    CHECK(cd::parse_duration_ms("7d") == 7 * 86400000LL);
+    CHECK(cd::parse_duration_ms("-5") == -5); // a number; the loader's bounds refuse it
+    for (const char* bad : {"", "s", "1.5s", "-1s", "+1s", "30 sec", "30s ", "1w", "9223372036854775807d"}) {
+        INFO("'" << bad << "'");
+        CHECK_FALSE(cd::parse_duration_ms(bad));
+    }
+}
+
+TEST_CASE("config values: sizes in bytes or with a binary unit", "[unit][config]") {
+    CHECK(cd::parse_bytes("1048576") == 1048576);
+    CHECK(cd::parse_bytes("3b") == 3);
+    CHECK(cd::parse_bytes("64 kib") == 64 * 1024);
+    CHECK(cd::parse_bytes("16MiB") == 16 * 1024 * 1024);
+    CHECK(cd::parse_bytes("2GiB") == 2 * cd::gib);
+    for (const char* bad : {"", "MiB", "1MB", "1k", "1.5MiB", "-1KiB", "9223372036854775807GiB"}) {
+        INFO("'" << bad << "'");
+        CHECK_FALSE(cd::parse_bytes(bad));
+    }
+}
+
+TEST_CASE("config values: durations and sizes in messages use the largest whole unit", "[unit][config]") {
+    CHECK(cd::format_duration(0) == "0ms");
+    CHECK(cd::format_duration(1500) == "1500ms");
+    CHECK(cd::format_duration(30000) == "30s");
+    CHECK(cd::format_duration(90000) == "90s");
+    CHECK(cd::format_duration(60000) == "1m");
+    CHECK(cd::format_duration(cd::hour_ms) == "1h");
+    CHECK(cd::format_duration(3650 * cd::day_ms) == "3650d");
+    CHECK(cd::format_bytes(0) == "0 bytes");
+    CHECK(cd::format_bytes(1000) == "1000 bytes");
+    CHECK(cd::format_bytes(64 * cd::kib) == "64KiB");
+    CHECK(cd::format_bytes(16 * cd::mib) == "16MiB");
+    CHECK(cd::format_bytes(std::int64_t{1} << 50) == "1048576GiB");
+}
+
+TEST_CASE("config values: ISO 8601 times", "[unit][config]") {
+    const std::int64_t june = 1717200000000; // 2024-06-01T00:00:00Z
+    CHECK(cd::parse_iso8601_utc("1970-01-01") == 0);
+    CHECK(cd::parse_iso8601_utc("2024-06-01") == june);
+    CHECK(cd::parse_iso8601_utc("2024-06-01T00:00:00Z") == june);
+    CHECK(cd::parse_iso8601_utc("2024-06-01t00:00z") == june);
+    CHECK(cd::parse_iso8601_utc("2024-06-01T02:00:00+02:00") == june);
+    CHECK(cd::parse_iso8601_utc("2024-06-01T02:00+0200") == june);
+    CHECK(cd::parse_iso8601_utc("2024-05-31T23:00:00-01:00") == june);
+    CHECK(cd::parse_iso8601_utc("2024-06-01 00:00:00.5Z") == june + 500);
+    CHECK(cd::parse_iso8601_utc("2024-06-01T00:00:00,123456Z") == june + 123);
+    CHECK(cd::parse_iso8601_utc("2024-02-29"));
+    for (const char* bad : {"", "2024-06-01T00:00:00", "2024-06-01T00:00", "2023-02-29", "2024-13-01", "2024-04-31",
+                            "2024-6-01", "2024-06-01Z", "2024-06-01T24:00:00Z", "2024-06-01T00:60:00Z",
+                            "2024-06-01T00:00:60Z", "2024-06-01T00:00:00.Z", "2024-06-01T00:00:00+2:00",
+                            "2024-06-01T00:00:00+24:00", "2024-06-01T00:00:00Z ", "1969-12-31T23:59:59Z",
+                            "1970-01-01T00:30:00+01:00"}) {
+        INFO("'" << bad << "'");
+        CHECK_FALSE(cd::parse_iso8601_utc(bad));
+    }
+}
+
+TEST_CASE("config values: IP literals and hostnames", "[unit][config]") {
+    CHECK(cd::ip_text("127.0.0.1") == "127.0.0.1");
+    CHECK(cd::ip_text("0:0::1") == "::1");
+    CHECK(cd::ip_text("::FFFF:1.2.3.4") == "::ffff:1.2.3.4");
+    CHECK_FALSE(cd::ip_text("1.2.3"));
+    CHECK_FALSE(cd::ip_text("node-1"));
+    CHECK_FALSE(cd::ip_text("[::1]"));
+
+    CHECK(cd::hostname_problem("node-1.example.com").empty());
+    CHECK(cd::hostname_problem("under_score").empty());
+    CHECK(cd::hostname_problem("::1").empty());
+    CHECK(cd::hostname_problem("10.0.0.1").empty());
+    CHECK(cd::hostname_problem("") == "must not be empty");
+    CHECK(cd::hostname_problem("wss://a").rfind("is a URL", 0) == 0);
+    CHECK(cd::hostname_problem("a:9933").rfind("contains ':' but is not an IPv6 address", 0) == 0);
+    CHECK(cd::hostname_problem(std::string(254, 'a')) == "is longer than 253 characters");
+    CHECK(cd::hostname_problem(std::string(253, 'a')).empty());
+    CHECK(cd::hostname_problem("a b") == "contains a space or control character");
+    CHECK(cd::hostname_problem("a/b") == "contains '/', which a hostname cannot contain");
+    for (const char* h : {".a", "a.", "a..b"})
+        CHECK(cd::hostname_problem(h) == "has an empty label (a leading, trailing or doubled '.')");
+    CHECK(cd::hostname_problem("300.1.1.1") == "looks like an IPv4 address but is not a valid one");
+
+    CHECK(cd::host_key("Node.Example") == "node.example");
+    CHECK(cd::host_key("0:0::1") == "::1");
+    CHECK(cd::strip_ipv6_brackets("[::1]") == "::1");
+    CHECK(cd::strip_ipv6_brackets("[host]") == "[host]");
+    CHECK(cd::strip_ipv6_brackets("::1") == "::1");
+}
+
+TEST_CASE("config text: suggestions and quoting", "[unit][config]") {
+    CHECK(cd::edit_distance("tsl", "tls") == 1);
+    CHECK(cd::edit_distance("", "abc") == 3);
+    CHECK(cd::closest("tsl", {"replication", "tls"}) == "tls");
+    CHECK(cd::closest("secure_port", cd::replication_keys) == "securePort");
+    CHECK(cd::closest("PingIntervall", cd::replication_keys) == "pingInterval");
+    CHECK(cd::closest("abc", {"tls"}).empty()); // short names need a near match
+    CHECK(cd::closest("completelyDifferent", cd::replication_keys).empty());
+    CHECK(cd::join({"a", "b", "c"}) == "a, b, c");
+    CHECK(cd::quote("a\nb\tc") == "'a b c'");
+    CHECK(cd::quote(std::string(70, 'x')) == "'" + std::string(60, 'x') + "...'");
+}
+
+TEST_CASE("config file: text or path, and the size cap", "[unit][config]") {
+    CHECK(cd::looks_like_text("replication:\n  hostname: a"));
+    CHECK(cd::looks_like_text("  {\"replication\": {}}"));
+    CHECK(cd::looks_like_text("replication: {hostname: a}"));
+    CHECK(cd::looks_like_text("'replication' : {hostname: a}"));
+    CHECK_FALSE(cd::looks_like_text("/etc/hdbrepl/harperdb-config.yaml"));
+    CHECK_FALSE(cd::looks_like_text("replication_node.yaml"));
+
+    temp_dir d;
+    std::string text;
+    CHECK_FALSE(cd::read_config_file(d.write("ok.yaml", "replication:\n  hostname: a\n"), text));
+    CHECK(text == "replication:\n  hostname: a\n");
+    text.clear();
+    const auto big = cd::read_config_file(d.write("big.yaml", std::string(cd::max_config_bytes + 1, '#')), text);
+    REQUIRE(big);
+    CHECK(big->find("larger than 1 MiB") != std::string::npos);
+    text.clear();
+    const auto missing = cd::read_config_file((d.path / "none.yaml").string(), text);
+    REQUIRE(missing);
+    CHECK(missing->rfind("cannot read config file '", 0) == 0);
 }
