@@ -126,13 +126,12 @@ bool node_impl::start(std::string& error) {
     // Open the connections and read the persisted state on the database thread. What the
     // thread hands back is shared with it, not on this stack: after a timeout here it may
     // still finish (the node's own members are safe: the destructor joins that thread).
-    auto opened = std::make_shared<std::promise<std::string>>();
-    auto fut = opened->get_future();
+    reply<std::string> opened;
     auto known_rows = std::make_shared<std::vector<node_row>>();
     db_->post([this, opened, known_rows] {
         auto& known = *known_rows;
         std::string err;
-        if (!open_connection(&wdb_, err) || !open_connection(&rdb_, err)) { opened->set_value(err); return; }
+        if (!open_connection(&wdb_, err) || !open_connection(&rdb_, err)) { opened(err); return; }
         // The applying connection commits with the WAL fsynced (synchronous=FULL): an ack is sent
         // after that commit and promises the change survives a power loss here (repl_confirm
         // counts on it). Batches of up to 1,000 records share one commit, so one fsync each.
@@ -168,7 +167,7 @@ bool node_impl::start(std::string& error) {
         if (rc == SQLITE_OK) {
             security_ = std::make_unique<node_security>(wdb_, path_, cfg_);
             if (std::string e = security_->load(sec_); !e.empty()) {
-                opened->set_value(e);
+                opened(e);
                 return;
             }
             users_seen_ = sec_.users.users;
@@ -194,10 +193,11 @@ bool node_impl::start(std::string& error) {
             }
         }
         if (rc != SQLITE_OK && err.empty()) err = sqlite3_errmsg(wdb_);
-        opened->set_value(rc == SQLITE_OK ? "" : "preparing the database: " + err);
+        opened(rc == SQLITE_OK ? "" : "preparing the database: " + err);
     });
-    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) { error = "timed out opening the database"; return false; }
-    error = fut.get();
+    auto open_error = opened.wait(std::chrono::seconds(10));
+    if (!open_error) { error = "timed out opening the database"; return false; }
+    error = *open_error;
     if (!error.empty()) return false;
     const std::vector<node_row> known = std::move(*known_rows);
     {
@@ -205,8 +205,7 @@ bool node_impl::start(std::string& error) {
         progress_copy_ = progress_;
     }
     // Listen, then dial; both on the io thread.
-    auto listening = std::make_shared<std::promise<std::string>>();
-    auto lfut = listening->get_future();
+    reply<std::string> listening;
     auto self = shared_from_this();
     io_->post([self, listening, known] {
         std::string err;
@@ -223,7 +222,7 @@ bool node_impl::start(std::string& error) {
                     if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
                 },
                 err);
-            if (!l) { listening->set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.port) + ": " + err); return; }
+            if (!l) { listening("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.port) + ": " + err); return; }
             self->listeners_.push_back(l);
         }
         if (self->cfg_.serve_secure) {
@@ -240,7 +239,7 @@ bool node_impl::start(std::string& error) {
                 },
                 err);
             if (!l) {
-                listening->set_value("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.secure_port) + " (securePort): " + err);
+                listening("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.secure_port) + " (securePort): " + err);
                 return;
             }
             self->tls_listener_ = l;
@@ -253,10 +252,11 @@ bool node_impl::start(std::string& error) {
         }
         self->update_status();
         self->on_db([](node_impl& n) { n.refresh_membership(true); });
-        listening->set_value("");
+        listening("");
     });
-    if (lfut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) { error = "timed out starting the listener"; return false; }
-    error = lfut.get();
+    auto listen_error = listening.wait(std::chrono::seconds(10));
+    if (!listen_error) { error = "timed out starting the listener"; return false; }
+    error = *listen_error;
     if (!error.empty()) return false;
     std::weak_ptr<node_impl> weak = self;
     commit_sub_ = commit_signal::subscribe(path_, [weak](std::uint64_t) {
@@ -303,8 +303,7 @@ void node_impl::stop() {
     if (stopped_.exchange(true)) return;
     if (commit_sub_) commit_signal::unsubscribe(commit_sub_);
     // Close sockets on the io thread and wait for that (bounded).
-    auto closed = std::make_shared<std::promise<void>>();
-    auto fut = closed->get_future();
+    reply<done_t> closed;
     // Should the wait below give up, the node may be gone when this runs: hold it if it is
     // owned (stop() called through a shared_ptr); from the destructor, `this` is only used
     // while the destructor waits, as before.
@@ -312,7 +311,7 @@ void node_impl::stop() {
     const bool owned = !weak.expired();
     io_->post([this, weak, owned, closed] {
         auto hold = weak.lock();
-        if (owned && !hold) return closed->set_value();
+        if (owned && !hold) return closed(done);
         for (auto& l : listeners_) l->close();
         listeners_.clear();
         tls_listener_.reset();
@@ -325,15 +324,14 @@ void node_impl::stop() {
         if (retry_apply_timer_) retry_apply_timer_->cancel();
         if (prune_timer_) prune_timer_->cancel();
         peers_.clear();
-        closed->set_value();
+        closed(done);
     });
-    fut.wait_for(std::chrono::seconds(5));
+    (void)closed.wait(std::chrono::seconds(5));
     confirm_cv_.notify_all();
     if (db_) {
         // Close the connections on their own thread, then join it.
-        std::promise<void> done;
-        auto dfut = done.get_future();
-        db_->post([this, &done] {
+        reply<done_t> closed_db;
+        db_->post([this, closed_db] {
             applier_.reset();
             staging_.reset(); // refers to wstore_'s system store
             wstore_.reset();
@@ -342,9 +340,9 @@ void node_impl::stop() {
             if (wdb_) sqlite3_close_v2(wdb_);
             if (rdb_) sqlite3_close_v2(rdb_);
             wdb_ = rdb_ = nullptr;
-            done.set_value();
+            closed_db(done);
         });
-        dfut.wait_for(std::chrono::seconds(10));
+        (void)closed_db.wait(std::chrono::seconds(10));
         db_->stop_and_join();
     }
 }
@@ -352,8 +350,9 @@ void node_impl::stop() {
 } // namespace node_detail
 
 std::shared_ptr<node> start_node(const std::shared_ptr<net::io_runtime>& io, const std::string& path, const node_config& cfg,
-                                 const sqlite3_api_routines* api, module_registrar register_module, std::string& error) {
-    auto n = std::make_shared<node_detail::node_impl>(io, path, cfg, api, register_module);
+                                 const sqlite3_api_routines* api, module_registrar register_module, std::string& error,
+                                 const fault_hooks& faults) {
+    auto n = std::make_shared<node_detail::node_impl>(io, path, cfg, api, register_module, faults);
     if (!n->start(error)) {
         n->stop();
         return nullptr;

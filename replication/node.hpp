@@ -26,6 +26,7 @@
 
 #include "engine/hlc.hpp"
 #include "engine/sqlite_api.hpp"
+#include "replication/fault_hooks.hpp"
 #include "replication/node_config.hpp"
 #include "sql/node_hooks.hpp"
 
@@ -69,7 +70,9 @@ using module_registrar = int (*)(sqlite3* db, char** pz_err, const sqlite3_api_r
 
 // Starts a node on `path` with its own connections. Returns nullptr with `error` set when
 // the node cannot start (bad database, port in use, ...): nothing is left running then.
+// `faults` is for tests (replication/fault_hooks.hpp); the extension passes none.
 std::shared_ptr<node> start_node(const std::shared_ptr<net::io_runtime>& io, const std::string& path, const node_config& cfg,
-                                 const sqlite3_api_routines* api, module_registrar register_module, std::string& error);
+                                 const sqlite3_api_routines* api, module_registrar register_module, std::string& error,
+                                 const fault_hooks& faults = {});
 
 } // namespace hdbrepl::ext

@@ -242,8 +242,6 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
         if (!e.empty()) return "certificate exchange with '" + hostname + "' failed: " + e;
         verify_tls = true; // we trust its CA now
     }
-    auto done = std::make_shared<std::promise<int>>();
-    auto fut = done->get_future();
     {
         std::lock_guard lock(shared_m_);
         if (row.subscriptions_json.empty()) rules_.erase(row.name);
@@ -251,21 +249,21 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
     }
     // The row, then the dialing, chained from the database thread: if that thread is busy
     // past the wait below, the operation still completes as a whole when it gets to it.
-    on_db([row, done, hostname, port, scheme, start_time, verify_tls](node_impl& n) {
+    auto written = submit_to<int>(node_thread::db, op_wait, [row, hostname, port, scheme, start_time, verify_tls](node_impl& n, reply<int> done) {
         if (row.shard >= 0) n.given_shards_[row.name] = row.shard;
         int rc = n.wstore_->put_node(row);
         if (rc == SQLITE_OK) rc = n.wstore_->set_removed(row.name, false);
         if (rc == SQLITE_OK) rc = clear_removal(n.wdb_, "main", row.name);
         n.removals_seen_.erase(row.name);
-        if (rc != SQLITE_OK) return done->set_value(rc);
+        if (rc != SQLITE_OK) return done(rc);
         n.on_io([done, hostname, port, scheme, start_time, verify_tls](node_impl& m) {
             m.removed_.erase(hostname);
             m.add_target(hostname, port, scheme, start_time, verify_tls);
-            done->set_value(SQLITE_OK);
+            done(SQLITE_OK);
         });
     });
-    if (fut.wait_for(op_wait) != std::future_status::ready) return busy_node_error("adding '" + hostname + "'");
-    if (int rc = fut.get(); rc != SQLITE_OK) return std::string("writing hdb_nodes: ") + sqlite3_errstr(rc);
+    if (!written) return busy_node_error("adding '" + hostname + "'");
+    if (int rc = *written; rc != SQLITE_OK) return std::string("writing hdb_nodes: ") + sqlite3_errstr(rc);
     if (scheme == "wss") {
         // A refusal (untrusted certificate, name mismatch, refused credentials) is the
         // answer to this add_node; a node that is merely down is kept and retried.
@@ -279,14 +277,11 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
                 }
                 m.update_status();
             });
-            auto removed = std::make_shared<std::promise<void>>();
-            auto rfut = removed->get_future();
-            on_db([name = row.name, removed](node_impl& n) {
+            (void)submit_to<done_t>(node_thread::db, op_wait, [name = row.name](node_impl& n, reply<done_t> removed) {
                 bool existed = false;
                 n.wstore_->remove_node(name, existed);
-                removed->set_value();
+                removed(done);
             });
-            rfut.wait_for(op_wait);
             return "cannot connect to '" + hostname + "': " + e;
         }
     }
@@ -321,27 +316,25 @@ std::string node_impl::remove_node(const std::string& operation_json, std::strin
         bool existed = false; // a row in hdb_nodes
         bool known = false;   // a peer or a target of this node
     };
-    auto done = std::make_shared<std::promise<removal>>();
-    auto fut = done->get_future();
     // As in set_node: the io step is chained from the database step, so a removal the wait
     // below gives up on still completes.
-    on_db([name, done](node_impl& n) {
+    auto answer = submit_to<removal>(node_thread::db, op_wait, [name](node_impl& n, reply<removal> done) {
         removal r;
         r.rc = n.wstore_->remove_node(name, r.existed);
         if (r.rc == SQLITE_OK) r.rc = n.wstore_->set_removed(name, true);
         // Every member learns it (and no stale membership row brings the node back).
         if (r.rc == SQLITE_OK) r.rc = put_removal(n.wdb_, "main", name, n.name_);
         n.removals_seen_.insert(name);
-        if (r.rc != SQLITE_OK) return done->set_value(r);
+        if (r.rc != SQLITE_OK) return done(r);
         n.on_io([name, done, r](node_impl& m) mutable {
             r.known = m.peers_.count(name) > 0;
             for (const auto& [key, t] : m.targets_) r.known = r.known || t.peer_name == name || t.host == name;
             m.forget_node(name);
-            done->set_value(r);
+            done(r);
         });
     });
-    if (fut.wait_for(op_wait) != std::future_status::ready) return busy_node_error("removing '" + name + "'");
-    const removal r = fut.get();
+    if (!answer) return busy_node_error("removing '" + name + "'");
+    const removal r = *answer;
     if (r.rc != SQLITE_OK) return std::string("writing hdb_nodes: ") + sqlite3_errstr(r.rc);
     const bool existed = r.existed, was_known = r.known;
     if (!existed && !was_known) return "'" + name + "' does not exist";
@@ -350,14 +343,12 @@ std::string node_impl::remove_node(const std::string& operation_json, std::strin
 }
 
 std::string node_impl::search_nodes_json() {
-    auto done = std::make_shared<std::promise<std::vector<node_row>>>();
-    auto fut = done->get_future();
-    on_db([done](node_impl& n) {
-        std::vector<node_row> rows;
-        n.wstore_->load_nodes(rows);
-        done->set_value(rows);
+    auto rows = submit_to<std::vector<node_row>>(node_thread::db, op_wait, [](node_impl& n, reply<std::vector<node_row>> done) {
+        std::vector<node_row> loaded;
+        n.wstore_->load_nodes(loaded);
+        done(std::move(loaded));
     });
-    if (fut.wait_for(op_wait) != std::future_status::ready) return "[]";
+    if (!rows) return "[]";
     json::array out;
     json::object self;
     self["name"] = name_;
@@ -365,7 +356,7 @@ std::string node_impl::search_nodes_json() {
     self["replicates"] = true;
     self["shard"] = cfg_.shard < 0 ? json::value(nullptr) : json::value(cfg_.shard);
     out.push_back(self);
-    for (const auto& r : fut.get()) {
+    for (const auto& r : *rows) {
         json::object o;
         o["name"] = r.name;
         o["url"] = r.url;

@@ -89,6 +89,7 @@ void node_impl::publish_resume_point() {
 // One item of a copy (copy_begin, copy_rows or copy_end) at items[i]; moves i past what it
 // handled, or leaves it (with the item requeued) when it has to wait.
 void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
+    assert_on(node_thread::db);
     auto& first = items[i];
     if (first.what == received::copy_begin || first.what == received::copy_end) {
         for (const auto& o : first.end.progress)

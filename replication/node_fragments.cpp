@@ -49,6 +49,7 @@ constexpr std::size_t flow_reserve = 64 * 1024;
 } // namespace
 
 void node_impl::send_on(link_info& li, const w::message& m, bool close_if_full) {
+    assert_on(node_thread::io);
     if (!li.link) return;
     auto data = w::encode(m);
     const lane l = lane_of(m);
@@ -68,6 +69,7 @@ void node_impl::send_on(link_info& li, const w::message& m, bool close_if_full) 
 }
 
 void node_impl::pump_out(std::uint64_t link_id) {
+    assert_on(node_thread::io);
     auto* li = find_link(link_id);
     if (!li || !li->link || li->out_q.empty()) return;
     const auto frame = static_cast<std::size_t>(cfg_.max_frame_bytes);
@@ -117,6 +119,7 @@ bool node_impl::out_backlog(const peer& p) {
 }
 
 void node_impl::on_fragment_ack(link_info& li, const w::fragment_ack& a) {
+    assert_on(node_thread::io);
     // The entitlement table let it in only while fragments are unacknowledged; it must also
     // acknowledge more than before and no more than was sent.
     if (li.out_q.empty() || a.received <= li.out_acked || a.received > li.out_sent)
@@ -127,6 +130,7 @@ void node_impl::on_fragment_ack(link_info& li, const w::fragment_ack& a) {
 }
 
 void node_impl::on_fragment(link_info& li, w::fragment&& f) {
+    assert_on(node_thread::io);
     const bool starts = !li.frag_in.active();
     if (std::string why = li.frag_in.add(f, fragment_cap()); !why.empty()) return refuse_on_link(li, why);
     if (starts) li.frag_acked = 0;
@@ -143,6 +147,7 @@ void node_impl::on_fragment(link_info& li, w::fragment&& f) {
 }
 
 void node_impl::ack_fragments(std::uint64_t link_id) {
+    assert_on(node_thread::io);
     auto* li = find_link(link_id);
     if (!li || !li->link || li->frag_received <= li->frag_acked) return;
     if (li->queued->load() > input_bound()) {

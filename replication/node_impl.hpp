@@ -18,9 +18,11 @@
 #include "replication/wire.hpp"
 #include "replication/link_entitlement.hpp"
 #include "replication/node_security.hpp"
+#include "replication/submit_to.hpp"
 #include "net/transport.hpp"
 
 #include <atomic>
+#include <cassert>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -356,8 +358,9 @@ struct copy_state {
 class node_impl final : public node, public std::enable_shared_from_this<node_impl> {
 public:
     node_impl(std::shared_ptr<net::io_runtime> io, std::string path, node_config cfg, const sqlite3_api_routines* api,
-              module_registrar register_module)
-        : io_(std::move(io)), path_(std::move(path)), cfg_(std::move(cfg)), api_(api), register_module_(register_module) {}
+              module_registrar register_module, const fault_hooks& faults)
+        : io_(std::move(io)), path_(std::move(path)), cfg_(std::move(cfg)), api_(api), register_module_(register_module),
+          faults_(faults) {}
 
     ~node_impl() override { stop(); }
 
@@ -381,7 +384,7 @@ private:
     // Forwarded reads under way (io thread): asked of every connected peer at once; the
     // first that has the row answers the caller (the nearest, in effect).
     struct pending_read {
-        std::shared_ptr<std::promise<sql::forwarded_read>> done;
+        reply<sql::forwarded_read> done;
         std::set<std::string> waiting; // peers not answered yet
         std::set<std::string> unreachable; // known nodes we could not ask: "absent" is unsure
         std::shared_ptr<net::timer> timer;
@@ -556,12 +559,22 @@ private:
     void enqueue(received&& r);
     template <class F> void on_io(F&& f);
     template <class F> void on_db(F&& f);
+    // Any thread but `t` (a thread waiting on its own queue would only wait out the timeout):
+    // runs job(node, reply<R>) on thread `t` and waits up to `timeout` for the job, or a step
+    // it hands the reply on to, to answer. nullopt: no answer in time, or the node stopped.
+    template <class R, class F> std::optional<R> submit_to(node_thread t, clock_ms timeout, F&& job);
+    // Debug builds: the caller runs on the named thread.
+    void assert_on(node_thread t) const {
+        assert(t == node_thread::io ? io_->in_io_thread() : db_ && db_->on_thread());
+        (void)t;
+    }
 
     std::shared_ptr<net::io_runtime> io_;
     std::string path_;
     node_config cfg_;
     const sqlite3_api_routines* api_;
     const module_registrar register_module_;
+    const fault_hooks faults_; // tests only; see fault_hooks.hpp
     std::string name_;
     std::atomic<bool> stopped_{false};
     std::unique_ptr<db_thread> db_;
@@ -688,6 +701,15 @@ template <class F> void node_impl::on_db(F&& f) {
     db_->post([weak, f = std::forward<F>(f)]() mutable {
         if (auto self = weak.lock(); self && !self->stopped_) f(*self);
     });
+}
+
+template <class R, class F> std::optional<R> node_impl::submit_to(node_thread t, clock_ms timeout, F&& job) {
+    assert(t == node_thread::io ? !io_->in_io_thread() : !(db_ && db_->on_thread()));
+    reply<R> r;
+    auto step = [r, job = std::forward<F>(job)](node_impl& n) mutable { job(n, r); };
+    if (t == node_thread::io) on_io(std::move(step));
+    else on_db(std::move(step));
+    return r.wait(timeout);
 }
 
 } // namespace hdbrepl::ext::node_detail

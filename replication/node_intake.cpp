@@ -18,6 +18,7 @@
 namespace hdbrepl::ext::node_detail {
 
 void node_impl::park(const std::string& origin, received&& r, const std::string& why, bool refused) {
+    assert_on(node_thread::db);
     auto& po = parked_[origin];
     if (po.items.empty()) {
         // The first held record: it says why, and when to try again.
@@ -47,6 +48,7 @@ void node_impl::park(const std::string& origin, received&& r, const std::string&
 }
 
 void node_impl::retry_parked(const std::string& origin) {
+    assert_on(node_thread::db);
     auto it = parked_.find(origin);
     if (it == parked_.end() || it->second.items.empty()) return;
     {

@@ -13,6 +13,7 @@
 namespace hdbrepl::ext::node_detail {
 
 void node_impl::add_target(const std::string& host, int port, const std::string& scheme, std::int64_t start_time_ms, bool verify_tls) {
+    assert_on(node_thread::io);
     if (host.empty() || port <= 0) return;
     if (host == cfg_.hostname && port == (cfg_.has_port ? cfg_.port : cfg_.secure_port)) return;
     std::string key = host + ":" + std::to_string(port);
@@ -32,6 +33,7 @@ void node_impl::add_target(const std::string& host, int port, const std::string&
 }
 
 void node_impl::dial(const std::string& key) {
+    assert_on(node_thread::io);
     auto it = targets_.find(key);
     if (it == targets_.end() || stopped_) return;
     auto& t = it->second;
@@ -85,6 +87,7 @@ void node_impl::dial(const std::string& key) {
 }
 
 void node_impl::schedule_redial(const std::string& key) {
+    assert_on(node_thread::io);
     auto it = targets_.find(key);
     if (it == targets_.end() || stopped_) return;
     auto& t = it->second;
@@ -100,6 +103,7 @@ void node_impl::schedule_redial(const std::string& key) {
 }
 
 void node_impl::send_link(const net::link_ptr& l, const w::message& m) {
+    assert_on(node_thread::io);
     if (!l) return;
     for (auto& [id, li] : links_) // a handful of links: found by pointer
         if (li.link == l) return send_on(li, m, false);
@@ -107,6 +111,7 @@ void node_impl::send_link(const net::link_ptr& l, const w::message& m) {
 }
 
 void node_impl::send(peer& p, const w::message& m) {
+    assert_on(node_thread::io);
     if (!p.link) return;
     // In order behind a fragmented message, or in fragments itself (node_fragments.cpp).
     if (auto* li = find_link(p.link_id); li && li->link == p.link) return send_on(*li, m, true);
@@ -148,6 +153,7 @@ w::subscription node_impl::my_subscription(const std::string& peer_name, const l
 }
 
 void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_key, bool inbound) {
+    assert_on(node_thread::io);
     auto id = next_link_id_++;
     auto& li = links_[id];
     li.link = l;
@@ -213,6 +219,7 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
 }
 
 void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& data) {
+    assert_on(node_thread::io);
     auto* li = find_link(link_id);
     if (!li) return;
     if (li->sign) {
@@ -225,6 +232,7 @@ void node_impl::on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& da
 }
 
 void node_impl::deliver(link_info& link, bytes&& data, bool assembled) {
+    assert_on(node_thread::io);
     auto* li = &link;
     std::string err;
     auto m = w::decode(std::move(data), err);
@@ -273,6 +281,7 @@ void node_impl::resubscribe_all() {
 }
 
 void node_impl::handle(link_info& li, w::message&& m) {
+    assert_on(node_thread::io);
     if (auto* h = std::get_if<w::hello>(&m)) return on_hello(li, std::move(*h));
     auto* p = find_peer(li.peer);
     if (!p || p->link_id != li.id) return;
@@ -465,6 +474,7 @@ void node_impl::handle(link_info& li, w::message&& m) {
 }
 
 void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason) {
+    assert_on(node_thread::io);
     auto it = links_.find(link_id);
     if (it == links_.end()) return;
     link_info li = std::move(it->second);

@@ -10,10 +10,10 @@ sql::forwarded_read node_impl::forward_read(const std::string& table, const std:
     // Where every row is everywhere, a miss is a miss: no network at all.
     const bool partial = cfg_.replicate_to >= 0 || main_sharded_ || holds_part_ || definition.find("residency=") != std::string::npos;
     if (!partial || stopped_) return out;
-    auto done = std::make_shared<std::promise<sql::forwarded_read>>();
-    auto fut = done->get_future();
     const auto timeout = std::chrono::milliseconds(cfg_.read_timeout_ms);
-    on_io([done, table, key_column, key, timeout](node_impl& m) {
+    // The io thread answers within the timeout; the margin covers a stopped node.
+    auto answer = submit_to<sql::forwarded_read>(node_thread::io, timeout + std::chrono::seconds(2),
+                                                 [table, key_column, key, timeout](node_impl& m, reply<sql::forwarded_read> done) {
         const std::uint64_t id = ++m.next_read_id_;
         pending_read pr;
         pr.done = done;
@@ -31,7 +31,7 @@ sql::forwarded_read node_impl::forward_read(const std::string& table, const std:
             sql::forwarded_read r;
             r.status = sql::forwarded_read::failed;
             r.error = "the row is not on this node, and no other node is connected to ask";
-            done->set_value(std::move(r));
+            done(std::move(r));
             return;
         }
         std::weak_ptr<node_impl> weak = m.weak_from_this();
@@ -50,20 +50,19 @@ sql::forwarded_read node_impl::forward_read(const std::string& table, const std:
         });
         m.reads_.emplace(id, std::move(pr));
     });
-    // The io thread answers within the timeout; the margin covers a stopped node.
-    if (fut.wait_for(timeout + std::chrono::seconds(2)) != std::future_status::ready) {
+    if (!answer) {
         out.status = sql::forwarded_read::failed;
         out.error = "the node did not answer a forwarded read (is it stopping?)";
         return out;
     }
-    return fut.get();
+    return std::move(*answer);
 }
 
 void node_impl::finish_read(std::uint64_t id, sql::forwarded_read result) {
     auto it = reads_.find(id);
     if (it == reads_.end()) return;
     if (it->second.timer) it->second.timer->cancel();
-    it->second.done->set_value(std::move(result));
+    it->second.done(std::move(result));
     reads_.erase(it);
 }
 

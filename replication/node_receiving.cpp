@@ -33,6 +33,7 @@ void part_test_delay() {
 // db thread: a message that carries a version out of range, or a record with no valid head,
 // closes its link; what the link queued behind it is dropped.
 void node_impl::refuse_copy(const received& r, const std::string& why) {
+    assert_on(node_thread::db);
     refused_links_.insert(r.link_id); // what it queued behind this is dropped too
     while (refused_links_.size() > 256) refused_links_.erase(refused_links_.begin()); // ids only grow: the oldest are long closed
     on_io([peer = r.peer, link_id = r.link_id, why](node_impl& m) {
@@ -92,6 +93,7 @@ void node_impl::set_intake_paused(const std::string& why) {
 }
 
 void node_impl::drain_received() {
+    assert_on(node_thread::db);
     std::vector<received> items;
     {
         std::lock_guard lock(rx_m_);
@@ -155,6 +157,7 @@ apply_result node_impl::apply_received(const received& r, const bytes& record, c
 }
 
 void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
+    assert_on(node_thread::db);
     auto& first = items[i];
     if (refused_links_.count(first.link_id)) {
         ++i;

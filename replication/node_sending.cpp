@@ -19,6 +19,7 @@ void node_impl::pump_all() {
 }
 
 void node_impl::pump(const std::string& name) {
+    assert_on(node_thread::io);
     auto* p = find_peer(name);
     if (!p || !p->link || !p->subscribed || p->sending_copy) return;
     if (p->reading) { // the read under way may have started before this commit

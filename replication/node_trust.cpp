@@ -13,15 +13,6 @@ namespace hdbrepl::ext::node_detail {
 
 namespace {
 
-// A promise that several callbacks may race to fulfil; the first wins.
-struct once_result {
-    std::promise<std::string> promise;
-    std::atomic<bool> set{false};
-    void operator()(const std::string& v) {
-        if (!set.exchange(true)) promise.set_value(v);
-    }
-};
-
 } // namespace
 
 void node_impl::refresh_users() {
@@ -147,27 +138,23 @@ void node_impl::apply_security(security_snapshot snap) {
 }
 
 std::string node_impl::reload_security() {
-    auto p = std::make_shared<std::promise<std::string>>();
-    auto fut = p->get_future();
-    on_db([p](node_impl& n) {
+    auto answer = submit_to<std::string>(node_thread::db, std::chrono::seconds(10), [](node_impl& n, reply<std::string> p) {
         security_snapshot snap;
-        if (std::string e = n.security_->load(snap); !e.empty()) return p->set_value(e);
+        if (std::string e = n.security_->load(snap); !e.empty()) return p(e);
         n.users_seen_ = snap.users.users;
         n.on_io([p, snap = std::move(snap)](node_impl& m) mutable {
             m.apply_security(std::move(snap));
-            p->set_value("");
+            p("");
         });
     });
-    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return "the node did not reload its certificates in time";
-    return fut.get();
+    if (!answer) return "the node did not reload its certificates in time";
+    return *answer;
 }
 
 std::string node_impl::exchange_certificates(const std::string& host, int port, bool verify_tls, std::string authorization) {
-    auto result = std::make_shared<once_result>();
-    auto fut = result->promise.get_future();
-    on_db([result, host, port, verify_tls, authorization](node_impl& n) {
+    auto answer = submit_to<std::string>(node_thread::db, std::chrono::seconds(20), [host, port, verify_tls, authorization = std::move(authorization)](node_impl& n, reply<std::string> result) {
         std::string request, key;
-        if (std::string e = n.security_->make_sign_request(request, key); !e.empty()) return (*result)(e);
+        if (std::string e = n.security_->make_sign_request(request, key); !e.empty()) return result(e);
         n.on_io([result, host, port, verify_tls, authorization, request, key](node_impl& m) {
             net::tls_dial_options tls;
             tls.verify_server = verify_tls;
@@ -178,28 +165,28 @@ std::string node_impl::exchange_certificates(const std::string& host, int port, 
             net::dial_tls(
                 *m.io_, host, static_cast<std::uint16_t>(port), bind, "/hdbrepl/sign?node=" + m.name_, m.link_opts(), m.sec_.identity, tls,
                 [weak, result, host, request, key](const net::link_ptr& link, const std::string& error) {
-                    if (!link) return (*result)(error);
+                    if (!link) return result(error);
                     auto answered = std::make_shared<std::atomic<bool>>(false);
                     net::link_events ev;
                     ev.on_message = [weak, result, host, key, answered](const net::link_ptr& l, std::vector<std::uint8_t>&& data) {
                         if (answered->exchange(true)) return;
                         l->close("");
                         auto s = weak.lock();
-                        if (!s || s->stopped_) return (*result)("node stopping");
+                        if (!s || s->stopped_) return result("node stopping");
                         s->on_db([result, host, key, reply = std::string(data.begin(), data.end())](node_impl& n) {
-                            if (std::string e = n.security_->accept_sign_reply(reply, key, host); !e.empty()) return (*result)(e);
+                            if (std::string e = n.security_->accept_sign_reply(reply, key, host); !e.empty()) return result(e);
                             security_snapshot snap;
-                            if (std::string e = n.security_->load(snap); !e.empty()) return (*result)(e);
+                            if (std::string e = n.security_->load(snap); !e.empty()) return result(e);
                             n.update_own_member(); // the cluster learns the CA of our new certificate
                             log_line(n.name_, "certificate exchange with " + host + " done");
                             n.on_io([result, snap = std::move(snap)](node_impl& m) mutable {
                                 m.apply_security(std::move(snap));
-                                (*result)("");
+                                result("");
                             });
                         });
                     };
                     ev.on_closed = [result, answered](const net::link_ptr&, const std::string& reason) {
-                        if (!answered->load()) (*result)("the peer closed the certificate exchange without answering" + (reason.empty() ? "" : ": " + reason));
+                        if (!answered->load()) result("the peer closed the certificate exchange without answering" + (reason.empty() ? "" : ": " + reason));
                     };
                     link->set_events(std::move(ev));
                     link->send(std::vector<std::uint8_t>(request.begin(), request.end()));
@@ -207,24 +194,21 @@ std::string node_impl::exchange_certificates(const std::string& host, int port, 
         });
     });
     net::cred::wipe(authorization);
-    if (fut.wait_for(std::chrono::seconds(20)) != std::future_status::ready) return "the certificate exchange with " + host + " timed out";
-    return fut.get();
+    if (!answer) return "the certificate exchange with " + host + " timed out";
+    return *answer;
 }
 
 std::string node_impl::first_dial_result(const std::string& key, std::chrono::milliseconds timeout) {
-    auto result = std::make_shared<once_result>();
-    auto fut = result->promise.get_future();
-    on_io([key, result](node_impl& m) {
+    auto answer = submit_to<std::string>(node_thread::io, timeout, [key](node_impl& m, reply<std::string> result) {
         auto it = m.targets_.find(key);
-        if (it == m.targets_.end()) return (*result)("");
+        if (it == m.targets_.end()) return result("");
         auto& t = it->second;
-        if (auto* p = t.peer_name.empty() ? nullptr : m.find_peer(t.peer_name); p && p->link) return (*result)("");
-        t.first_result.push_back([result](const std::string& e) { (*result)(e); });
+        if (auto* p = t.peer_name.empty() ? nullptr : m.find_peer(t.peer_name); p && p->link) return result("");
+        t.first_result.push_back([result](const std::string& e) { result(e); });
         if (!t.dialing) m.dial(key);
     });
     // No answer in time (a slow or silent peer) is not a refusal: the node keeps trying.
-    if (fut.wait_for(timeout) != std::future_status::ready) return "";
-    return fut.get();
+    return answer ? *answer : std::string();
 }
 
 } // namespace hdbrepl::ext::node_detail
