@@ -1,16 +1,20 @@
-// Internal to net/: the listener's internals and the inbound handshake of ws_link (see
-// net/ws_link_impl.hpp for a link's life): the connection caps taken at the accept
-// (connection_caps.hpp), one deadline for the TLS handshake and the upgrade request, the accept
-// filter whose answer may come later from any thread, then the refusal or the WebSocket accept.
-// Everything here runs on the io thread, except a filter's `respond`, which posts to it.
+// Internal to net/: the listener's internals — the TCP accept loop, the connection caps taken
+// at the accept (connection_caps.hpp), the rate-limited log of refusals over them, and the TLS
+// context for the next connection. Each accepted connection is handed, through
+// start_inbound_plain/start_inbound_tls, to a ws_acceptor (net/ws_acceptor.hpp) for its
+// handshake (net/ws_common.hpp: a link's life).
+// Everything here runs on the io thread, except tls_context()/set_tls_context() (any thread).
 #pragma once
-#include "net/ws_link_impl.hpp"
+#include "net/ws_common.hpp"
+
+#include <mutex>
 
 namespace hdbrepl::net {
 namespace detail {
 
-// A link for an accepted connection, started; each is defined with its link type's code
-// (ws_link_plain.cpp, ws_link_tls.cpp), so that the listener's own code instantiates neither.
+// io thread. A ws_acceptor for an accepted connection, started; each is defined with its stream
+// type's code (ws_link_plain.cpp, ws_link_tls.cpp), so that the listener's own code instantiates
+// neither.
 void start_inbound_plain(std::shared_ptr<listener_impl> from, tcp::socket socket, std::unique_ptr<connection_counts::slot> slot);
 void start_inbound_tls(std::shared_ptr<listener_impl> from, tcp::socket socket, std::unique_ptr<connection_counts::slot> slot);
 
@@ -139,123 +143,6 @@ private:
     mutable std::mutex tls_mu_;
     ssl_context_ptr tls_context_;
 };
-
-template <class Stream>
-void ws_link<Stream>::start_inbound(std::shared_ptr<listener_impl> from, std::unique_ptr<connection_counts::slot> slot) {
-    listener_ = std::move(from);
-    slot_ = std::move(slot);
-    accept_deadline_ = steady::now() + opts_.handshake_timeout;
-    if (st_->stopping || !st_->enroll(this->weak_from_this())) return shutdown();
-    error_code ec;
-    auto ep = lowest().socket().remote_endpoint(ec);
-    if (ec) return shutdown(); // already gone
-    remote_address_ = address_text(ep.address());
-    remote_port_ = ep.port();
-    lowest().socket().set_option(tcp::no_delay(true), ec);
-    if constexpr (is_tls) {
-        lowest().expires_at(accept_deadline_);
-        return ws_.next_layer().async_handshake(asio::ssl::stream_base::server, step(&ws_link::on_tls_accept));
-    }
-    read_request();
-}
-
-template <class Stream>
-void ws_link<Stream>::read_request() {
-    parser_.emplace();
-    parser_->header_limit(max_request_header);
-    // One deadline from the accept for the TLS handshake and the whole request, however it
-    // trickles in.
-    lowest().expires_at(accept_deadline_);
-    http::async_read(ws_.next_layer(), http_buffer_, *parser_, step(&ws_link::on_request));
-}
-
-template <class Stream>
-void ws_link<Stream>::on_request(error_code ec, std::size_t) {
-    if (phase_ == phase::finished) return;
-    if (ec) return handshake_failed("reading the upgrade request: " + ec.message());
-    if (listener_->closed || st_->stopping) return shutdown();
-    lowest().expires_never(); // the decision has its own deadline, then the refusal or the accept theirs
-    const auto& req = parser_->get();
-    target_ = std::string(req.target());
-    peer_check check;
-    check.remote_ip = remote_address_;
-    check.target = target_;
-    check.authorization = std::string(req[http::field::authorization]);
-    check.tls = is_tls;
-    check.certificate_presented = peer_.presented;
-    check.certificate_verified = peer_.verified;
-    check.verify_error = peer_.verify_error;
-    check.certificate_names = peer_.names;
-    check.certificate_pem = peer_.pem;
-    awaiting_decision_ = true;
-    deadline_.expires_after(opts_.handshake_timeout);
-    deadline_.async_wait(step(&ws_link::on_decision_deadline));
-    // Any thread: the first answer is posted to the io thread; neither the link nor the
-    // runtime is kept alive by `respond`.
-    auto answered = std::make_shared<std::atomic<bool>>(false);
-    respond_fn respond = [rt = std::weak_ptr<runtime_state>(st_), self = this->weak_from_this(), answered,
-                          who = host_port(remote_address_, remote_port_)](accept_decision decision) {
-        if (answered->exchange(true)) {
-            log("accept filter answered twice for " + who + ": the later answer is ignored");
-            return;
-        }
-        auto st = rt.lock();
-        if (!st || st->stopping) return;
-        asio::post(st->ioc, [self, decision = std::move(decision)]() mutable {
-            auto l = self.lock();
-            if (!l) return;
-            try {
-                l->on_decision(std::move(decision));
-            } catch (...) {
-                l->internal_error(current_exception_text());
-            }
-        });
-    };
-    std::string threw = call_user("accept_filter", [&] { listener_->filter(check, respond); });
-    if (!threw.empty()) {
-        log(threw);
-        if (!answered->exchange(true)) on_decision({403, {}});
-    }
-}
-
-template <class Stream>
-void ws_link<Stream>::on_decision(accept_decision decision) {
-    if (phase_ != phase::handshake || !awaiting_decision_) return; // timed out, or the link is gone
-    awaiting_decision_ = false;
-    deadline_.cancel();
-    if (listener_->closed || st_->stopping) return shutdown();
-    if (decision.http_status != 0) {
-        log("refused " + host_port(remote_address_, remote_port_) + " " + target_ + " on " + listener_->where +
-            " (accept_filter" +
-            (decision.http_status == 403 && decision.reason.empty()
-                 ? std::string()
-                 : ": HTTP " + std::to_string(decision.http_status) + (decision.reason.empty() ? "" : ": " + decision.reason)) +
-            ")");
-        refusal_ = refusal_response(decision.http_status, decision.reason);
-        lowest().expires_after(opts_.handshake_timeout);
-        return asio::async_write(ws_.next_layer(), asio::buffer(refusal_), step(&ws_link::on_refused));
-    }
-    configure_websocket();
-    ws_.async_accept(parser_->get(), step(&ws_link::on_accept));
-}
-
-template <class Stream>
-void ws_link<Stream>::on_accept(error_code ec) {
-    if (phase_ == phase::finished) return;
-    if (ec) return handshake_failed("WebSocket accept: " + ec.message());
-    auto from = std::move(listener_);
-    listener_.reset();
-    if (from->closed || st_->stopping) return shutdown();
-    parser_.reset();
-    http_buffer_ = {};
-    open();
-    auto self = this->shared_from_this();
-    std::string threw = call_user("on_open", [&] {
-        if (from->on_open) from->on_open(self);
-    });
-    if (!threw.empty()) return begin_close(websocket::close_code::internal_error, "internal error", threw, false);
-    after_open();
-}
 
 } // namespace detail
 } // namespace hdbrepl::net

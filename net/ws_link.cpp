@@ -1,4 +1,4 @@
-// WebSocket listeners: the listener handle and listen*() (net/ws_link_impl.hpp describes a
+// WebSocket listeners: the listener handle and listen*() (net/ws_common.hpp describes a
 // link's life and how these files divide the work).
 #include "net/ws_accept.hpp"
 
