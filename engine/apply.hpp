@@ -2,7 +2,7 @@
 // one local SQLite transaction (or savepoint, inside a caller's transaction so that the
 // network layer can apply many records per commit).
 //
-// Rules (contract section 4):
+// Rules:
 //  * row by row, last writer wins on (HLC, origin name); a tombstone is a version too;
 //  * idempotent: a record applied twice changes nothing the second time (every row of it
 //    compares equal to what is stored) and is logged once;

@@ -19,7 +19,7 @@
 
 namespace hdbrepl::engine {
 
-// Decides where the rows of a record live (issue 5: replicateTo, per-transaction placement;
+// Decides where the rows of a record live (replicateTo, per-transaction placement;
 // connection_state's row placer). build_record asks it once per put and delete.
 class record_placer {
 public:

@@ -1,4 +1,4 @@
-// Where each placed row lives (issue 5, item 4): the node list decided at the row's first
+// Where each placed row lives: the node list decided at the row's first
 // write (replicateTo, or a per-transaction repl_replicate_to), kept by every node that holds
 // the row so that a later update, from any holder and after any membership change, goes to
 // the same nodes. HarperDB keeps a record's "previous residency" for the same reason.

@@ -1,5 +1,5 @@
 // Decides, at commit (xSync), where each row of a transaction lives: the record_placer that
-// connection_state::flush hands to pending_txn::build_record (issue 5, items 4 and 7).
+// connection_state::flush hands to pending_txn::build_record.
 //
 // For each put and delete of a user table in the main schema, in this order:
 //   0. a delete goes to the row's stored placement, or everywhere when it has none;

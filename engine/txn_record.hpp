@@ -16,7 +16,7 @@
 //     create (3): nothing (the definition is in the table list)
 //     drop   (4): nothing
 //     rename (5): str new name
-//   placed records only, after the changes (where each row lives, issue 5 item 4):
+//   placed records only, after the changes (where each row lives):
 //     nlists, then per list: nnodes, then nnodes str node names (sorted, unique, non-empty)
 //     then per change, in order: varint list index + 1 (0: the change has no placement)
 // A table appears at most once per record and each (table, key) at most once: a record holds

@@ -263,7 +263,7 @@ node_config loader::load(const std::string& text) {
     load_tuning(repl, cfg);
     if (auto f = find("databases")) load_databases(*f, cfg, repl);
 
-    // The contract: a bare hostname route goes to the secure port, or to `port` when there
+    // As in HarperDB, a bare hostname route goes to the secure port, or to `port` when there
     // is no securePort. securePort always has a default, so "no securePort" means it is
     // not written while `port` is.
     route_defaults d;

@@ -1,4 +1,4 @@
-// The cluster functions (contract sections 2 and 5): repl_start, repl_stop, the node
+// The cluster functions: repl_start, repl_stop, the node
 // operations, cluster status, confirmations and repl_operation.
 #pragma once
 #include "engine/sqlite_api.hpp"

@@ -1,4 +1,4 @@
-// Per-transaction placement and confirmations (issue 5, item 7): repl_replicate_to() and
+// Per-transaction placement and confirmations: repl_replicate_to() and
 // repl_last_commit(), and the hook that makes a COMMIT wait for confirmations.
 #pragma once
 #include "engine/sqlite_api.hpp"

@@ -1,5 +1,5 @@
 /*
-** Certificate and user operations (contract section 5).
+** Certificate and user operations.
 **
 **   repl_add_certificate(json)    {name, certificate, is_authority, private_key?}
 **                                 -> {"message": "Successfully added certificate: <name>"}

@@ -1,4 +1,4 @@
-// A running replication node: one per database file per process (contract section 2).
+// A running replication node: one per database file per process.
 //
 // Threads (every member function says which thread may call it):
 //   io thread   (net::io_runtime, shared by all nodes of the process): links, timers,

@@ -590,7 +590,7 @@ private:
     std::map<std::string, user_row> users_seen_; // the users the io thread knows, to notice replicated changes
     std::vector<member_row> members_seen_;         // membership as last given to the io thread
     std::set<std::string> removals_seen_;
-    // Static shards (issue 5): with `main` listed as sharded, its data flows only between
+    // Static shards: with `main` listed as sharded, its data flows only between
     // nodes of the same shard (system tables flow everywhere). A peer's shard is what its
     // membership row says, else what add_node / a route said. Db thread.
     bool main_sharded_ = false;
@@ -605,7 +605,7 @@ private:
         return -1;
     }
     bool shares_data_with(const std::string& peer) const { return !main_sharded_ || shard_of(peer) == cfg_.shard; }
-    // replicateTo (issue 5): of each record for `peer`, only the rows placed on it (rendezvous
+    // replicateTo: of each record for `peer`, only the rows placed on it (rendezvous
     // hashing of the key over the membership, engine/placement.hpp). Db thread.
     void keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
     // The same for a chunk of an initial copy: rows with a stored placement go only to their
@@ -634,7 +634,7 @@ private:
         auto it = rules_.find(peer);
         return it == rules_.end() ? sub_rules{} : it->second;
     }
-    // residency=<expr> tables (issue 5): of each record for `peer`, only the rows whose
+    // residency=<expr> tables: of each record for `peer`, only the rows whose
     // expression places them on it (a shard number or a JSON array of node names). Db thread.
     void keep_resident_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
     // Whether a table's residency expression places this row (all columns) on `peer`; true

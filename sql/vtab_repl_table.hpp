@@ -1,4 +1,4 @@
-// The hdbrepl virtual-table module (contract section 4).
+// The hdbrepl virtual-table module.
 #pragma once
 #include "engine/sqlite_api.hpp"
 #include "sql/connection_state.hpp"

@@ -1,5 +1,5 @@
 /*
-** The read-only system tables (contract section 5), as HarperDB's system database shows
+** The read-only system tables, as HarperDB's system database shows
 ** them. Each is an eponymous virtual table: it exists on every connection that loaded the
 ** extension, without CREATE.
 **

@@ -1,4 +1,4 @@
-// Row placement on one database, without a node (issue 5, items 4 and 7): what
+// Row placement on one database, without a node: what
 // repl_replicate_to() puts in the log record and in hdbrepl_placement, that an update keeps a
 // row's nodes and a delete drops them, that a rolled-back transaction leaves no placement,
 // and what repl_last_commit() reports. Placement across real nodes: tests/cluster/placement_test.py.

@@ -206,7 +206,7 @@ TEST_CASE("the registered repl_* functions are exactly the documented ones", "[s
     }
     // Flags: what the docs call direct-only is SQLITE_DIRECTONLY, what they call
     // deterministic is DETERMINISTIC and INNOCUOUS; and everything that changes state or the
-    // cluster (contract section 6) is direct-only.
+    // cluster is direct-only.
     for (auto& [name, f] : docs) {
         if (!flags.count(name)) continue;
         INFO(name << " flags " << flags[name] << ", documented: " << f.notes);

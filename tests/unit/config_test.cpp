@@ -114,7 +114,7 @@ TEST_CASE("config: bind defaults to the hostname when it is an IP literal", "[un
     CHECK(ok("replication:\n  hostname: a\n  bind: '[::]'\n").bind == "::");
 }
 
-TEST_CASE("config: the contract's example loads field by field", "[unit][config]") {
+TEST_CASE("config: the HarperDB documentation's example loads field by field", "[unit][config]") {
     temp_dir dir;
     const std::string cert = dir.write("cert.pem", "x"), ca = dir.write("ca.pem", "x"), key = dir.write("key.pem", "x");
     const node_config c = ok(yaml(R"(

@@ -56,7 +56,7 @@ void check_same_columns(const table_def& a, const table_def& b) {
 }
 } // namespace
 
-TEST_CASE("table_def: the contract's example", "[unit][table_def]") {
+TEST_CASE("table_def: the HarperDB documentation's example", "[unit][table_def]") {
     // As SQLite hands the module arguments over (one string per argument).
     auto d = parse_ok(args{"id INTEGER PRIMARY KEY", "name TEXT", "breed TEXT INDEXED", "replicate=false"});
     REQUIRE(d.columns.size() == 3);
