@@ -90,7 +90,7 @@ void node_impl::update_status() {
         c["url"] = p.url;
         c["subscriptions"] = nullptr;
         c["replicates"] = true;
-        c["state"] = p.copying ? "copying" : p.full_resync && p.sending_copy ? "full-resync" : p.state;
+        c["state"] = p.copying ? "copying" : p.full_resync && p.sending_copy ? "full-resync" : peer_state_name(p.state);
         c["lastError"] = p.last_error.empty() ? json::value(nullptr) : json::value(p.last_error);
         if (!p.link && p.down_since) c["unreachableSince"] = http_date(p.down_since);
         std::int64_t pending = std::max<std::int64_t>(0, log_last_seq_ - p.send_pos);

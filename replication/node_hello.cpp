@@ -75,7 +75,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     p.url = h.node_url;
     p.link = li.link;
     p.link_id = li.id;
-    p.state = "connected";
+    p.state = peer_state::connected;
     p.down_since = 0;
     p.last_error.clear();
     p.subscribed = true;

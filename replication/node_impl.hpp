@@ -190,12 +190,27 @@ inline bool rules_allow(const sub_rules& rules, const std::string& table, bool p
     return false;
 }
 
+// A peer's connection as cluster_status reports it (its "state", with "copying" and
+// "full-resync" shown while a copy runs either way).
+enum class peer_state { connecting, connected, unreachable, disconnected, removed };
+
+inline const char* peer_state_name(peer_state s) {
+    switch (s) {
+    case peer_state::connecting: return "connecting";
+    case peer_state::connected: return "connected";
+    case peer_state::unreachable: return "unreachable";
+    case peer_state::disconnected: return "disconnected";
+    case peer_state::removed: return "removed";
+    }
+    return "unknown";
+}
+
 struct peer {
     std::string name;
     std::string url;
     net::link_ptr link;
     std::uint64_t link_id = 0;
-    std::string state = "connecting";
+    peer_state state = peer_state::connecting;
     std::string last_error;
     std::uint64_t down_since = 0; // ms since the link was lost (0: connected or never lost)
     double latency = -1;

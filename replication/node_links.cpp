@@ -65,7 +65,7 @@ void node_impl::dial(const std::string& key) {
                       if (!it->second.peer_name.empty())
                           if (auto* p = s->find_peer(it->second.peer_name); p && !p->link) { // else it is reached the other way
                               p->last_error = error;
-                              p->state = "unreachable";
+                              p->state = peer_state::unreachable;
                           }
                       s->schedule_redial(key);
                       s->update_status();
@@ -498,7 +498,7 @@ void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason)
         if (auto* p = find_peer(li.peer); p && p->link_id == link_id) {
             p->link.reset();
             p->down_since = now_ms();
-            p->state = removed_.count(p->name) ? "removed" : "disconnected";
+            p->state = removed_.count(p->name) ? peer_state::removed : peer_state::disconnected;
             if (!reason.empty()) p->last_error = reason;
             p->copying = false;
             p->sending_copy.reset();
