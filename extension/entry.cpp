@@ -11,6 +11,7 @@ SQLITE_EXTENSION_INIT1
 #include "extension/runtime.hpp"
 #include "sql/connection_state.hpp"
 #include "sql/functions.hpp"
+#include "sql/sql_error.hpp"
 #include "sql/vtab_system_tables.hpp"
 #include "sql/vtab_repl_table.hpp"
 
@@ -75,10 +76,12 @@ int register_all(sqlite3* db, char** pz_err, const sqlite3_api_routines* api, bo
 }
 } // namespace
 
+// The C entry points, guarded like every other (sql/sql_error.hpp): a failure is a code and
+// *pz_err, never an exception unwinding into sqlite3_load_extension or the auto-extension loop.
 extern "C" int hdbrepl_register(sqlite3* db, char** pz_err, const sqlite3_api_routines* api) {
-    return register_all(db, pz_err, api, false);
+    return hdbrepl::sql::guarded_create(pz_err, [&] { return register_all(db, pz_err, api, false); });
 }
 
 extern "C" int hdbrepl_register_internal(sqlite3* db, char** pz_err, const sqlite3_api_routines* api) {
-    return register_all(db, pz_err, api, true);
+    return hdbrepl::sql::guarded_create(pz_err, [&] { return register_all(db, pz_err, api, true); });
 }

@@ -12,6 +12,8 @@
 // (ioc.stop() after 2 s) accepts that leak rather than destroy live objects.
 #include "net/runtime_state.hpp"
 
+#include "engine/c_guard.hpp"
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -186,16 +188,12 @@ io_runtime::io_runtime() : state_(std::make_shared<detail::runtime_state>()), th
         pthread_setname_np(pthread_self(), "hdbrepl-io");
 #endif
         st->io_thread.store(std::this_thread::get_id());
-        for (;;) {
-            try {
-                st->ioc.run();
-                break;
-            } catch (...) {
-                // Handlers catch their own exceptions; this is the last line of defence.
-                log("io thread: unexpected exception from a handler: " + detail::current_exception_text());
-            }
+        // Handlers catch their own exceptions; this is the last line of defence: the loop
+        // carries on after one escapes run() (engine/c_guard.hpp).
+        while (!thread_guard([&] { st->ioc.run(); },
+                             [](const error& e) { log("io thread: unexpected exception from a handler: " + e.message); })) {
         }
-        finished.set_value();
+        thread_guard([&] { finished.set_value(); }, [](const error& e) { log("io thread: at exit: " + e.message); });
     });
 }
 

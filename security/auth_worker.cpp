@@ -1,7 +1,10 @@
 // The credential-check thread and the per-address attempt limit (see auth_worker.hpp).
 #include "security/auth_worker.hpp"
 
+#include "engine/c_guard.hpp"
+
 #include <algorithm>
+#include <cstdio>
 
 namespace hdbrepl::ext {
 
@@ -79,20 +82,27 @@ std::size_t auth_worker::queued() const {
 
 // Worker thread.
 void auth_worker::run() {
-    for (;;) {
-        queued_job j;
-        {
-            std::unique_lock lock(m_);
-            cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-            if (stopping_) return;
-            j = std::move(jobs_.front());
-            jobs_.pop_front();
-        }
-        try {
-            j.fn(std::chrono::steady_clock::now() <= j.deadline);
-        } catch (...) {
-            // A job answers its request itself; one that throws must not end the thread.
-        }
+    const bool clean = thread_guard(
+        [this] {
+            for (;;) {
+                queued_job j;
+                {
+                    std::unique_lock lock(m_);
+                    cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+                    if (stopping_) return;
+                    j = std::move(jobs_.front());
+                    jobs_.pop_front();
+                }
+                // A job answers its request itself; one that throws must not end the thread.
+                thread_guard([&] { j.fn(std::chrono::steady_clock::now() <= j.deadline); },
+                             [](const error& e) { std::fprintf(stderr, "hdbrepl: auth worker: a job threw: %s\n", e.message.c_str()); });
+            }
+        },
+        [](const error& e) { std::fprintf(stderr, "hdbrepl: auth worker: stopping after an error: %s\n", e.message.c_str()); });
+    if (!clean) {
+        // The thread ends: refuse new jobs (the destructor answers the queued ones).
+        std::lock_guard lock(m_);
+        stopping_ = true;
     }
 }
 

@@ -183,9 +183,8 @@ void connection_state::release_statements() {
     for (auto& [name, sys] : systems_) sys->cache().clear();
 }
 
-void connection_state::wait_confirmations() {
-    commit_outcome out = std::move(flushed_main_);
-    out.hlc = flushed_main_hlc_;
+void connection_state::wait_confirmations(commit_outcome out, engine::hlc_t hlc) {
+    out.hlc = hlc;
     out.wanted = confirm;
     if (confirm <= 0) {
         out.status = "not asked";
@@ -196,6 +195,10 @@ void connection_state::wait_confirmations() {
     } else if (auto w = confirm_hook.get(); !w || main_path_.empty()) {
         out.status = "no node running";
     } else {
+        // What repl_last_commit() shows should the wait itself fail (the transaction is
+        // committed whatever happens here).
+        last_commit_ = out;
+        last_commit_.status = "confirmation wait failed";
         // Counting only the nodes that got rows: a node that holds none of them confirms
         // nothing about this transaction.
         static const std::set<std::string> anyone;
@@ -212,12 +215,10 @@ void connection_state::end(bool committed) {
         for (auto& [name, sys] : systems_) sys->forget_origins();
         ensured_.clear();
     }
-    if (committed && flushed_main_hlc_) {
-        last_commit_hlc_ = flushed_main_hlc_;
-        // Wake the node streaming this file's log (if any), now that the record is durable.
-        if (!main_path_.empty()) engine::commit_signal::signal(main_path_, flushed_main_hlc_);
-        wait_confirmations();
-    }
+    // The transaction's state is reset before anything that can wait or fail: the next
+    // transaction starts clean whatever happens below.
+    const engine::hlc_t committed_hlc = committed ? flushed_main_hlc_ : 0;
+    commit_outcome outcome = std::move(flushed_main_);
     flushed_main_hlc_ = 0;
     flushed_main_ = commit_outcome{};
     ddl_in_txn_ = false;
@@ -225,6 +226,12 @@ void connection_state::end(bool committed) {
     txns_.clear();
     flushed_ = false;
     ++generation_;
+    if (committed_hlc) {
+        last_commit_hlc_ = committed_hlc;
+        // Wake the node streaming this file's log (if any), now that the record is durable.
+        if (!main_path_.empty()) engine::commit_signal::signal(main_path_, committed_hlc);
+        wait_confirmations(std::move(outcome), committed_hlc);
+    }
 }
 
 } // namespace hdbrepl::sql

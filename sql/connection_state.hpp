@@ -102,7 +102,7 @@ public:
     void set_test_clock(std::uint64_t ms) { test_clock_ms_ = ms; }
 
 private:
-    void wait_confirmations();
+    void wait_confirmations(commit_outcome out, engine::hlc_t hlc);
     int version_for(const std::string& schema, schema_txn& out, std::string& err, bool recheck);
 
     sqlite3* db_;

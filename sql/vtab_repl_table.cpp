@@ -34,6 +34,7 @@
 #include "sql/node_hooks.hpp"
 #include "sql/sql_error.hpp"
 #include "sql/value_encode.hpp"
+#include "sql/vtab_module.hpp"
 
 #include <cstring>
 #include <memory>
@@ -229,10 +230,10 @@ int create_or_connect(sqlite3* db, void* aux, int argc, const char* const* argv,
 }
 
 int xCreate(sqlite3* db, void* aux, int argc, const char* const* argv, sqlite3_vtab** out, char** err) {
-    return guarded(nullptr, [&] { return create_or_connect(db, aux, argc, argv, out, err, true); });
+    return create_or_connect(db, aux, argc, argv, out, err, true);
 }
 int xConnect(sqlite3* db, void* aux, int argc, const char* const* argv, sqlite3_vtab** out, char** err) {
-    return guarded(nullptr, [&] { return create_or_connect(db, aux, argc, argv, out, err, false); });
+    return create_or_connect(db, aux, argc, argv, out, err, false);
 }
 
 void free_vtab(repl_vtab* t) {
@@ -247,177 +248,176 @@ int xDisconnect(sqlite3_vtab* v) {
     return SQLITE_OK;
 }
 
-int xDestroy(sqlite3_vtab* v) {
+// The vtab is freed only when the drop succeeded.
+int destroy(sqlite3_vtab* v) {
     auto* t = vt(v);
-    int rc = guarded(v, [&] {
-        // Refused before anything is touched: SQLite then rolls the DROP back whole. SQLite
-        // does not pass xDestroy's message on, so the code is what the user sees:
-        // SQLITE_AUTH, "authorization denied".
-        if (engine::is_reserved_table_name(t->name)) {
-            set_vtab_error(v, "cannot drop table '" + t->name + "': it is one of hdbrepl's own tables (users, membership, removals), "
-                              "which every node keeps");
-            return SQLITE_AUTH;
-        }
-        std::string err;
-        const remote_ddl* remote = current_remote_ddl();
-        schema_txn ver;
-        bool joins = false;
-        int rc = SQLITE_OK;
-        if (remote) ver.hlc = remote->hlc;
-        else if ((rc = t->conn->ddl_version(t->schema, ver, joins, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
-        t->drop_statements();
-        t->store->release_statements();
-        if ((rc = row_store::drop_shadows(t->conn->db(), t->schema, t->name, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
-        auto& sys = t->conn->system(t->schema);
-        system_store::table_entry e = sys.get_table(t->name).value_or(system_store::table_entry{});
-        e.name = t->name;
-        if (e.definition.empty()) e.definition = t->definition;
-        e.live = false;
-        e.dropped_hlc = ver.hlc;
-        if ((rc = sys.put_table(e)) != SQLITE_OK) { set_vtab_error(v, sqlite3_errmsg(t->conn->db())); return rc; }
-        if (remote || !t->replicate) return SQLITE_OK;
-        rc = t->conn->log_ddl(t->schema, t->name, t->definition, change_op::drop_table, "", ver, joins, err);
-        if (rc != SQLITE_OK) set_vtab_error(v, err);
-        return rc;
-    });
-    if (rc == SQLITE_OK) free_vtab(t);
+    // Refused before anything is touched: SQLite then rolls the DROP back whole. SQLite
+    // does not pass xDestroy's message on, so the code is what the user sees:
+    // SQLITE_AUTH, "authorization denied".
+    if (engine::is_reserved_table_name(t->name)) {
+        set_vtab_error(v, "cannot drop table '" + t->name + "': it is one of hdbrepl's own tables (users, membership, removals), "
+                          "which every node keeps");
+        return SQLITE_AUTH;
+    }
+    std::string err;
+    const remote_ddl* remote = current_remote_ddl();
+    schema_txn ver;
+    bool joins = false;
+    int rc = SQLITE_OK;
+    if (remote) ver.hlc = remote->hlc;
+    else if ((rc = t->conn->ddl_version(t->schema, ver, joins, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
+    t->drop_statements();
+    t->store->release_statements();
+    if ((rc = row_store::drop_shadows(t->conn->db(), t->schema, t->name, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
+    auto& sys = t->conn->system(t->schema);
+    system_store::table_entry e = sys.get_table(t->name).value_or(system_store::table_entry{});
+    e.name = t->name;
+    if (e.definition.empty()) e.definition = t->definition;
+    e.live = false;
+    e.dropped_hlc = ver.hlc;
+    if ((rc = sys.put_table(e)) != SQLITE_OK) { set_vtab_error(v, sqlite3_errmsg(t->conn->db())); return rc; }
+    if (remote || !t->replicate) return SQLITE_OK;
+    rc = t->conn->log_ddl(t->schema, t->name, t->definition, change_op::drop_table, "", ver, joins, err);
+    if (rc != SQLITE_OK) set_vtab_error(v, err);
+    return rc;
+}
+
+int xDestroy(sqlite3_vtab* v) {
+    int rc = destroy(v);
+    if (rc == SQLITE_OK) free_vtab(vt(v));
     return rc;
 }
 
 int xRename(sqlite3_vtab* v, const char* new_name) {
     auto* t = vt(v);
-    return guarded(v, [&] {
-        std::string err, to = new_name;
-        if (engine::is_reserved_table_name(t->name)) {
-            set_vtab_error(v, "cannot rename table '" + t->name + "': it is one of hdbrepl's own tables, whose names the node relies on");
-            return SQLITE_ERROR;
-        }
-        if (engine::is_reserved_table_name(to)) {
-            set_vtab_error(v, "cannot rename to '" + to + "': names starting with 'hdbrepl_' are reserved");
-            return SQLITE_ERROR;
-        }
-        const remote_ddl* remote = current_remote_ddl();
-        schema_txn ver;
-        bool joins = false;
-        int rc = SQLITE_OK;
-        if (remote) ver.hlc = remote->hlc;
-        else if ((rc = t->conn->ddl_version(t->schema, ver, joins, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
-        t->drop_statements();
-        t->store->release_statements();
-        if ((rc = row_store::rename_shadows(t->conn->db(), t->schema, t->name, to, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
-        auto& sys = t->conn->system(t->schema);
-        system_store::table_entry old = sys.get_table(t->name).value_or(system_store::table_entry{});
-        old.name = t->name;
-        old.definition = t->definition;
-        old.live = false;
-        old.renamed_to = to;
-        old.renamed_hlc = ver.hlc;
-        system_store::table_entry fresh = sys.get_table(to).value_or(system_store::table_entry{});
-        fresh.name = to;
-        fresh.definition = t->definition;
-        fresh.replicate = t->replicate;
-        fresh.created_hlc = ver.hlc;
-        fresh.renamed_to.clear();
-        fresh.live = true;
-        if ((rc = sys.put_table(old)) != SQLITE_OK || (rc = sys.put_table(fresh)) != SQLITE_OK) {
-            set_vtab_error(v, sqlite3_errmsg(t->conn->db()));
-            return rc;
-        }
-        std::string from = t->name;
-        t->name = to;
-        t->store->renamed(to);
-        if (remote || !t->replicate) return SQLITE_OK;
-        rc = t->conn->log_ddl(t->schema, from, t->definition, change_op::rename_table, to, ver, joins, err);
-        if (rc != SQLITE_OK) set_vtab_error(v, err);
+    std::string err, to = new_name;
+    if (engine::is_reserved_table_name(t->name)) {
+        set_vtab_error(v, "cannot rename table '" + t->name + "': it is one of hdbrepl's own tables, whose names the node relies on");
+        return SQLITE_ERROR;
+    }
+    if (engine::is_reserved_table_name(to)) {
+        set_vtab_error(v, "cannot rename to '" + to + "': names starting with 'hdbrepl_' are reserved");
+        return SQLITE_ERROR;
+    }
+    const remote_ddl* remote = current_remote_ddl();
+    schema_txn ver;
+    bool joins = false;
+    int rc = SQLITE_OK;
+    if (remote) ver.hlc = remote->hlc;
+    else if ((rc = t->conn->ddl_version(t->schema, ver, joins, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
+    t->drop_statements();
+    t->store->release_statements();
+    if ((rc = row_store::rename_shadows(t->conn->db(), t->schema, t->name, to, err)) != SQLITE_OK) { set_vtab_error(v, err); return rc; }
+    auto& sys = t->conn->system(t->schema);
+    system_store::table_entry old = sys.get_table(t->name).value_or(system_store::table_entry{});
+    old.name = t->name;
+    old.definition = t->definition;
+    old.live = false;
+    old.renamed_to = to;
+    old.renamed_hlc = ver.hlc;
+    system_store::table_entry fresh = sys.get_table(to).value_or(system_store::table_entry{});
+    fresh.name = to;
+    fresh.definition = t->definition;
+    fresh.replicate = t->replicate;
+    fresh.created_hlc = ver.hlc;
+    fresh.renamed_to.clear();
+    fresh.live = true;
+    if ((rc = sys.put_table(old)) != SQLITE_OK || (rc = sys.put_table(fresh)) != SQLITE_OK) {
+        set_vtab_error(v, sqlite3_errmsg(t->conn->db()));
         return rc;
-    });
+    }
+    std::string from = t->name;
+    t->name = to;
+    t->store->renamed(to);
+    if (remote || !t->replicate) return SQLITE_OK;
+    rc = t->conn->log_ddl(t->schema, from, t->definition, change_op::rename_table, to, ver, joins, err);
+    if (rc != SQLITE_OK) set_vtab_error(v, err);
+    return rc;
 }
 
 // ---- queries ------------------------------------------------------------------------
 
 int xBestIndex(sqlite3_vtab* v, sqlite3_index_info* info) {
     auto* t = vt(v);
-    return guarded(v, [&] {
-        const auto& def = t->def();
-        const double n_rows = 1e6; // assumed table size; only the ratios between plans matter
-        struct cand { int eq = -1, lo = -1, hi = -1; };
-        std::vector<cand> cands(def.columns.size());
-        for (int i = 0; i < info->nConstraint; ++i) {
-            const auto& c = info->aConstraint[i];
-            if (!c.usable || c.iColumn < 0) continue;
-            auto col = static_cast<std::size_t>(c.iColumn);
-            if (col != def.pk && !def.columns[col].indexed) continue;
-            // The shadow table compares with BINARY; other collations stay with SQLite.
-            const char* coll = sqlite3_vtab_collation(info, i);
-            if (coll && sqlite3_stricmp(coll, "BINARY") != 0) continue;
-            auto& k = cands[col];
-            switch (c.op) {
-            case SQLITE_INDEX_CONSTRAINT_EQ: if (k.eq < 0) k.eq = i; break;
-            case SQLITE_INDEX_CONSTRAINT_GT:
-            case SQLITE_INDEX_CONSTRAINT_GE: if (k.lo < 0) k.lo = i; break;
-            case SQLITE_INDEX_CONSTRAINT_LT:
-            case SQLITE_INDEX_CONSTRAINT_LE: if (k.hi < 0) k.hi = i; break;
-            default: break;
-            }
+    const auto& def = t->def();
+    const double n_rows = 1e6; // assumed table size; only the ratios between plans matter
+    struct cand { int eq = -1, lo = -1, hi = -1; };
+    std::vector<cand> cands(def.columns.size());
+    for (int i = 0; i < info->nConstraint; ++i) {
+        const auto& c = info->aConstraint[i];
+        if (!c.usable || c.iColumn < 0) continue;
+        auto col = static_cast<std::size_t>(c.iColumn);
+        if (col != def.pk && !def.columns[col].indexed) continue;
+        // The shadow table compares with BINARY; other collations stay with SQLite.
+        const char* coll = sqlite3_vtab_collation(info, i);
+        if (coll && sqlite3_stricmp(coll, "BINARY") != 0) continue;
+        auto& k = cands[col];
+        switch (c.op) {
+        case SQLITE_INDEX_CONSTRAINT_EQ: if (k.eq < 0) k.eq = i; break;
+        case SQLITE_INDEX_CONSTRAINT_GT:
+        case SQLITE_INDEX_CONSTRAINT_GE: if (k.lo < 0) k.lo = i; break;
+        case SQLITE_INDEX_CONSTRAINT_LT:
+        case SQLITE_INDEX_CONSTRAINT_LE: if (k.hi < 0) k.hi = i; break;
+        default: break;
         }
-        // Pick the cheapest access path.
-        scan_plan best;
-        double cost = n_rows, rows = n_rows;
-        std::vector<int> used;
-        bool unique = false;
-        auto consider = [&](std::size_t col) {
-            const auto& k = cands[col];
-            bool is_key = col == def.pk;
-            double c, r;
-            scan_plan p;
-            p.column = static_cast<int>(col);
-            std::vector<int> u;
-            if (k.eq >= 0) {
-                p.eq = true;
-                u = {k.eq};
-                r = is_key ? 1 : 10;
-                c = is_key ? 1 : 10 + r;
-            } else if (k.lo >= 0 || k.hi >= 0) {
-                if (k.lo >= 0) { p.lo = info->aConstraint[k.lo].op; u.push_back(k.lo); }
-                if (k.hi >= 0) { p.hi = info->aConstraint[k.hi].op; u.push_back(k.hi); }
-                r = (k.lo >= 0 && k.hi >= 0) ? n_rows / 64 : n_rows / 4;
-                c = is_key ? r : 2 * r;
-            } else {
-                return;
-            }
-            if (c < cost) { best = p; cost = c; rows = r; used = u; unique = is_key && p.eq; }
-        };
-        consider(def.pk);
-        for (std::size_t i = 0; i < def.columns.size(); ++i)
-            if (def.columns[i].indexed) consider(i);
-        // ORDER BY the key comes for free on key plans and full scans.
-        if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == static_cast<int>(def.pk) &&
-            (best.column < 0 || best.column == static_cast<int>(def.pk))) {
-            best.order = info->aOrderBy[0].desc ? -1 : 1;
-            info->orderByConsumed = 1;
+    }
+    // Pick the cheapest access path.
+    scan_plan best;
+    double cost = n_rows, rows = n_rows;
+    std::vector<int> used;
+    bool unique = false;
+    auto consider = [&](std::size_t col) {
+        const auto& k = cands[col];
+        bool is_key = col == def.pk;
+        double c, r;
+        scan_plan p;
+        p.column = static_cast<int>(col);
+        std::vector<int> u;
+        if (k.eq >= 0) {
+            p.eq = true;
+            u = {k.eq};
+            r = is_key ? 1 : 10;
+            c = is_key ? 1 : 10 + r;
+        } else if (k.lo >= 0 || k.hi >= 0) {
+            if (k.lo >= 0) { p.lo = info->aConstraint[k.lo].op; u.push_back(k.lo); }
+            if (k.hi >= 0) { p.hi = info->aConstraint[k.hi].op; u.push_back(k.hi); }
+            r = (k.lo >= 0 && k.hi >= 0) ? n_rows / 64 : n_rows / 4;
+            c = is_key ? r : 2 * r;
+        } else {
+            return;
         }
-        int argv_index = 0;
-        for (int i : used) {
-            info->aConstraintUsage[i].argvIndex = ++argv_index;
-            info->aConstraintUsage[i].omit = 1;
-        }
-        // Only the columns the statement uses, and always the key: xColumn falls back to a
-        // lookup by key if SQLite ever asks for another (SQLite before 3.47 could leave a
-        // WITHOUT ROWID table's key out of colUsed when it reads it).
-        best.cols = info->colUsed | (std::uint64_t{1} << (def.pk < 63 ? def.pk : 63));
-        info->idxNum = plan_id(t, best);
-        // Shown by EXPLAIN QUERY PLAN after "INDEX n:".
-        std::string desc = best.column < 0 ? "full scan"
-                         : (best.column == static_cast<int>(def.pk) ? "key " : "index ") + def.columns[static_cast<std::size_t>(best.column)].name +
-                               (best.eq ? " =" : " range");
-        if (best.order) desc += best.order > 0 ? ", ordered by key" : ", ordered by key desc";
-        info->idxStr = sqlite3_mprintf("%s", desc.c_str());
-        info->needToFreeIdxStr = 1;
-        info->estimatedCost = cost;
-        info->estimatedRows = static_cast<sqlite3_int64>(rows);
-        if (unique) info->idxFlags |= SQLITE_INDEX_SCAN_UNIQUE;
-        return SQLITE_OK;
-    });
+        if (c < cost) { best = p; cost = c; rows = r; used = u; unique = is_key && p.eq; }
+    };
+    consider(def.pk);
+    for (std::size_t i = 0; i < def.columns.size(); ++i)
+        if (def.columns[i].indexed) consider(i);
+    // ORDER BY the key comes for free on key plans and full scans.
+    if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == static_cast<int>(def.pk) &&
+        (best.column < 0 || best.column == static_cast<int>(def.pk))) {
+        best.order = info->aOrderBy[0].desc ? -1 : 1;
+        info->orderByConsumed = 1;
+    }
+    int argv_index = 0;
+    for (int i : used) {
+        info->aConstraintUsage[i].argvIndex = ++argv_index;
+        info->aConstraintUsage[i].omit = 1;
+    }
+    // Only the columns the statement uses, and always the key: xColumn falls back to a
+    // lookup by key if SQLite ever asks for another (SQLite before 3.47 could leave a
+    // WITHOUT ROWID table's key out of colUsed when it reads it).
+    best.cols = info->colUsed | (std::uint64_t{1} << (def.pk < 63 ? def.pk : 63));
+    info->idxNum = plan_id(t, best);
+    // Shown by EXPLAIN QUERY PLAN after "INDEX n:".
+    std::string desc = best.column < 0 ? "full scan"
+                     : (best.column == static_cast<int>(def.pk) ? "key " : "index ") + def.columns[static_cast<std::size_t>(best.column)].name +
+                           (best.eq ? " =" : " range");
+    if (best.order) desc += best.order > 0 ? ", ordered by key" : ", ordered by key desc";
+    info->idxStr = sqlite3_mprintf("%s", desc.c_str());
+    info->needToFreeIdxStr = 1;
+    info->estimatedCost = cost;
+    info->estimatedRows = static_cast<sqlite3_int64>(rows);
+    if (unique) info->idxFlags |= SQLITE_INDEX_SCAN_UNIQUE;
+    return SQLITE_OK;
 }
 
 int xOpen(sqlite3_vtab*, sqlite3_vtab_cursor** out) {
@@ -487,28 +487,26 @@ int step(repl_cursor* c) {
 int xFilter(sqlite3_vtab_cursor* cc, int idx_num, const char*, int argc, sqlite3_value** argv) {
     auto* c = cur(cc);
     auto* t = vt(cc->pVtab);
-    return guarded(cc->pVtab, [&] {
-        release_stmt(c);
-        if (idx_num < 0 || static_cast<std::size_t>(idx_num) >= t->plans.size()) return SQLITE_INTERNAL;
-        auto& idle = t->plan_stmts[static_cast<std::size_t>(idx_num)];
-        c->plan = idx_num;
-        c->columns = t->plan_columns[static_cast<std::size_t>(idx_num)].data();
-        if (!idle.empty()) {
-            c->stmt = idle.back();
-            idle.pop_back();
-        } else {
-            std::string sql = plan_sql(t, t->plans[static_cast<std::size_t>(idx_num)]);
-            int rc = sqlite3_prepare_v3(t->conn->db(), sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &c->stmt, nullptr);
-            if (rc != SQLITE_OK) { set_vtab_error(cc->pVtab, sqlite3_errmsg(t->conn->db())); return rc; }
-        }
-        for (int i = 0; i < argc; ++i) sqlite3_bind_value(c->stmt, i + 1, argv[i]);
-        c->remote_row.clear();
-        int rc = step(c);
-        const auto& plan = t->plans[static_cast<std::size_t>(idx_num)];
-        if (rc != SQLITE_OK || !c->eof || !plan.eq || plan.column != static_cast<int>(t->def().pk) || argc < 1 || !t->conn->forward_reads)
-            return rc;
-        return forward_lookup(c, t, argv[0]);
-    });
+    release_stmt(c);
+    if (idx_num < 0 || static_cast<std::size_t>(idx_num) >= t->plans.size()) return SQLITE_INTERNAL;
+    auto& idle = t->plan_stmts[static_cast<std::size_t>(idx_num)];
+    c->plan = idx_num;
+    c->columns = t->plan_columns[static_cast<std::size_t>(idx_num)].data();
+    if (!idle.empty()) {
+        c->stmt = idle.back();
+        idle.pop_back();
+    } else {
+        std::string sql = plan_sql(t, t->plans[static_cast<std::size_t>(idx_num)]);
+        int rc = sqlite3_prepare_v3(t->conn->db(), sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &c->stmt, nullptr);
+        if (rc != SQLITE_OK) { set_vtab_error(cc->pVtab, sqlite3_errmsg(t->conn->db())); return rc; }
+    }
+    for (int i = 0; i < argc; ++i) sqlite3_bind_value(c->stmt, i + 1, argv[i]);
+    c->remote_row.clear();
+    int rc = step(c);
+    const auto& plan = t->plans[static_cast<std::size_t>(idx_num)];
+    if (rc != SQLITE_OK || !c->eof || !plan.eq || plan.column != static_cast<int>(t->def().pk) || argc < 1 || !t->conn->forward_reads)
+        return rc;
+    return forward_lookup(c, t, argv[0]);
 }
 
 int xNext(sqlite3_vtab_cursor* cc) {
@@ -531,22 +529,20 @@ int xEof(sqlite3_vtab_cursor* cc) { return cur(cc)->eof ? 1 : 0; }
         else sqlite3_result_null(ctx);
         return SQLITE_OK;
     }
-    return guarded(c->base.pVtab, [&] {
-        auto* t = vt(c->base.pVtab);
-        const auto& def = t->def();
-        int key_pos = c->columns[def.pk];
-        if (key_pos < 0) return SQLITE_INTERNAL; // every plan reads the key
-        std::string sql = "SELECT " + quote_ident(def.columns[static_cast<std::size_t>(i)].name) + " FROM " + t->store->data_table() +
-                          " WHERE " + quote_ident(def.columns[def.pk].name) + " = ?1";
-        cached_stmt s(t->store->cache(), sql);
-        if (!s) { set_vtab_error(c->base.pVtab, sqlite3_errmsg(t->conn->db())); return s.prepare_rc(); }
-        sqlite3_bind_value(s.get(), 1, sqlite3_column_value(c->stmt, key_pos));
-        int rc = sqlite3_step(s.get());
-        if (rc == SQLITE_ROW) sqlite3_result_value(ctx, sqlite3_column_value(s.get(), 0));
-        else if (rc == SQLITE_DONE) sqlite3_result_null(ctx);
-        else { set_vtab_error(c->base.pVtab, sqlite3_errmsg(t->conn->db())); return rc; }
-        return SQLITE_OK;
-    });
+    auto* t = vt(c->base.pVtab);
+    const auto& def = t->def();
+    int key_pos = c->columns[def.pk];
+    if (key_pos < 0) return SQLITE_INTERNAL; // every plan reads the key
+    std::string sql = "SELECT " + quote_ident(def.columns[static_cast<std::size_t>(i)].name) + " FROM " + t->store->data_table() +
+                      " WHERE " + quote_ident(def.columns[def.pk].name) + " = ?1";
+    cached_stmt s(t->store->cache(), sql);
+    if (!s) { set_vtab_error(c->base.pVtab, sqlite3_errmsg(t->conn->db())); return s.prepare_rc(); }
+    sqlite3_bind_value(s.get(), 1, sqlite3_column_value(c->stmt, key_pos));
+    int rc = sqlite3_step(s.get());
+    if (rc == SQLITE_ROW) sqlite3_result_value(ctx, sqlite3_column_value(s.get(), 0));
+    else if (rc == SQLITE_DONE) sqlite3_result_null(ctx);
+    else { set_vtab_error(c->base.pVtab, sqlite3_errmsg(t->conn->db())); return rc; }
+    return SQLITE_OK;
 }
 
 int xColumn(sqlite3_vtab_cursor* cc, sqlite3_context* ctx, int i) {
@@ -701,7 +697,7 @@ int xUpdate(sqlite3_vtab* v, int argc, sqlite3_value** argv, sqlite3_int64* rowi
     // SQLite stores *rowid as last_insert_rowid() after an INSERT; a WITHOUT ROWID table
     // leaves it alone, so hand back the current value.
     *rowid = sqlite3_last_insert_rowid(vt(v)->conn->db());
-    return guarded(v, [&] { return do_update(vt(v), argc, argv); });
+    return do_update(vt(v), argc, argv);
 }
 
 // ---- transactions -------------------------------------------------------------------
@@ -709,12 +705,10 @@ int xUpdate(sqlite3_vtab* v, int argc, sqlite3_value** argv, sqlite3_int64* rowi
 int xBegin(sqlite3_vtab*) { return SQLITE_OK; }
 
 int xSync(sqlite3_vtab* v) {
-    return guarded(v, [&] {
-        std::string err;
-        int rc = vt(v)->conn->flush(err);
-        if (rc != SQLITE_OK) set_vtab_error(v, err);
-        return rc;
-    });
+    std::string err;
+    int rc = vt(v)->conn->flush(err);
+    if (rc != SQLITE_OK) set_vtab_error(v, err);
+    return rc;
 }
 
 int xCommit(sqlite3_vtab* v) {
@@ -728,7 +722,8 @@ int xRollback(sqlite3_vtab* v) {
 }
 
 int xSavepoint(sqlite3_vtab* v, int n) {
-    return guarded(v, [&] { vt(v)->conn->pending().savepoint(n); return SQLITE_OK; });
+    vt(v)->conn->pending().savepoint(n);
+    return SQLITE_OK;
 }
 int xRelease(sqlite3_vtab* v, int n) {
     vt(v)->conn->pending().release(n);
@@ -741,35 +736,33 @@ int xRollbackTo(sqlite3_vtab* v, int n) {
 
 int xShadowName(const char* suffix) { return row_store::is_shadow_suffix(suffix) ? 1 : 0; }
 
-sqlite3_module make_module() {
-    sqlite3_module m{};
-    m.iVersion = 3;
-    m.xCreate = xCreate;
-    m.xConnect = xConnect;
-    m.xBestIndex = xBestIndex;
-    m.xDisconnect = xDisconnect;
-    m.xDestroy = xDestroy;
-    m.xOpen = xOpen;
-    m.xClose = xClose;
-    m.xFilter = xFilter;
-    m.xNext = xNext;
-    m.xEof = xEof;
-    m.xColumn = xColumn;
-    m.xRowid = xRowid;
-    m.xUpdate = xUpdate;
-    m.xBegin = xBegin;
-    m.xSync = xSync;
-    m.xCommit = xCommit;
-    m.xRollback = xRollback;
-    m.xRename = xRename;
-    m.xSavepoint = xSavepoint;
-    m.xRelease = xRelease;
-    m.xRollbackTo = xRollbackTo;
-    m.xShadowName = xShadowName;
-    return m;
-}
+// Every slot, guarded (sql/vtab_module.hpp).
+struct repl_methods {
+    static constexpr auto xCreate = &sql::xCreate;
+    static constexpr auto xConnect = &sql::xConnect;
+    static constexpr auto xBestIndex = &sql::xBestIndex;
+    static constexpr auto xDisconnect = &sql::xDisconnect;
+    static constexpr auto xDestroy = &sql::xDestroy;
+    static constexpr auto xOpen = &sql::xOpen;
+    static constexpr auto xClose = &sql::xClose;
+    static constexpr auto xFilter = &sql::xFilter;
+    static constexpr auto xNext = &sql::xNext;
+    static constexpr auto xEof = &sql::xEof;
+    static constexpr auto xColumn = &sql::xColumn;
+    static constexpr auto xRowid = &sql::xRowid;
+    static constexpr auto xUpdate = &sql::xUpdate;
+    static constexpr auto xBegin = &sql::xBegin;
+    static constexpr auto xSync = &sql::xSync;
+    static constexpr auto xCommit = &sql::xCommit;
+    static constexpr auto xRollback = &sql::xRollback;
+    static constexpr auto xRename = &sql::xRename;
+    static constexpr auto xSavepoint = &sql::xSavepoint;
+    static constexpr auto xRelease = &sql::xRelease;
+    static constexpr auto xRollbackTo = &sql::xRollbackTo;
+    static constexpr auto xShadowName = &sql::xShadowName;
+};
 
-const sqlite3_module repl_module = make_module();
+const sqlite3_module repl_module = guarded_module<repl_methods>(3);
 
 void destroy_state(void* p) { delete static_cast<connection_state*>(p); }
 

@@ -22,6 +22,7 @@
 
 #include "engine/schema.hpp"
 #include "sql/sql_error.hpp"
+#include "sql/vtab_module.hpp"
 
 #include <memory>
 #include <string>
@@ -179,25 +180,23 @@ int xRowid(sqlite3_vtab_cursor* cc, sqlite3_int64* out) {
     return SQLITE_OK;
 }
 
-sqlite3_module make_module() {
-    sqlite3_module m{};
-    m.iVersion = 1;
-    m.xCreate = nullptr; // eponymous only: no CREATE VIRTUAL TABLE ... USING hdb_nodes
-    m.xConnect = xConnect;
-    m.xBestIndex = xBestIndex;
-    m.xDisconnect = xDisconnect;
-    m.xDestroy = xDisconnect;
-    m.xOpen = xOpen;
-    m.xClose = xClose;
-    m.xFilter = xFilter;
-    m.xNext = xNext;
-    m.xEof = xEof;
-    m.xColumn = xColumn;
-    m.xRowid = xRowid;
-    return m; // no xUpdate: read-only
-}
+// Every slot, guarded (sql/vtab_module.hpp). Eponymous only: no xCreate, so no CREATE
+// VIRTUAL TABLE ... USING hdb_nodes; no xUpdate: read-only.
+struct system_methods {
+    static constexpr auto xConnect = &sql::xConnect;
+    static constexpr auto xBestIndex = &sql::xBestIndex;
+    static constexpr auto xDisconnect = &sql::xDisconnect;
+    static constexpr auto xDestroy = &sql::xDisconnect;
+    static constexpr auto xOpen = &sql::xOpen;
+    static constexpr auto xClose = &sql::xClose;
+    static constexpr auto xFilter = &sql::xFilter;
+    static constexpr auto xNext = &sql::xNext;
+    static constexpr auto xEof = &sql::xEof;
+    static constexpr auto xColumn = &sql::xColumn;
+    static constexpr auto xRowid = &sql::xRowid;
+};
 
-const sqlite3_module system_module = make_module();
+const sqlite3_module system_module = guarded_module<system_methods>(1);
 
 } // namespace
 
