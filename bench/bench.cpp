@@ -204,7 +204,8 @@ struct figures {
 };
 
 // The mean of the two middle values for an even count (--rounds may be even). Not shared:
-// repl_bench.cpp's median takes the upper middle value, a figure some round really had.
+// the replication benches' median (bench_procs.hpp) takes the upper middle value, a figure
+// some round really had.
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     std::size_t n = v.size();

@@ -1,6 +1,7 @@
 // bench_procs.hpp: the benchmark side of the replication benches (repl_bench.cpp, wan_bench.cpp):
 // node processes (node_proc: fork + exec of the bench itself with --node, see node_role.hpp),
-// free loopback ports, and the /proc readings (RSS, peak RSS, CPU per thread). Header-only.
+// free loopback ports, the /proc readings (RSS, peak RSS, CPU per thread), signal handling,
+// and the small helpers both reports compute and print figures with. Header-only.
 // Thread: the bench's main thread.
 #pragma once
 
@@ -20,6 +21,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -36,6 +38,27 @@ namespace hdbrepl::bench {
 inline volatile sig_atomic_t g_interrupted = 0;
 
 inline void on_signal(int) { g_interrupted = 1; }
+
+// main()'s setup in both benches: the handler above for SIGINT, SIGTERM and SIGHUP (the
+// nodes are then killed by PID on the way out), and SIGPIPE ignored (a write to a node that
+// died fails with its exit status in the message instead of ending this program).
+inline void install_signal_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+inline std::string num(std::int64_t v) { return std::to_string(v); }
+
+// `v` with `decimals` digits after the point; grouped (1,234,568) for none.
+inline std::string fixed_point(double v, int decimals) {
+    if (decimals == 0) return grouped(v);
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+    return buf;
+}
 
 
 // A TCP port that is free on `ip` right now (the node binds it a moment later).
@@ -328,6 +351,32 @@ inline std::int64_t percentile(std::vector<std::int64_t> v, double p) {
     std::sort(v.begin(), v.end());
     auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
     return v[std::min(v.size(), std::max<std::size_t>(rank, 1)) - 1]; // nearest rank
+}
+
+// The upper middle value for an even count, 0 for none: a figure some round really had.
+// (bench.cpp's median averages the two middle values.)
+inline double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// The rate at which rows arrived on a reader, from the answer {t_first, max_at_first, t_last}
+// to `watch TABLE FIRST last MS`: the rows after the first sighting over the time from the
+// first sighting to the last, so neither the wait for the first row nor the rows already
+// there at the first look count. `all_at_once` when everything became visible at one look.
+inline double arrival_rate(const std::vector<std::int64_t>& watch, std::int64_t last, double all_at_once) {
+    return watch.at(2) > watch.at(0) && last > watch.at(1) ? static_cast<double>(last - watch.at(1)) / seconds(watch.at(2) - watch.at(0))
+                                                           : all_at_once;
+}
+
+// Fails with `e`'s message and what each node still running thinks of its links (its
+// repl_cluster_status()); null entries are nodes not started.
+[[noreturn]] inline void fail_with_status(const bench_error& e, const std::vector<node_proc*>& nodes) {
+    std::string msg = e.what();
+    for (auto* n : nodes)
+        if (n)
+            if (auto st = n->status(); !st.empty()) msg += "\n  " + n->name() + " repl_cluster_status(): " + st;
+    fail(msg);
 }
 
 // The machine's load average (1, 5, 15 minutes) for the reports: it is usually shared.

@@ -60,8 +60,6 @@
 
 #include <sqlite3.h>
 
-#include <signal.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -113,19 +111,12 @@ sizes sizes_for(const options& o) {
     return s;
 }
 
-std::string num(std::int64_t v) { return std::to_string(v); }
-
 // The streaming phase's table of `round` (written without "s" + num(round): GCC 12 warns
 // wrongly about that operator+ at -O3).
 std::string stream_table(int round) { return std::string("s").append(num(round)); }
 
 // Generous bounds: a slow machine gives bad figures, not a failed run.
 std::int64_t rows_timeout_ms(std::int64_t rows) { return 60'000 + rows / 2; } // 60 s + 2,000 rows/s
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2]; // the upper middle one: a figure some round had
-}
 
 // ---- one pair ---------------------------------------------------------------------------------
 
@@ -289,7 +280,7 @@ void copy_once(node_pair& p, const sizes& sz, int round) {
     copy_round c;
     c.first_row_ms = millis(w.at(0) - t0);
     c.e2e_rate = static_cast<double>(sz.copy_rows) / seconds(w.at(2) - t0);
-    c.rate = w.at(2) > w.at(0) && sz.copy_rows > w.at(1) ? static_cast<double>(sz.copy_rows - w.at(1)) / seconds(w.at(2) - w.at(0)) : c.e2e_rate;
+    c.rate = arrival_rate(w, sz.copy_rows, c.e2e_rate);
     p.copies.push_back(c);
 }
 
@@ -303,7 +294,7 @@ void stream_once(node_pair& p, const sizes& sz, const std::string& table) {
     stream_round s;
     s.writer_rate = static_cast<double>(sz.stream_rows) / seconds(t.at(1) - t.at(0));
     const double e2e = static_cast<double>(sz.stream_rows) / seconds(w.at(2) - t.at(0));
-    s.rate = w.at(2) > w.at(0) && sz.stream_rows > w.at(1) ? static_cast<double>(sz.stream_rows - w.at(1)) / seconds(w.at(2) - w.at(0)) : e2e;
+    s.rate = arrival_rate(w, sz.stream_rows, e2e);
     p.streams.push_back(s);
 }
 
@@ -373,13 +364,6 @@ struct figure {
     bool ok() const { return at_least ? value >= target : value <= target; }
 };
 
-std::string fixed(double v, int decimals) {
-    if (decimals == 0) return grouped(v);
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-    return buf;
-}
-
 void print_report(const sizes& sz, const std::vector<std::unique_ptr<node_pair>>& pairs, std::vector<figure>& figs) {
     const node_pair &d = *pairs[0], &x1 = *pairs[1], &x2 = *pairs[2];
     figs = {
@@ -391,12 +375,12 @@ void print_report(const sizes& sz, const std::vector<std::unique_ptr<node_pair>>
     };
     std::printf("\n%-40s %12s %12s  %s\n", "figure", "value", "target", "status");
     for (const auto& f : figs)
-        std::printf("%-40s %12s %12s  %s\n", f.name.c_str(), fixed(f.value, f.decimals).c_str(),
-                    ((f.at_least ? ">= " : "<= ") + fixed(f.target, f.decimals)).c_str(), f.ok() ? "ok" : "BELOW TARGET");
+        std::printf("%-40s %12s %12s  %s\n", f.name.c_str(), fixed_point(f.value, f.decimals).c_str(),
+                    ((f.at_least ? ">= " : "<= ") + fixed_point(f.target, f.decimals)).c_str(), f.ok() ? "ok" : "BELOW TARGET");
 
     std::printf("\n%-36s %12s %12s %7s %12s %7s\n", "medians", "direct", "+100 ms RTT", "ratio", "+200 ms RTT", "ratio");
     auto row = [&](const char* name, double a, double b, double c, int dec) {
-        std::printf("%-36s %12s %12s %7.2f %12s %7.2f\n", name, fixed(a, dec).c_str(), fixed(b, dec).c_str(), b / a, fixed(c, dec).c_str(), c / a);
+        std::printf("%-36s %12s %12s %7.2f %12s %7.2f\n", name, fixed_point(a, dec).c_str(), fixed_point(b, dec).c_str(), b / a, fixed_point(c, dec).c_str(), c / a);
     };
     row("initial copy while rows arrive (rows/s)", d.copy_rate(), x1.copy_rate(), x2.copy_rate(), 0);
     row("  from repl_start (rows/s)", d.copy_e2e_rate(), x1.copy_e2e_rate(), x2.copy_e2e_rate(), 0);
@@ -469,12 +453,9 @@ int run(const options& o) {
     try {
         measure(sz, pairs);
     } catch (const bench_error& e) {
-        std::string msg = e.what();
-        for (const auto& p : pairs)
-            for (auto* n : {p->writer.get(), p->reader.get()})
-                if (n)
-                    if (auto st = n->status(); !st.empty()) msg += "\n  " + n->name() + " repl_cluster_status(): " + st;
-        fail(msg);
+        std::vector<node_proc*> nodes;
+        for (const auto& p : pairs) nodes.insert(nodes.end(), {p->writer.get(), p->reader.get()});
+        fail_with_status(e, nodes);
     }
     const std::string load_end = load_average();
     std::vector<figure> figs;
@@ -491,10 +472,6 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
     if (argc > 1 && std::string_view(argv[1]) == "--node") return node_main(argc, argv);
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
-    signal(SIGPIPE, SIG_IGN);
+    install_signal_handlers();
     return report_failure("hdbrepl_wan_bench", [&] { return run(parse_options(argc, argv)); });
 }
