@@ -5,17 +5,15 @@
   never sees part of it; transactions committed after it follow it in order;
 - the parts received before the last wait in the receiver's database (hdbrepl_staged) and
   are gone once it is applied;
-- the link cut (the receiver stops and starts replication), the receiver killed (-9) and
-  the sender killed (-9) in the middle of the transfer: each time the peer ends with the
-  whole transaction exactly once and never shows part of it;
 - a third node that hears the transaction only through the peer (relay) gets all of it;
 - a node that joins later gets it in its initial copy;
 - a member that sends parts by hand (protocol_client.py): two parts apply together, and a
   last part whose earlier parts never came holds its origin (cluster_status heldOrigins says
   why) and applies nothing, while the other origins go on.
 
-The receiver's db thread waits HDBREPL_TEST_PART_DELAY_MS before staging each part, so a
-test can act while a transaction is half received.
+A link cut, the receiver stopped, the receiver killed and the sender killed in the middle of
+such a transfer are in-process tests (tests/inproc/big_txn_test.cpp), where a fault hook
+holds the receiver before each part.
 """
 import os
 import sys
@@ -30,10 +28,6 @@ from harness import TestFailure, check, check_eq, run_tests, wait_connected, wai
 A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 FRAME = {"maxFrameBytes": "1MiB"}
 ROWS = 30_000  # ~150 bytes each: ~4.5 MB, more than four 1 MiB frames
-# A window smaller than a part: A sends one part per ack, so B commits each part on its own
-# (parts that arrive together are staged and applied in one intake transaction).
-ONE_PART = {"maxBytesInFlight": "64KiB"}
-SLOW_B = {"HDBREPL_TEST_PART_DELAY_MS": "150"}
 TABLE = "CREATE VIRTUAL TABLE big USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT, n INTEGER)"
 
 
@@ -74,10 +68,10 @@ class Watcher:
         check(not self.bad, f"a reader saw part of a transaction: counts {sorted(set(self.bad))[:10]}")
 
 
-def start_pair(c, b_env=None, a_extra=None):
+def start_pair(c):
     a = c.node(A_IP)
-    b = c.node(B_IP, env=b_env)
-    a.start(routes=[B_IP], extra=dict(FRAME, **(a_extra or {})))
+    b = c.node(B_IP)
+    a.start(routes=[B_IP], extra=FRAME)
     b.start(routes=[A_IP], extra=FRAME)
     wait_connected(a, b)
     wait_connected(b, a)
@@ -110,51 +104,6 @@ def test_big_transaction_is_atomic_and_in_order(c):
     # B logged the parts too (it relays them), each within the part size.
     check(b.scalar("SELECT max(length(body)) FROM hdbrepl_log") <= 1 << 20, "B's log holds parts of at most 1 MiB")
     check_eq(a.scalar("SELECT repl_confirm(1, 5000)"), 1, "A's last commit confirmed by B")
-
-
-def half_received(b):
-    """Waits until B holds some parts of the transaction staged (and not all of them)."""
-    wait_until(lambda: staged(b) >= 2, 60, "B staging parts of the transaction")
-
-
-def test_link_cut_mid_transfer(c):
-    a, b = start_pair(c, b_env=SLOW_B, a_extra=ONE_PART)
-    with Watcher(b, {0, ROWS}):
-        insert_big(a)
-        half_received(b)
-        check_eq(b.scalar("SELECT count(*) FROM big"), 0, "nothing of it visible while half received")
-        b.sql("SELECT repl_stop()")
-        b.start(b.last_config)
-        wait_until(lambda: b.scalar("SELECT count(*) FROM big") == ROWS, 90, "the whole transaction on B after the cut")
-    check_whole(b, ROWS, "B's rows after the cut")
-    wait_until(lambda: staged(b) == 0, 15, "staging emptied")
-
-
-def test_receiver_killed_mid_transfer(c):
-    a, b = start_pair(c, b_env=SLOW_B, a_extra=ONE_PART)
-    insert_big(a)
-    half_received(b)
-    b.kill()
-    b.restart(b.last_config)
-    # The parts staged before the kill are still there (durable), and the rest comes again.
-    with Watcher(b, {0, ROWS}):
-        wait_until(lambda: b.scalar("SELECT count(*) FROM big") == ROWS, 90, "the whole transaction on B after its kill")
-    check_whole(b, ROWS, "B's rows after its kill")
-    wait_until(lambda: staged(b) == 0, 15, "staging emptied")
-
-
-def test_sender_killed_mid_transfer(c):
-    a, b = start_pair(c, b_env=SLOW_B, a_extra=ONE_PART)
-    insert_big(a)
-    with Watcher(b, {0, ROWS}):
-        half_received(b)
-        a.kill()
-        # What B staged waits; nothing of it is applied without the last part.
-        time.sleep(0.5)
-        check_eq(b.scalar("SELECT count(*) FROM big"), 0, "nothing applied while the sender is down")
-        a.restart(a.last_config)
-        wait_until(lambda: b.scalar("SELECT count(*) FROM big") == ROWS, 90, "the whole transaction on B after A's kill")
-    check_whole(b, ROWS, "B's rows after A's kill")
 
 
 def test_relay_and_initial_copy_carry_it(c):
