@@ -8,6 +8,10 @@
 
 #include <catch2/catch.hpp>
 
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -62,6 +66,11 @@ private:
         int p[2];
         if (pipe(p) != 0) throw std::runtime_error("pipe failed");
         out_ = dup(2);
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+        // A sanitizer's report goes straight to the real stderr: it may end the process before
+        // this thread passes on what is in the pipe.
+        __sanitizer_set_report_fd(reinterpret_cast<void*>(static_cast<std::uintptr_t>(out_)));
+#endif
         dup2(p[1], 2);
         close(p[1]);
         in_ = p[0];
