@@ -57,16 +57,17 @@ sanitize: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) --timeout 900
 
-# ThreadSanitizer over the threaded C++ tests (the transport's io thread, the runtime), then
-# the cluster tests TSAN_CLUSTER with every node a TSan-built node_host (tests/cluster/
-# node_host.cpp) loading the TSan-built library: a report in any node fails its test
+# ThreadSanitizer over the threaded C++ tests (the transport's io thread, the runtime, the
+# in-process clusters of tests/inproc), then the cluster tests TSAN_CLUSTER with every node a
+# TSan-built node_host (tests/cluster/node_host.cpp) loading the TSan-built library: a report
+# in any node fails its test
 # (tests/CMakeLists.txt sets HDBREPL_NODE_HOST and TSAN_OPTIONS; docs/reliability.md).
 TSAN_BUILD ?= build-tsan
 TSAN_CLUSTER ?= basic|resync|topology|initial_sync|membership|placement|security|hostile|hostile_links|hostile_sign|hostile_reads|subscriptions|disk_full|big_txn|big_rows|wan
 tsan: deps
 	$(call configure,$(TSAN_BUILD),-DCMAKE_BUILD_TYPE=Debug -DHDBREPL_SANITIZE=thread)
-	cmake --build $(TSAN_BUILD) -j $(JOBS) --target net_tests unit_tests node_host hdbrepl
-	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L "net|unit" --timeout 900
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target net_tests unit_tests inproc_tests node_host hdbrepl
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L "net|unit|inproc" --timeout 900
 	cd $(TSAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L cluster -R 'cluster\.($(TSAN_CLUSTER))_test$$' --timeout 900
 
 # libFuzzer + ASan + UBSan over the decoders and parsers (tests/fuzz): each target runs
