@@ -10,6 +10,11 @@ Rules kept here: every wait has a timeout, every loop is bounded in count and ti
 every child process we start is killed (by its PID, nothing else) when the test or the
 process ends. Node processes must be started from the main thread (they die with it).
 
+Tests wait for states, not for fixed times: wait_until (and wait_rows, wait_connected,
+wait_settled) polls the observable state; assert_stays checks, all through a window, that
+something does not happen (there the window is the point); hold() is the one fixed pause,
+for where the passing time itself is what a test needs, and says why.
+
 Run a test file with Debian's /usr/bin/python3 and HDBREPL_SO=<build>/libhdbrepl.
 HDBREPL_SEED fixes the random seed; HDBREPL_KEEP=1 keeps the temp directories.
 """
@@ -119,10 +124,46 @@ def wait_until(fn, timeout, what, interval=0.05, describe=None):
     raise TestFailure(f"timed out after {timeout:.1f}s waiting for {what}; last value: {last!r:.2000}{seen}")
 
 
+def assert_stays(fn, seconds, what, interval=0.05):
+    """For the whole window of `seconds`, fn() must stay truthy: for checks that something
+    does NOT happen (a row that must not arrive, a link that must not come back), where the
+    window itself is the point. Polled throughout (bounded in count and time), so it fails
+    as soon as the thing happens; checked once more at the end of the window."""
+    deadline = time.monotonic() + seconds
+    max_tries = int(seconds / interval) + 10
+    for _ in range(max_tries):
+        try:
+            last = fn()
+            ok = bool(last)
+        except Exception as e:
+            last, ok = f"<{type(e).__name__}: {e}>", False
+        if not ok:
+            into = seconds - max(0.0, deadline - time.monotonic())
+            raise TestFailure(f"{what}: no longer true {into:.2f}s into a {seconds:.1f}s window; last value: {last!r:.2000}")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(interval, left))
+    check(fn(), f"{what}: not true at the end of the {seconds:.1f}s window")
+
+
+def hold(seconds, why):
+    """A deliberate fixed pause, where the passing time itself is the point (a pacing gap,
+    a window of the measurement). `why` says so; waits for a state use wait_until."""
+    check(bool(why), "hold() needs a reason")
+    time.sleep(seconds)
+
+
+def wait_clock_past(ms, what, timeout=5):
+    """Waits until this machine's wall clock (which the nodes stamp versions with) reads a
+    later whole millisecond than `ms` (milliseconds since the epoch)."""
+    wait_until(lambda: int(time.time() * 1000) > ms, timeout, f"the clock past {ms} ms ({what})", interval=0.002)
+
+
 def stop_process(pid, timeout=5):
     """SIGSTOP a node process and wait until every one of its threads is stopped: kill()
     returns before the signal reaches a busy or unscheduled thread, which could still answer
-    a request sent right after (seen on a loaded 2-core machine)."""
+    a request sent right after (on a loaded machine it can)."""
     os.kill(pid, signal.SIGSTOP)
 
     def all_stopped():
@@ -439,6 +480,28 @@ def user_log_count(node, origin):
 
 def wait_connected(a, b, timeout=15):
     wait_until(lambda: a.connected_to(b.name), timeout, f"{a.ip} connected to {b.ip}")
+
+
+def synced(node):
+    return node.scalar("SELECT count(*) FROM hdbrepl_meta WHERE key = 'synced' AND value = '1'") == 1
+
+
+def link_settled(a, b):
+    """Both ends report the link, neither has anything the other has not confirmed (the
+    opening exchange of membership rows and any initial copy is over) and both are synced."""
+    for x, y in ((a, b), (b, a)):
+        conn = x.connection(y.name)
+        if not (conn and conn.get("state") == "connected" and conn["database_sockets"][0].get("connected")
+                and conn.get("backlog") == 0 and synced(x)):
+            return False
+    return True
+
+
+def wait_settled(a, b, timeout=15):
+    """Waits until the link between a and b has settled (link_settled): tests of other themes
+    then start from a quiet link instead of racing its opening exchange."""
+    wait_until(lambda: link_settled(a, b), timeout, f"the link {a.ip} - {b.ip} settled (connected both ways, no backlog, synced)",
+               describe=lambda: (a.connection(b.name), b.connection(a.name)))
 
 
 # ---- a raw WebSocket client (for hostile peers) -------------------------------------------
