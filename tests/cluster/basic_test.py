@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Cluster basics with real node processes (contract sections 2, 4 and 5):
+"""Cluster basics with real node processes:
 
 - repl_start's reply, a second identical repl_start, repl_stop, status before start;
 - a commit made right after the link comes up is sent (not skipped);
@@ -21,23 +21,24 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (TestFailure, check, check_eq, dump, run_tests, wait_connected, wait_rows,  # noqa: E402
-                     wait_until)
+from harness import (TestFailure, assert_stays, check, check_eq, dump, run_tests, wait_connected, wait_rows,  # noqa: E402
+                     wait_settled, wait_until)
 
 A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 DOG = "CREATE VIRTUAL TABLE dog USING hdbrepl(id INTEGER PRIMARY KEY, name TEXT, breed TEXT INDEXED)"
 
 
-def start_pair(c, settle=1.0):
-    """A and B routed to each other and connected. `settle`: a pause after both report the
-    link, so tests of other themes do not depend on the first second of a link (that window
-    has its own test, test_commit_right_after_connecting_is_sent)."""
+def start_pair(c, settle=True):
+    """A and B routed to each other and connected. `settle`: also wait until the link has
+    settled (harness.wait_settled), so tests of other themes do not depend on the opening
+    exchange of a link (that window has its own test, test_commit_right_after_connecting_is_sent)."""
     a, b = c.node(A_IP), c.node(B_IP)
     a.start(routes=[B_IP])
     b.start(routes=[A_IP])
     wait_connected(a, b)
     wait_connected(b, a)
-    time.sleep(settle)
+    if settle:
+        wait_settled(a, b)
     return a, b
 
 
@@ -102,7 +103,7 @@ def test_commit_right_after_connecting_is_sent(c):
 
 
 def test_two_nodes_both_directions(c):
-    a, b = start_pair(c, settle=0)
+    a, b = start_pair(c, settle=False)
     a.sql(DOG)
     wait_table(b, "dog")
     q = "SELECT id, name, breed FROM dog ORDER BY id"
@@ -279,8 +280,8 @@ def test_concurrent_conflicting_updates_converge(c):
     check(not errors, f"writers failed: {errors}")
     q = "SELECT k, v, n FROM kv ORDER BY k"
     wait_until(lambda: a.sql(q) == b.sql(q), 30, "A and B converge",)
-    # and stay converged (nothing still in flight flips one side)
-    time.sleep(1.0)
+    # and stay converged for a second (nothing still in flight flips one side)
+    assert_stays(lambda: a.sql(q) == b.sql(q), 1.0, "A and B stay converged")
     da, db_ = a.sql(q), b.sql(q)
     check_eq(db_, da, "content after convergence, B vs A")
     check(len(da) > 0, "some rows survive")
@@ -310,13 +311,19 @@ def test_replicate_false_table_stays_local(c):
 
 
 def test_cluster_status_shape(c):
-    a, b = start_pair(c)
-    # Pings run every second: after 2.5 quiet seconds on the link the status shows a
-    # measured round trip (a status refreshed only by replication events would not).
-    time.sleep(1.5)
-    lat = a.connection(B_IP)["database_sockets"][0]["latency"]
-    latency_problem = None if isinstance(lat, (int, float)) and lat >= 0 else \
-        f"no measured latency in A's status of B after 2.5 quiet seconds of pings: {lat!r}"
+    a, b = start_pair(c, settle=False)
+    link_up = time.monotonic()
+    wait_settled(a, b)
+    # Pings run every second: within 2.5 quiet seconds of the link coming up the status shows
+    # a measured round trip (a status refreshed only by replication events would not).
+    def latency():
+        lat = a.connection(B_IP)["database_sockets"][0]["latency"]
+        return ("measured", lat) if isinstance(lat, (int, float)) and lat >= 0 else None
+    latency_problem = None
+    try:
+        wait_until(latency, max(0.0, link_up + 2.5 - time.monotonic()), "a measured latency in A's status of B")
+    except TestFailure as e:
+        latency_problem = f"no measured latency in A's status of B after 2.5 quiet seconds of pings: {e}"
     a.sql(DOG)
     a.sql("INSERT INTO dog VALUES (1, 'Rex', 'collie')")
     wait_rows(b, "SELECT count(*) FROM dog", [[1]])

@@ -93,12 +93,13 @@ def test_copy_messages_outside_a_copy_close_the_link(c):
         p = member(c)
         for m in msgs:
             p.send(m)
-        time.sleep(0.3)  # what the node does with it, were it to take it
-        check_eq(a.sql("SELECT count(*) FROM t WHERE id = 900"), [[0]], f"the unsolicited row is not in t ({label})")
-        check(clock_ms(a) < YEAR_2100_MS - 86400000, f"A's clock did not jump to 2100 ({label})")
-        flow.check(label)
+        # The node has dealt with the messages once it cut the link and counted the refusal;
+        # the flow A-B behind them passes A's database thread after anything they queued there.
         expect_cut(a, p, label)
         expect_counted(a, before, label)
+        flow.check(label)
+        check_eq(a.sql("SELECT count(*) FROM t WHERE id = 900"), [[0]], f"the unsolicited row is not in t ({label})")
+        check(clock_ms(a) < YEAR_2100_MS - 86400000, f"A's clock did not jump to 2100 ({label})")
     check("not inside a copy" in a.log_text(), "the log says why")
 
 
@@ -113,13 +114,13 @@ def test_copy_rows_ahead_of_the_clock_are_refused(c):
     p.send(pc.copy_table("t", definition(a, "t")))
     p.send(pc.copy_rows(0, [(pc.hlc_of_ms(YEAR_2100_MS), X_IP, [901, "from 2100"])]))
     p.send(pc.copy_end(0, []))
-    time.sleep(0.5)  # what the node does with it, were it to take it
+    # The refusal is counted when A's database thread has checked the copied row.
+    expect_cut(a, p, "a copied row from 2100")
+    expect_counted(a, before, "a copied row from 2100")
     check_eq(a.sql("SELECT count(*) FROM t WHERE id = 901"), [[0]], "the row from 2100 is not in t")
     a.sql("INSERT INTO t VALUES (902, 'local after')")
     check(a.scalar("SELECT hdbrepl_v FROM t_data WHERE id = 902") >> 16 < YEAR_2100_MS - 86400000, "later local writes are not stamped 2100")
     check(clock_ms(a) < YEAR_2100_MS - 86400000, "A's clock did not jump to 2100")
-    expect_cut(a, p, "a copied row from 2100")
-    expect_counted(a, before, "a copied row from 2100")
     flow.check("a row from 2100")
 
 
@@ -133,16 +134,19 @@ def test_copy_end_cannot_mute_another_origin(c):
     p = member(c)
     p.send(pc.copy_start(0, []))
     p.send(pc.copy_end(0, [(B_IP, pc.now_hlc(3600 * 1000))]))
-    time.sleep(0.5)
-    b.sql("INSERT INTO t VALUES (905, 'b after the far claim')")
-    wait_rows(a, "SELECT v FROM t WHERE id = 905", [["b after the far claim"]], 10, "B's write after the far claim reaches A")
+    # Refused on A's database thread, where a claim would be applied: B writes after that.
     expect_cut(a, p, "a copy_end claiming B an hour ahead")
     expect_counted(a, before, "a copy_end claiming B an hour ahead")
+    b.sql("INSERT INTO t VALUES (905, 'b after the far claim')")
+    wait_rows(a, "SELECT v FROM t WHERE id = 905", [["b after the far claim"]], 10, "B's write after the far claim reaches A")
     # Within the skew but about B, whom A hears directly: the claim is ignored.
     p = member(c)
     p.send(pc.copy_start(0, []))
     p.send(pc.copy_end(0, [(B_IP, pc.now_hlc(30 * 1000))]))
-    time.sleep(0.5)  # let the end apply (no event to wait on from outside)
+    # A row of X's own streamed behind the end: A's database thread applies a link's input
+    # in order, so once the row is in, the end (and whatever it claimed) has been applied.
+    p.send(pc.txn(1, pc.record(X_IP, pc.now_hlc(), [("t", definition(a, "t"))], [(0, "put", [906, "x after the claim"])])))
+    wait_rows(a, "SELECT v FROM t WHERE id = 906", [["x after the claim"]], 10, "X's row behind the copy_end applied on A")
     b.sql("INSERT INTO t VALUES (903, 'b after the claim')")
     wait_rows(a, "SELECT v FROM t WHERE id = 903", [["b after the claim"]], 10, "B's write after the claim reaches A")
     p.close()
@@ -155,12 +159,12 @@ def test_removed_only_from_the_remover(c):
     before = refusals(a)
     p = member(c)
     p.send(pc.removed(B_IP))
-    time.sleep(0.5)
-    check(B_IP in [r[0] for r in a.sql("SELECT name FROM hdb_nodes")], "B is still one of A's nodes")
-    check(a.connected_to(B_IP), "A still linked to B")
-    flow.check("a forged removal")
+    # Dealt with once A cut the link and counted the refusal; the flow A-B comes after.
     expect_cut(a, p, "removed{by: B} from another member")
     expect_counted(a, before, "removed{by: B}")
+    flow.check("a forged removal")
+    check(B_IP in [r[0] for r in a.sql("SELECT name FROM hdb_nodes")], "B is still one of A's nodes")
+    check(a.connected_to(B_IP), "A still linked to B")
     check("only the node that removed us" in a.log_text(), "the log says why")
 
 

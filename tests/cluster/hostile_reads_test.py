@@ -20,7 +20,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (RawWs, check, check_eq, hello_msg, run_tests, varint, wait_connected, wait_rows,  # noqa: E402
-                     wait_until, wstr)
+                     wait_settled, wait_until, wstr)
 
 A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"  # C: the raw client, a node A added
 
@@ -165,7 +165,7 @@ def start(c):
     b.start(routes=[A_IP])
     wait_connected(a, b)
     wait_connected(b, a)
-    time.sleep(1.0)  # past the first second of the link (see basic_test.py)
+    wait_settled(a, b)  # past the opening exchange of the link (basic_test.py tests that window)
     return a, b
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Initial synchronisation with real node processes (contract sections 4 and 5):
+"""Initial synchronisation with real node processes:
 
 - A holds 100,000 rows (written in big transactions before its node ever ran); B starts
   empty with a route to A and receives every row, while A keeps inserting, updating and
@@ -21,10 +21,17 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TestFailure, check, check_eq, pick_port, run_tests, table_digest, wait_connected, wait_rows, wait_until  # noqa: E402
+from harness import (TestFailure, check, check_eq, hold, pick_port, run_tests, table_digest, wait_clock_past,  # noqa: E402
+                     wait_connected, wait_rows, wait_settled, wait_until)
 
 A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 ROWS = 100_000
+
+
+def wait_dial_refused(node, peer_ip):
+    """Waits until `node` is running and has tried `peer_ip`, which is not up yet."""
+    wait_until(lambda: (lambda x: x and x.get("state") != "connected" and x.get("lastError"))(node.connection(peer_ip)), 10,
+               f"{node.ip} running, its dial of {peer_ip} refused", describe=lambda: node.connection(peer_ip))
 
 
 def test_initial_copy_of_100k_rows_while_writing(c):
@@ -39,7 +46,7 @@ def test_initial_copy_of_100k_rows_while_writing(c):
     print(f"    wrote {ROWS} rows on A in {time.monotonic() - t0:.1f}s")
     a.start(routes=[B_IP])
     # B joins a running A (both starting at once has its own test below).
-    time.sleep(1.5)
+    wait_dial_refused(a, B_IP)
     b = c.node(B_IP)
     b.start(routes=[A_IP])
     # Writes on A during the copy: new rows, updates and deletes of copied rows.
@@ -59,7 +66,7 @@ def test_initial_copy_of_100k_rows_while_writing(c):
                          ("DELETE FROM big WHERE id = ?", [(k * 7 + 13) % ROWS]),
                          ("COMMIT", [])])
                 n_done[0] += 1
-                time.sleep(0.005)
+                hold(0.005, "spread the writes over the copy")
         except Exception as e:
             errors.append(str(e))
 
@@ -67,14 +74,14 @@ def test_initial_copy_of_100k_rows_while_writing(c):
     t.start()
     seen = []
     deadline = time.monotonic() + 60
-    for _ in range(100000):
+    for _ in range(100000):  # samples B's status until the writer is done (bounded)
         conn = b.connection(A_IP)
         if conn:
             if conn.get("state") == "copying" or "sync" in conn:
                 seen.append((conn.get("state"), conn.get("sync")))
         if not t.is_alive() or time.monotonic() > deadline:
             break
-        time.sleep(0.02)
+        t.join(0.02)  # the sampling interval, cut short when the writer is done
     stop.set()
     t.join(30)
     check(not errors, f"writer on A failed: {errors}")
@@ -169,7 +176,7 @@ def test_new_node_with_two_peers_copies_once(c):
     b.start(routes=[A_IP, C_IP])
     wait_connected(a, b)
     wait_connected(b, a)
-    time.sleep(1.0)
+    wait_settled(a, b)
     a.sql("CREATE VIRTUAL TABLE t USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT)")
     a.sql("WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x + 1 < 5000) "
           "INSERT INTO t SELECT x, 'a' || x FROM s")
@@ -207,7 +214,7 @@ def test_copy_from_a_node_whose_log_lacks_the_history(c):
     d.sql("WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x + 1 < ?) "
           "INSERT INTO big SELECT x, 'name-' || x FROM s", n)
     d.start(routes=[A_IP])
-    time.sleep(1.0)
+    wait_dial_refused(d, A_IP)  # A joins a running D
     a = c.node(A_IP)
     a.start(routes=["127.0.0.5", B_IP])
     wait_until(lambda: a.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'big'") == 1 and
@@ -231,6 +238,10 @@ def iso_now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def iso_ms(text):
+    return int(datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp() * 1000 + 0.5)
+
+
 def test_start_time_skips_old_rows(c):
     a = c.node(A_IP)
     a.start()
@@ -238,9 +249,12 @@ def test_start_time_skips_old_rows(c):
     for i in range(50):
         a.sql("INSERT INTO ev VALUES (?, 'old')", i)
     a.sql("UPDATE ev SET v = 'old-updated' WHERE id < 10")
-    time.sleep(0.3)
+    # start_time falls after every old version and before every new one: the clock passes
+    # A's newest version before it is read, and passes it before A writes again.
+    newest = a.scalar("SELECT max(clock) FROM hdbrepl_log") >> 16
+    wait_clock_past(newest, "A's newest version")
     start = iso_now()
-    time.sleep(0.3)
+    wait_clock_past(iso_ms(start), "start_time")
     # A knows C (the plain port accepts known nodes only); C adds A with a start time.
     n3 = c.node(C_IP)
     n3.start()

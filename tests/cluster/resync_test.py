@@ -1,7 +1,6 @@
 #!/usr/bin/python3
-"""Crashes and resynchronisation with real node processes (contract section 2: "a process
-that restarts and calls repl_start again rejoins and resynchronises without any other
-step"; section 5: repl_confirm):
+"""Crashes and resynchronisation with real node processes (a process that restarts and
+calls repl_start again rejoins and resynchronises without any other step; repl_confirm):
 
 - kill -9 B, write on A meanwhile, restart B with the same config: B catches up from the
   change log (no full copy: its log holds A's transactions and no copy was reported) and
@@ -19,7 +18,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (TestFailure, check, check_eq, run_tests, user_log_count, wait_connected, wait_rows,  # noqa: E402
-                     wait_until)
+                     wait_settled, wait_until)
 
 A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 
@@ -30,7 +29,7 @@ def start_pair(c):
     b.start(routes=[A_IP])
     wait_connected(a, b)
     wait_connected(b, a)
-    time.sleep(1.0)  # past the first second of the link (basic_test.py has a test for that window)
+    wait_settled(a, b)  # past the opening exchange of the link (basic_test.py tests that window)
     return a, b
 
 
@@ -47,7 +46,7 @@ def test_killed_node_catches_up_from_the_log(c):
     a, b = start_pair(c)
     # A member that is never up: no record is ever confirmed by every known node, so no
     # prune pass (every 5 s) removes records or moves floors while this test counts them
-    # (under a sanitizer on a loaded machine one ran between the counts: CI failure).
+    # (on a slow run, under a sanitizer, a pass can fall between the counts).
     for n in (a, b):
         n.op("add_node", {"hostname": C_IP})
     a.sql("CREATE VIRTUAL TABLE t USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT, who TEXT INDEXED)")
@@ -255,7 +254,7 @@ def test_peer_behind_the_retained_log_gets_a_full_resync(c):
 
 def test_log_pruning_keeps_up_with_many_small_transactions(c):
     """Pruning goes on in batches until nothing more is prunable, so a log under steady
-    writes stays bounded by the retention (one 256-record batch per 5 s pass used to fall
+    writes stays bounded by the retention (one 256-record batch per 5 s pass would fall
     behind at about 50 commits a second)."""
     a = c.node(A_IP)
     a.start(extra={"logRetention": "2s"})

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Topology and the node operations with real node processes (contract section 5):
+"""Topology and the node operations with real node processes:
 
 - a chain A - B - C (A routes to B, C routes to B; A and C never connect): A's writes reach
   C through B and C's reach A, atomically and with table definitions;
@@ -13,11 +13,11 @@
 import json
 import os
 import sys
-import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TestFailure, user_log_count, check, check_eq, dump, run_tests, wait_connected, wait_rows, wait_until  # noqa: E402
+from harness import (TestFailure, assert_stays, check, check_eq, dump, run_tests, user_log_count, wait_connected,  # noqa: E402
+                     wait_rows, wait_settled, wait_until)
 
 A_IP, B_IP, C_IP, D_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
 
@@ -37,7 +37,8 @@ def test_chain_relays_both_ways(c):
     wait_connected(n3, b)
     wait_connected(b, a)
     wait_connected(b, n3)
-    time.sleep(1.0)  # past the first second of the links (see basic_test.py)
+    wait_settled(a, b)  # past the opening exchange of the links (basic_test.py tests that window)
+    wait_settled(n3, b)
     a.sql("CREATE VIRTUAL TABLE t USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT, origin TEXT INDEXED)")
     wait_until(lambda: n3.scalar("SELECT count(*) FROM sqlite_master WHERE name = 't'") == 1, 15, "table t on C via B")
     a.sql("INSERT INTO t VALUES (1, 'one', 'a')")
@@ -71,7 +72,7 @@ def test_remove_node_stops_flow_both_ways(c):
     check_eq(b.op("add_node", {"hostname": A_IP}), {"message": f"Successfully added '{A_IP}' to cluster"}, "add_node on B")
     wait_connected(a, b)
     wait_connected(b, a)
-    time.sleep(1.0)
+    wait_settled(a, b)
     a.sql("CREATE VIRTUAL TABLE t USING hdbrepl(id INTEGER PRIMARY KEY, v TEXT)")
     a.sql("INSERT INTO t VALUES (1, 'before')")
     wait_rows(b, "SELECT id FROM t", [[1]])
@@ -89,7 +90,12 @@ def test_remove_node_stops_flow_both_ways(c):
     wait_until(lambda: not b.connected_to(A_IP), 10, "B no longer connected to A")
     a.sql("INSERT INTO t VALUES (10, 'a after removal')")
     b.sql("INSERT INTO t VALUES (20, 'b after removal')")
-    time.sleep(2.5)  # long enough for several redial attempts and for any delivery
+    # Neither write arrives, nor does B come back, for a window long enough for several
+    # redial attempts (reconnectMaxDelay 500 ms) and for any delivery.
+    def apart():
+        return (b.sql("SELECT id FROM t ORDER BY id") == [[1], [2], [20]] and a.sql("SELECT id FROM t ORDER BY id") == [[1], [2], [10]]
+                and B_IP not in names_in_status(a))
+    assert_stays(apart, 2.5, "A and B apart after the removal (A's rows 1 2 10, B's rows 1 2 20, B not in A's status)")
     check_eq(b.sql("SELECT id FROM t ORDER BY id"), [[1], [2], [20]], "B's rows after the removal (A's new row must not arrive)")
     check_eq(a.sql("SELECT id FROM t ORDER BY id"), [[1], [2], [10]], "A's rows after the removal (B's new row must not arrive)")
     check(B_IP not in names_in_status(a), f"A's status after the removal: {a.status()}")
@@ -101,7 +107,8 @@ def test_remove_node_stops_flow_both_ways(c):
     a.restart(a.last_config)
     b.restart(b.last_config)
     a.sql("INSERT INTO t VALUES (11, 'a after restart')")
-    time.sleep(2.5)
+    assert_stays(lambda: not a.connected_to(B_IP) and b.sql("SELECT id FROM t ORDER BY id") == [[1], [2], [20]],
+                 2.5, "A and B apart after the removal and restarts (A not linked to B, B's rows 1 2 20)")
     check(not a.connected_to(B_IP) and not b.connected_to(A_IP), f"A and B reconnected after the removal and restarts: "
                                                                  f"{a.status()} / {b.status()}")
     check_eq(b.sql("SELECT id FROM t ORDER BY id"), [[1], [2], [20]], "B's rows after the restarts")
@@ -202,7 +209,7 @@ def test_hdb_nodes_system_table(c):
     try:
         rows = a.sql("SELECT name, url, shard FROM hdb_nodes ORDER BY name")
     except Exception as e:
-        raise TestFailure(f"SELECT ... FROM hdb_nodes (contract section 5, read-only system table): {e}")
+        raise TestFailure(f"SELECT ... FROM hdb_nodes (a read-only system table): {e}")
     by_name = {r[0]: r for r in rows}
     check(B_IP in by_name and C_IP in by_name, f"hdb_nodes lists B and C: {rows}")
     check_eq(by_name[C_IP][1], f"ws://{C_IP}:{c.port}", "url of C")
@@ -214,9 +221,8 @@ def test_hdb_nodes_system_table(c):
 def test_target_reached_the_other_way_is_that_peer(c):
     """A's dial of B is refused (B does not know A yet), and A waits 10-20 s to try again;
     meanwhile B adds A and dials it. That link is A's link to B: A's status lists B once, as
-    connected (it used to list the refused target beside the connected peer, both named B,
-    and a forwarded read counted such a target as a node that may hold the row but is
-    down)."""
+    connected: not the refused target beside the connected peer, both named B (a forwarded
+    read would count such a target as a node that may hold the row but is down)."""
     a, b = c.node(A_IP), c.node(B_IP)
     b.start()
     a.start(routes=[B_IP], extra={"reconnectMinDelay": "20s", "reconnectMaxDelay": "20s"})
