@@ -23,7 +23,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import protocol_client as pc  # noqa: E402
-from harness import TestFailure, check, check_eq, run_tests, wait_connected, wait_until  # noqa: E402
+from harness import TestFailure, assert_stays, check, check_eq, run_tests, wait_connected, wait_until  # noqa: E402
 
 A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 FRAME = {"maxFrameBytes": "1MiB"}
@@ -52,7 +52,7 @@ class Watcher:
             try:
                 n = self.node.scalar("SELECT count(*) FROM big", timeout=10)
             except Exception:
-                time.sleep(0.05)  # the node is being restarted: try again
+                self.stop.wait(0.05)  # the node is being restarted: poll again shortly (at once when stopped)
                 continue
             self.seen.add(n)
             if n not in self.allowed:

@@ -1,6 +1,5 @@
 #!/usr/bin/python3
-"""Gossip membership through the replicated `system` tables (issue 5, items 1 and 2), with
-real node processes:
+"""Gossip membership through the replicated `system` tables, with real node processes:
 
 - join through one seed: four nodes each add only the seed (certificate exchange with a
   user of the seed); every node then reaches every other, both ways, over verified TLS, and
@@ -12,16 +11,42 @@ real node processes:
 """
 import json
 import os
+import platform
 import signal
 import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, check_eq, pick_port, run_tests, stop_process, wait_connected, wait_rows, wait_until  # noqa: E402
+from harness import (assert_stays, check, check_eq, pick_port, run_tests, stop_process, wait_connected, wait_rows,  # noqa: E402
+                     wait_until)
 from security_test import PASSWORD, make_table, secure_port, start_secure  # noqa: E402
 
 IPS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
+
+
+# nanosleep and clock_nanosleep, by machine (for kernels that show no wait channel names)
+NANOSLEEP_CALLS = {"x86_64": {"35", "230"}, "aarch64": {"101", "115"}}.get(platform.machine(), set())
+
+
+def thread_states(pid):
+    """(name, kernel wait channel, system call number) of each thread of a node process."""
+    out = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        fields = []
+        for f in ("comm", "wchan", "syscall"):
+            try:
+                with open(f"/proc/{pid}/task/{t}/{f}") as fh:
+                    fields.append(fh.read().strip())
+            except OSError:
+                fields.append("")
+        out.append((fields[0], fields[1], fields[2].split(" ")[0]))
+    return out
+
+
+def db_thread_sleeping(pid):
+    """A database thread of the node sleeps (the test hook's hold; idle, it waits on a futex)."""
+    return any(name == "hdbrepl-db" and ("nanosleep" in wchan or call in NANOSLEEP_CALLS) for name, wchan, call in thread_states(pid))
 
 
 def connected_names(n):
@@ -88,13 +113,19 @@ def test_removal_propagates_and_sticks(c):
     a.sql("INSERT INTO dog VALUES (1, 'from a member')")
     for n in (b, cc):
         wait_rows(n, "SELECT id FROM dog ORDER BY id", [[1]], what=f"members replicate on {n.ip}")
-    time.sleep(1.0)
+    # Nothing crosses between the members and the removed node, for a second.
+    def apart():
+        return (all(n.sql("SELECT count(*) FROM dog WHERE id = 9") == [[0]] for n in (a, b, cc))
+                and d.sql("SELECT count(*) FROM dog WHERE id = 1") == [[0]])
+    assert_stays(apart, 1.0, "no write crosses between the members and the removed node")
     for n in (a, b, cc):
         check_eq(n.sql("SELECT count(*) FROM dog WHERE id = 9"), [[0]], f"the removed node's write on {n.ip}")
     check_eq(d.sql("SELECT count(*) FROM dog WHERE id = 1"), [[0]], "members' writes on the removed node")
-    # Its restart (which rewrites its own membership row) does not bring it back.
+    # Its restart (which rewrites its own membership row) does not bring it back: not for
+    # two seconds after it.
     d.restart(d.last_config)
-    time.sleep(2.0)
+    assert_stays(lambda: all(d.ip not in connected_names(n) for n in (a, b, cc)), 2.0,
+                 "no member links the restarted removed node")
     for n in (a, b, cc):
         check(d.ip not in connected_names(n), f"{n.ip} stays away from the restarted removed node")
     check_eq(connected_names(d), [], "the removed node replicates with no one")
@@ -191,7 +222,7 @@ def test_replicate_to_one_puts_each_row_on_two_nodes(c):
         return {"rows": len(h), "rows by holder count": per_count}
     wait_until(lambda: (lambda s: s if s == {"rows": 4 * rows, "rows by holder count": {2: 4 * rows}} else False)(spread()), 15,
                "every row on exactly 2 nodes", describe=spread)
-    time.sleep(0.5)
+    assert_stays(lambda: set(holders().values()) == {2}, 0.5, "exactly 2 holders per row for half a second")
     check_eq(set(holders().values()), {2}, "still exactly 2 holders per row")
     for i, n in enumerate(nodes):
         check_eq(n.scalar("SELECT count(*) FROM dog WHERE name = ?", f"w{i}"), rows, f"{n.ip} holds all it wrote")
@@ -297,7 +328,7 @@ def test_residency_expression_places_rows(c):
     wait_rows(b, "SELECT id FROM r ORDER BY id", [[2], [4], [6], [8], [10]], what="even ids on B")
     wait_rows(cc, "SELECT id FROM r ORDER BY id", [[1], [3], [5], [7], [9]], what="odd ids on C")
     wait_rows(b, "SELECT count(*) FROM s", [[3]], what="shard 5's rows on B")
-    time.sleep(0.5)
+    assert_stays(lambda: cc.sql("SELECT count(*) FROM s") == [[0]], 0.5, "no shard 5 rows on C for half a second")
     check_eq(cc.sql("SELECT count(*) FROM s"), [[0]], "no shard 5 rows on C")
     check_eq(a.sql("SELECT count(*) FROM r"), [[10]], "the writer keeps every row it wrote")
     check_eq(b.sql("SELECT count(*) FROM r"), [[5]], "B holds only its rows")
@@ -329,7 +360,9 @@ def test_trimmed_records_are_not_relayed(c):
     a.kill()
     cc.restart(cc.last_config)
     wait_until(lambda: cc.connected_to(b.ip), 10, f"{cc.ip} linked to {b.ip} while {a.ip} is down")
-    time.sleep(1.0)  # time for B to relay, were it going to
+    # A second for B to relay, were it going to: nothing of A's arrives on C meanwhile.
+    assert_stays(lambda: cc.sql("SELECT count(*) FROM r") == [[0]] and cc.sql("SELECT username FROM hdb_user") == [], 1.0,
+                 "nothing of A's (rows of r, A's later user) on C while A is down")
     check_eq(cc.sql("SELECT count(*) FROM r"), [[0]], "nothing of r on C before A is back")
     check_eq(cc.sql("SELECT username FROM hdb_user"), [], "A's later user waits for A too (relaying it would skip the rows)")
     a.restart(a.last_config)

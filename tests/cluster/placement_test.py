@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Where rows live, with real node processes (issue 5, items 4 and 7):
+"""Where rows live, with real node processes:
 
 - per transaction: repl_replicate_to('<node>') sends a transaction's rows to that node only;
   the others learn that rows exist elsewhere and forward key lookups; a count places each new
@@ -233,11 +233,14 @@ def test_confirm_waits_without_holding_the_write_lock(c):
 
         t = threading.Thread(target=commit)
         t.start()
-        time.sleep(0.4)
+        # The row is in A's file (another process reads it) while the COMMIT still waits.
+        wait_until(lambda: other.sql("SELECT count(*) FROM dog WHERE id = 2") == [[1]], 1.0,
+                   "row 2 committed in A's file while its COMMIT waits for B")
         check(t.is_alive(), "the COMMIT is still waiting for B")
         t1 = time.monotonic()
         other.sql("INSERT INTO dog VALUES (3, 'written meanwhile')")
         check(time.monotonic() - t1 < 0.5, "another writer of the same file is not blocked by the wait")
+        check(t.is_alive(), "the other writer wrote while the COMMIT was still waiting")
         t.join(10)
         check(not t.is_alive(), "the COMMIT returned")
         check(1.3 < result["took"] < 4, f"it waited about its timeout ({result['took']:.2f} s)")

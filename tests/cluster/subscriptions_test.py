@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Explicit subscriptions with real node processes (contract section 5, add_node
-"subscriptions"): they replace the automatic replication for that node, table by table.
+"""Explicit subscriptions with real node processes (add_node "subscriptions"): they replace
+the automatic replication for that node, table by table.
 
 - publish-only: A adds B with {table: pub, publish: true, subscribe: false}; A's writes to
   `pub` reach B, B's writes to `pub` do not reach A, and A's other tables do not reach B;
@@ -10,11 +10,10 @@
 """
 import os
 import sys
-import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check_eq, run_tests, wait_connected, wait_rows  # noqa: E402
+from harness import assert_stays, check_eq, run_tests, wait_connected, wait_rows  # noqa: E402
 
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
 
@@ -44,7 +43,8 @@ def test_publish_only(c):
     # Links deliver in order: once the later write arrives, the other-table one would have too.
     wait_rows(b, "SELECT v FROM pub WHERE id = 4", [["from a, later"]], what="A's later write to pub on B")
     check_eq(b.sql("SELECT count(*) FROM other"), [[0]], "A's table `other` (not subscribed) on B")
-    time.sleep(1.0)  # give B's write every chance to arrive (it must not)
+    # B's write gets a second's chance to arrive (it must not).
+    assert_stays(lambda: a.sql("SELECT count(*) FROM pub WHERE id = 2") == [[0]], 1.0, "B's write to pub stays off A")
     check_eq(a.sql("SELECT count(*) FROM pub WHERE id = 2"), [[0]], "B's write to pub on A (publish-only)")
 
 
@@ -55,7 +55,7 @@ def test_subscribe_only(c):
     a.sql("INSERT INTO sub VALUES (2, 'from a')")
     b.sql("INSERT INTO sub VALUES (3, 'from b, later')")
     wait_rows(a, "SELECT v FROM sub WHERE id = 3", [["from b, later"]], what="B's later write on A")
-    time.sleep(1.0)
+    assert_stays(lambda: b.sql("SELECT count(*) FROM sub WHERE id = 2") == [[0]], 1.0, "A's write to sub stays off B")
     check_eq(b.sql("SELECT count(*) FROM sub WHERE id = 2"), [[0]], "A's write to sub on B (subscribe-only)")
     b.sql("INSERT INTO other VALUES (9, 'from b, other table')")
     b.sql("INSERT INTO sub VALUES (10, 'from b, last')")
@@ -66,7 +66,7 @@ def test_subscribe_only(c):
 def test_update_node_replaces_subscriptions(c):
     a, b = pair(c, [{"database": "main", "table": "pub", "publish": False, "subscribe": False}])
     a.sql("INSERT INTO pub VALUES (1, 'before')")
-    time.sleep(1.0)
+    assert_stays(lambda: b.sql("SELECT count(*) FROM pub") == [[0]], 1.0, "pub stays empty on B while nothing is published")
     check_eq(b.sql("SELECT count(*) FROM pub"), [[0]], "pub on B while nothing is published")
     reply = a.op("update_node", {"hostname": B_IP, "subscriptions": [
         {"database": "main", "table": "pub", "publish": True, "subscribe": True}]})
