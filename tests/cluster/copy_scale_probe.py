@@ -143,7 +143,7 @@ def run(cluster, args, host, deadline):
             break
         check(now - stalled_since < 60, f"the copy made no progress for 60 s (J at max(id) {m:,}); J: {j.log_tail()}")
         check(now < deadline, f"budget spent during the copy (J at max(id) {m:,})")
-        time.sleep(0.25)
+        harness.hold(0.25, "the sampling interval of the copy's progress and the RSS peaks")
     t_done = time.monotonic()
     # The peaks of the copy, before this probe's own queries grow J's page cache.
     _, s_hwm = mem_kib(s.pid)

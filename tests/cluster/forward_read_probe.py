@@ -32,7 +32,9 @@ def main():
         nodes[0].batch([("BEGIN", [])] + [("INSERT INTO dog VALUES (?, ?)", [k, f"d{k}"]) for k in range(400)] + [("COMMIT", [])])
         b = nodes[1]
         harness.wait_until(lambda: b.scalar("SELECT count(*) FROM dog") > 0, 10, "rows on B")
-        time.sleep(1.0)
+        # Every row on its writer and one other node (a scan counts local rows only).
+        harness.wait_until(lambda: sum(n.scalar("SELECT count(*) FROM dog") for n in nodes) == 2 * 400, 10,
+                           "every row on 2 nodes")
         b.sql("SELECT repl_forward_reads(0)")
         local = [k for k in range(400) if b.sql("SELECT 1 FROM dog WHERE id = ?", k)]
         remote = [k for k in range(400) if k not in set(local)]

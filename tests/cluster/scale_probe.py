@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Scale probe (issue 5, item 9): how a gossip-formed full mesh behaves as the node count
+"""Scale probe: how a gossip-formed full mesh behaves as the node count
 grows. Not a test (CTest does not run it); it prints figures. docs/scaling.md reports them.
 
     HDBREPL_SO=build/libhdbrepl /usr/bin/python3 tests/cluster/scale_probe.py --nodes 3,6,12,16
@@ -150,6 +150,11 @@ def mesh_missing(nodes):
     return missing
 
 
+def quiet(nodes):
+    """No node has anything a peer has not confirmed."""
+    return all(conn.get("backlog") == 0 for n in nodes for conn in n.status().get("connections", []))
+
+
 def pct(xs, p):
     xs = sorted(xs)
     if not xs:
@@ -212,10 +217,10 @@ def probe(n, mode, rows, idle_s, samples, log):
         log(f"  n={n}: full mesh {res['mesh_s']:.2f}s after the last add_node; {len(socks)} TCP socket ends "
             f"(a full mesh with one link per pair has {n * (n - 1)})")
 
-        # 2. idle
-        time.sleep(2.0)
+        # 2. idle (the method above: the window starts 2 s after the mesh formed)
+        harness.hold(2.0, "the idle window starts 2 s after the mesh formed")
         a = Snapshot(nodes)
-        time.sleep(idle_s)
+        harness.hold(idle_s, "the idle window being measured")
         b = Snapshot(nodes)
         dt = b.t - a.t
         cpu = [(b.cpu[m.pid] - a.cpu[m.pid]) / dt * 100 for m in nodes]
@@ -242,7 +247,8 @@ def probe(n, mode, rows, idle_s, samples, log):
         writer.sql(LAT_TABLE)
         wait_until(lambda: all(r[0][0] == 2 for r in pipelined(nodes, "SELECT count(*) FROM sqlite_master WHERE name IN ('t', 'lat')")),
                    30, "tables t and lat on every node")
-        time.sleep(0.5)
+        # The tables' CREATEs confirmed everywhere before the window opens.
+        wait_until(lambda: quiet(nodes), 30, "every link quiet (no backlog) after the CREATEs")
         a = Snapshot(nodes)
         for k in range(rows // 1000):
             writer.sql(INSERT_1000, k * 1000 + 1, (k + 1) * 1000, timeout=60)

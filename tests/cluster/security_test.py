@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The secure port with real node processes (issue 4): mutual TLS, generated and
+"""The secure port with real node processes: mutual TLS, generated and
 cross-generated certificates, users and tokens, and every refusal.
 
 - cross-signed: B holds a user; A (fresh, its own generated CA) runs add_node with
