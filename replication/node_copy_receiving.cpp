@@ -11,22 +11,6 @@
 
 namespace hdbrepl::ext::node_detail {
 
-namespace {
-
-// Test hook: HDBREPL_TEST_COPY_END_DELAY_MS (read once; never set outside tests) holds each
-// copy end that long on the db thread, so a cluster test can replace the copy's link while
-// the end of a complete copy is still queued (initial_sync_test), or keep the db thread busy
-// past an operation's wait (membership_test).
-void copy_end_test_delay() {
-    static const long ms = [] {
-        const char* s = std::getenv("HDBREPL_TEST_COPY_END_DELAY_MS");
-        return s ? std::clamp(std::strtol(s, nullptr, 10), 0L, 20000L) : 0L;
-    }();
-    if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-}
-
-} // namespace
-
 bool node_impl::table_empty(const std::string& table) {
     sqlite3_stmt* st = nullptr;
     std::string sql = "SELECT 1 FROM main." + quote_ident(table + "_data") + " LIMIT 1";
@@ -186,7 +170,7 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
         progress_map prog;
         for (const auto& o : first.end.progress)
             if (!first.resync || !first.excluded.count(o.origin)) prog[o.origin] = o.hlc;
-        copy_end_test_delay();
+        if (faults_.before_copy_end.count() > 0) std::this_thread::sleep_for(faults_.before_copy_end);
         bool claim_nothing = false;
         if (first.resumed && !resume_.has_base) {
             // A resumed copy brings only the rows after its resume point, and skips the rows

@@ -13,23 +13,6 @@
 
 namespace hdbrepl::ext::node_detail {
 
-namespace {
-
-
-
-// Test hook, as above: HDBREPL_TEST_PART_DELAY_MS holds the db thread before each staged part,
-// so tests can cut a link or kill a node while a transaction of many parts is half received.
-void part_test_delay() {
-    static const long ms = [] {
-        const char* s = std::getenv("HDBREPL_TEST_PART_DELAY_MS");
-        return s ? std::clamp(std::strtol(s, nullptr, 10), 0L, 5000L) : 0L;
-    }();
-    if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-}
-
-
-} // namespace
-
 // db thread: a message that carries a version out of range, or a record with no valid head,
 // closes its link; what the link queued behind it is dropped.
 void node_impl::refuse_copy(const received& r, const std::string& why) {
@@ -233,7 +216,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
                 if (part.part && !part.last) {
                     // A part before the last: kept in the database until the last one comes
                     // (part_staging.hpp); acked below, so the sender's window moves on.
-                    part_test_delay();
+                    if (faults_.before_each_part.count() > 0) std::this_thread::sleep_for(faults_.before_each_part);
                     int src = staging_->stage(origin, hlc, part.index, r.record.data(), r.record.size());
                     if (src != SQLITE_OK) {
                         resource_error = std::string("staging a transaction part: ") + sqlite3_errmsg(wdb_);
