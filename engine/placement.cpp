@@ -1,6 +1,9 @@
-// Row placement: SipHash-2-4, rendezvous hashing, residency parsing, shard rules.
-// See placement.hpp for the design. Pure; any thread.
+// Row placement: SipHash-2-4, rendezvous hashing, residency parsing (the JSON is read by
+// engine/json; here only its errors are worded), shard rules. See placement.hpp for the
+// design. Pure; any thread.
 #include "engine/placement.hpp"
+
+#include "engine/json.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -76,167 +79,34 @@ static_assert(sizeof placement_hash_key == 17);
 constexpr std::uint64_t place_k0 = load_le(placement_hash_key);
 constexpr std::uint64_t place_k1 = load_le(placement_hash_key + 8);
 
-// ---- the strict JSON array-of-strings parser --------------------------------------------
+// ---- residency node lists: the message for each way a JSON array of names can be wrong ----
 
-class json_names_parser {
-public:
-    explicit json_names_parser(std::string_view s) : s_(s) {}
-
-    residency parse() {
-        skip_ws();
-        if (!eat('[')) return fail("expected a shard number (INTEGER 0..65535) or a JSON array of node names");
-        std::vector<std::string> names;
-        skip_ws();
-        if (eat(']')) return fail_at("the node list is empty", 0, true);
-        for (;;) {
-            skip_ws();
-            if (peek() != '"') return fail("expected a string (node name)");
-            std::size_t start = pos_;
-            std::string name;
-            if (!parse_string(name)) return error(std::move(err_));
-            if (name.empty()) return fail_at("empty node name", start, false);
-            names.push_back(std::move(name));
-            skip_ws();
-            if (eat(',')) continue;
-            if (eat(']')) break;
-            return fail("expected ',' or ']'");
-        }
-        skip_ws();
-        if (pos_ != s_.size()) return fail("unexpected text after the array");
-        return residency(std::in_place_index<residency_nodes>, std::move(names));
+residency residency_failure(std::string_view text, const json::string_array_error& e) {
+    using k = json::string_array_error;
+    const char* what = "not valid JSON";
+    bool with_offset = true;
+    switch (e.kind) {
+    case k::not_array: what = "expected a shard number (INTEGER 0..65535) or a JSON array of node names"; break;
+    case k::empty_array: what = "the node list is empty"; with_offset = false; break;
+    case k::empty_string: what = "empty node name"; break;
+    case k::not_string: what = "expected a string (node name)"; break;
+    case k::expected_comma_or_end: what = "expected ',' or ']'"; break;
+    case k::trailing_text: what = "unexpected text after the array"; break;
+    case k::unterminated_string: what = "unterminated string"; break;
+    case k::control_character: what = "control character in string (must be escaped)"; break;
+    case k::invalid_utf8: what = "invalid UTF-8"; break;
+    case k::invalid_escape: what = "invalid escape"; break;
+    case k::bad_hex_digit: what = "expected 4 hex digits after \\u"; break;
+    case k::unpaired_surrogate: what = "unpaired surrogate in \\u escape"; break;
+    case k::none:
+    case k::other: break;
     }
-
-private:
-    static residency error(std::string msg) { return residency(std::in_place_index<residency_error>, std::move(msg)); }
-    residency fail(const char* what) { return fail_at(what, pos_, false); }
-    residency fail_at(const char* what, std::size_t at, bool no_offset) {
-        std::string m = "residency: ";
-        m += what;
-        if (!no_offset) {
-            m += at < s_.size() ? " at offset " + std::to_string(at) : std::string(" at end of text");
-        }
-        return error(std::move(m));
-    }
-    bool set_err(const char* what, std::size_t at) {
-        err_ = std::get<residency_error>(fail_at(what, at, false));
-        return false;
-    }
-
-    int peek() const { return pos_ < s_.size() ? static_cast<unsigned char>(s_[pos_]) : -1; }
-    bool eat(char c) {
-        if (peek() != static_cast<unsigned char>(c)) return false;
-        ++pos_;
-        return true;
-    }
-    void skip_ws() {
-        while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) ++pos_;
-    }
-
-    static void put_utf8(std::string& out, std::uint32_t cp) {
-        if (cp < 0x80) {
-            out += static_cast<char>(cp);
-        } else if (cp < 0x800) {
-            out += static_cast<char>(0xc0 | (cp >> 6));
-            out += static_cast<char>(0x80 | (cp & 0x3f));
-        } else if (cp < 0x10000) {
-            out += static_cast<char>(0xe0 | (cp >> 12));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-            out += static_cast<char>(0x80 | (cp & 0x3f));
-        } else {
-            out += static_cast<char>(0xf0 | (cp >> 18));
-            out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-            out += static_cast<char>(0x80 | (cp & 0x3f));
-        }
-    }
-
-    // Four hex digits after "\u"; pos_ is on the first.
-    bool hex4(std::uint32_t& out) {
-        out = 0;
-        for (int i = 0; i < 4; ++i) {
-            int c = peek();
-            std::uint32_t d;
-            if (c >= '0' && c <= '9') d = static_cast<std::uint32_t>(c - '0');
-            else if (c >= 'a' && c <= 'f') d = static_cast<std::uint32_t>(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F') d = static_cast<std::uint32_t>(c - 'A' + 10);
-            else return set_err("expected 4 hex digits after \\u", pos_);
-            out = out << 4 | d;
-            ++pos_;
-        }
-        return true;
-    }
-
-    // One raw (unescaped) UTF-8 sequence starting at pos_, strictly validated (no overlong
-    // forms, no surrogates, nothing above U+10FFFF).
-    bool raw_utf8(std::string& out) {
-        std::size_t start = pos_;
-        auto b0 = static_cast<unsigned char>(s_[pos_]);
-        int len;
-        std::uint32_t cp, min;
-        if (b0 < 0x80) { len = 1; cp = b0; min = 0; }
-        else if ((b0 & 0xe0) == 0xc0) { len = 2; cp = b0 & 0x1f; min = 0x80; }
-        else if ((b0 & 0xf0) == 0xe0) { len = 3; cp = b0 & 0x0f; min = 0x800; }
-        else if ((b0 & 0xf8) == 0xf0) { len = 4; cp = b0 & 0x07; min = 0x10000; }
-        else return set_err("invalid UTF-8", start);
-        for (int i = 1; i < len; ++i) {
-            if (start + i >= s_.size()) return set_err("invalid UTF-8", start);
-            auto b = static_cast<unsigned char>(s_[start + i]);
-            if ((b & 0xc0) != 0x80) return set_err("invalid UTF-8", start);
-            cp = cp << 6 | (b & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return set_err("invalid UTF-8", start);
-        out.append(s_.substr(start, len));
-        pos_ = start + len;
-        return true;
-    }
-
-    // A JSON string; pos_ is on the opening quote.
-    bool parse_string(std::string& out) {
-        ++pos_;
-        for (;;) {
-            int c = peek();
-            if (c < 0) return set_err("unterminated string", pos_);
-            if (c == '"') { ++pos_; return true; }
-            if (c < 0x20) return set_err("control character in string (must be escaped)", pos_);
-            if (c != '\\') {
-                if (!raw_utf8(out)) return false;
-                continue;
-            }
-            std::size_t esc = pos_++;
-            switch (peek()) {
-            case '"': out += '"'; break;
-            case '\\': out += '\\'; break;
-            case '/': out += '/'; break;
-            case 'b': out += '\b'; break;
-            case 'f': out += '\f'; break;
-            case 'n': out += '\n'; break;
-            case 'r': out += '\r'; break;
-            case 't': out += '\t'; break;
-            case 'u': {
-                ++pos_;
-                std::uint32_t cp;
-                if (!hex4(cp)) return false;
-                if (cp >= 0xdc00 && cp <= 0xdfff) return set_err("unpaired surrogate in \\u escape", esc);
-                if (cp >= 0xd800 && cp <= 0xdbff) {
-                    if (!(eat('\\') && eat('u'))) return set_err("unpaired surrogate in \\u escape", esc);
-                    std::uint32_t lo;
-                    if (!hex4(lo)) return false;
-                    if (lo < 0xdc00 || lo > 0xdfff) return set_err("unpaired surrogate in \\u escape", esc);
-                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                }
-                put_utf8(out, cp);
-                continue; // pos_ is already past the escape
-            }
-            default: return set_err("invalid escape", esc);
-            }
-            ++pos_;
-        }
-    }
-
-    std::string_view s_;
-    std::size_t pos_ = 0;
-    std::string err_;
-};
+    std::string m = "residency: ";
+    m += what;
+    if (e.kind == k::other && !e.detail.empty()) m += " (" + e.detail + ")";
+    if (with_offset) m += e.offset < text.size() ? " at offset " + std::to_string(e.offset) : std::string(" at end of text");
+    return residency(std::in_place_index<residency_error>, std::move(m));
+}
 
 } // namespace
 
@@ -338,7 +208,10 @@ residency parse_residency(std::string_view sql_value_text, bool is_integer, std:
     if (sql_value_text.empty())
         return residency(std::in_place_index<residency_error>,
                          std::string("residency: expected a shard number (0..65535) or a JSON array of node names, got empty text"));
-    return json_names_parser(sql_value_text).parse();
+    std::vector<std::string> names;
+    json::string_array_error e;
+    if (!json::parse_string_array(sql_value_text, names, e)) return residency_failure(sql_value_text, e);
+    return residency(std::in_place_index<residency_nodes>, std::move(names));
 }
 
 std::vector<std::string> shard_nodes(int shard, const std::vector<member_shard>& members) {

@@ -110,8 +110,9 @@ constexpr int max_shard = 65535;
 // Parses the expression's result. `is_integer` (SQLite INTEGER) takes `integer_value` as a
 // shard; otherwise `sql_value_text` must be a JSON array of strings — strict JSON (RFC 8259
 // strings with all escapes, \u surrogate pairs; JSON whitespace; no trailing commas, no
-// other value types, nothing after the array). A NULL result is the caller's to handle
-// (it has no text to pass); empty text is an error. Errors start with "residency: ".
+// other value types, nothing after the array; read by json::parse_string_array, Boost.JSON).
+// A NULL result is the caller's to handle (it has no text to pass); empty text is an error.
+// Errors start with "residency: ".
 residency parse_residency(std::string_view sql_value_text, bool is_integer, std::int64_t integer_value);
 
 // A member and its static shard (-1 = none), for resolving a shard residency.

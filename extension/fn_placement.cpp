@@ -24,9 +24,8 @@
 #include "engine/json.hpp"
 #include "extension/runtime.hpp"
 #include "sql/node_hooks.hpp"
+#include "sql/fn_table.hpp"
 #include "sql/sql_error.hpp"
-
-#include <boost/json/parse.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -101,9 +100,8 @@ std::string parse_spec(const std::string& raw, setting& out) {
     const std::string s = trim(raw);
     if (s.empty()) return "the setting is empty (NULL resets it)";
     if (s[0] == '[' || s[0] == '{') {
-        boost::system::error_code ec;
-        json::value v = boost::json::parse(s, ec);
-        if (ec) return "not valid JSON: " + ec.message();
+        json::value v;
+        if (std::string e = json::parse(s, v); !e.empty()) return "not valid JSON: " + e;
         if (v.is_array()) return from_json_value(v, out);
         for (const auto& [k, val] : v.as_object()) {
             std::string e;
@@ -182,58 +180,54 @@ void result_json(sqlite3_context* c, const std::string& j) {
 sql::connection_state* state_of(sqlite3_context* c) { return static_cast<sql::connection_state*>(sqlite3_user_data(c)); }
 
 void fn_replicate_to(sqlite3_context* c, int argc, sqlite3_value** argv) {
-    sql::guarded_fn(c, [&] {
-        auto* st = state_of(c);
-        setting s;
-        const int type = sqlite3_value_type(argv[0]);
-        if (type == SQLITE_INTEGER) {
-            auto n = sqlite3_value_int64(argv[0]);
-            if (n < 0 || n > max_count)
-                return sql::result_error(c, "repl_replicate_to(): the count must be from 0 to " + std::to_string(max_count));
-            s.placement.count = static_cast<int>(n);
-        } else if (type == SQLITE_TEXT) {
-            auto* t = sqlite3_value_text(argv[0]);
-            std::string text(reinterpret_cast<const char*>(t), static_cast<std::size_t>(sqlite3_value_bytes(argv[0])));
-            if (auto e = parse_spec(text, s); !e.empty()) return sql::result_error(c, "repl_replicate_to(): " + e);
-        } else if (type != SQLITE_NULL) {
-            return sql::result_error(c, "repl_replicate_to(): the 1st argument must be a count, a text setting such as '2;confirm=1' "
-                                        "or 'node-b,node-c', a JSON list of node names, or NULL to reset");
-        }
-        if (argc > 1) {
-            if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0 || sqlite3_value_int64(argv[1]) > max_count)
-                return sql::result_error(c, "repl_replicate_to(): the 2nd argument must be the number of confirmations (0 to " +
-                                                std::to_string(max_count) + ")");
-            s.confirm = static_cast<int>(sqlite3_value_int64(argv[1]));
-        }
-        if (sqlite3_get_autocommit(sqlite3_context_db_handle(c)) == 0 && !st->pending().empty())
-            return sql::result_error(c, "repl_replicate_to(): this transaction has already written rows; change the setting "
-                                        "between transactions");
-        st->placement = std::move(s.placement);
-        st->confirm = s.confirm;
-        st->confirm_timeout_ms = s.timeout_ms;
-        result_json(c, setting_json(*st));
-    });
+    auto* st = state_of(c);
+    setting s;
+    const int type = sqlite3_value_type(argv[0]);
+    if (type == SQLITE_INTEGER) {
+        auto n = sqlite3_value_int64(argv[0]);
+        if (n < 0 || n > max_count)
+            return sql::result_error(c, "repl_replicate_to(): the count must be from 0 to " + std::to_string(max_count));
+        s.placement.count = static_cast<int>(n);
+    } else if (type == SQLITE_TEXT) {
+        auto* t = sqlite3_value_text(argv[0]);
+        std::string text(reinterpret_cast<const char*>(t), static_cast<std::size_t>(sqlite3_value_bytes(argv[0])));
+        if (auto e = parse_spec(text, s); !e.empty()) return sql::result_error(c, "repl_replicate_to(): " + e);
+    } else if (type != SQLITE_NULL) {
+        return sql::result_error(c, "repl_replicate_to(): the 1st argument must be a count, a text setting such as '2;confirm=1' "
+                                    "or 'node-b,node-c', a JSON list of node names, or NULL to reset");
+    }
+    if (argc > 1) {
+        if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0 || sqlite3_value_int64(argv[1]) > max_count)
+            return sql::result_error(c, "repl_replicate_to(): the 2nd argument must be the number of confirmations (0 to " +
+                                            std::to_string(max_count) + ")");
+        s.confirm = static_cast<int>(sqlite3_value_int64(argv[1]));
+    }
+    if (sqlite3_get_autocommit(sqlite3_context_db_handle(c)) == 0 && !st->pending().empty())
+        return sql::result_error(c, "repl_replicate_to(): this transaction has already written rows; change the setting "
+                                    "between transactions");
+    st->placement = std::move(s.placement);
+    st->confirm = s.confirm;
+    st->confirm_timeout_ms = s.timeout_ms;
+    result_json(c, setting_json(*st));
 }
 
 void fn_last_commit(sqlite3_context* c, int, sqlite3_value**) {
-    sql::guarded_fn(c, [&] {
-        const auto& lc = state_of(c)->last_commit();
-        if (lc.hlc == 0) return sqlite3_result_null(c);
-        json::object o;
-        o["version"] = static_cast<std::int64_t>(lc.hlc);
-        if (lc.placed) {
-            json::array a;
-            for (const auto& n : lc.placed_on) a.emplace_back(n);
-            o["placedOn"] = std::move(a);
-        } else {
-            o["placedOn"] = nullptr; // wherever its tables replicate
-        }
-        o["confirmationsWanted"] = lc.wanted;
-        if (lc.confirmed >= 0) o["confirmed"] = lc.confirmed;
-        else o["confirmed"] = nullptr;
-        o["status"] = lc.status;
-        result_json(c, json::serialize(o));
-    });
+    const auto& lc = state_of(c)->last_commit();
+    if (lc.hlc == 0) return sqlite3_result_null(c);
+    json::object o;
+    o["version"] = static_cast<std::int64_t>(lc.hlc);
+    if (lc.placed) {
+        json::array a;
+        for (const auto& n : lc.placed_on) a.emplace_back(n);
+        o["placedOn"] = std::move(a);
+    } else {
+        o["placedOn"] = nullptr; // wherever its tables replicate
+    }
+    o["confirmationsWanted"] = lc.wanted;
+    if (lc.confirmed >= 0) o["confirmed"] = lc.confirmed;
+    else o["confirmed"] = nullptr;
+    o["status"] = lc.status;
+    result_json(c, json::serialize(o));
 }
 
 // The hook a COMMIT with confirmations waits through: the node of the file, if one runs.
@@ -243,15 +237,21 @@ int confirm_through_node(const std::string& path, engine::hlc_t hlc, int n, cons
     return node->wait_confirmed(hlc, n, std::chrono::milliseconds(timeout_ms), only);
 }
 
+// repl_replicate_to sets where this connection's rows go and how long each COMMIT waits
+// for the cluster: a view or trigger must not redirect rows to other nodes or make commits
+// block, so it is direct-only. repl_last_commit reads this connection's last outcome.
+using enum sql::fn_kind;
+constexpr sql::function_entry functions[] = {
+    sql::sql_function<fn_replicate_to>("repl_replicate_to", 1, changes_state),
+    sql::sql_function<fn_replicate_to>("repl_replicate_to", 2, changes_state),
+    sql::sql_function<fn_last_commit>("repl_last_commit", 0, reads),
+};
+
 } // namespace
 
 int register_placement_functions(sqlite3* db, sql::connection_state* state) {
     sql::confirm_hook.set(&confirm_through_node);
-    // Not DIRECTONLY: the setting only concerns this connection's own later writes.
-    int rc = sqlite3_create_function_v2(db, "repl_replicate_to", 1, SQLITE_UTF8, state, fn_replicate_to, nullptr, nullptr, nullptr);
-    if (rc == SQLITE_OK) rc = sqlite3_create_function_v2(db, "repl_replicate_to", 2, SQLITE_UTF8, state, fn_replicate_to, nullptr, nullptr, nullptr);
-    if (rc == SQLITE_OK) rc = sqlite3_create_function_v2(db, "repl_last_commit", 0, SQLITE_UTF8, state, fn_last_commit, nullptr, nullptr, nullptr);
-    return rc;
+    return sql::register_functions(db, functions, state);
 }
 
 } // namespace hdbrepl::ext

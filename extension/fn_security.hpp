@@ -3,13 +3,14 @@
 #include <string>
 
 #include "extension/fn_context.hpp"
+#include "sql/fn_table.hpp"
 
 namespace hdbrepl::ext {
 
-// Registers repl_add_certificate, repl_remove_certificate, repl_list_certificates,
-// repl_add_user, repl_drop_user, repl_create_authentication_tokens. `x` is owned by the
-// caller (fn_cluster.cpp frees it with repl_operation).
-int register_security_functions(sqlite3* db, fn_context* x);
+// The table of repl_add_certificate, repl_remove_certificate, repl_list_certificates,
+// repl_add_user, repl_drop_user, repl_create_authentication_tokens, registered by
+// fn_cluster.cpp with the connection's fn_context (sql/fn_table.hpp).
+std::span<const sql::function_entry> security_functions();
 
 // For repl_operation: runs the security operation `op` (e.g. "add_user") with argv[0] as
 // its JSON body; false when `op` is not one of them.

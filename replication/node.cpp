@@ -265,38 +265,42 @@ bool node_impl::start(std::string& error) {
     // Writers in other processes cannot signal us: a light check of the database's
     // data_version catches their commits (and our own DDL-only transactions).
     io_->post([self] {
-        std::weak_ptr<node_impl> weak = self;
-        std::function<void()> tick;
-        auto tick_ptr = std::make_shared<std::function<void()>>();
-        *tick_ptr = [weak, tick_ptr] {
-            auto s = weak.lock();
-            if (!s || s->stopped_) return;
-            s->on_db([](node_impl& n) {
-                sqlite3_stmt* st = nullptr;
-                if (sqlite3_prepare_v2(n.rdb_, "PRAGMA data_version", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-                    auto v = sqlite3_column_int64(st, 0);
-                    if (v != n.data_version_) {
-                        n.data_version_ = v;
-                        n.refresh_users();
-                        std::int64_t last = 0;
-                        n.rstore_->last_seq(last);
-                        // Also keeps the backlog of disconnected peers current.
-                        n.on_io([last](node_impl& m) {
-                            m.log_last_seq_ = std::max(m.log_last_seq_, last);
-                            m.pump_all();
-                        });
-                    }
-                }
-                sqlite3_finalize(st);
-            });
-            // Latency and backlog change without events: refresh the status snapshot too.
-            s->update_status();
-            s->poll_timer_ = s->io_->after(clock_ms(250), *tick_ptr);
-        };
-        (*tick_ptr)();
+        self->poll_data_version();
         self->schedule_prune();
     });
     return true;
+}
+
+// io thread. Every 250 ms: the database thread compares data_version with the last seen one
+// (another process committed, or a DDL-only transaction ran) and refreshes what depends on it;
+// the status snapshot is refreshed too (latency and backlog change without events). The timer
+// holds the node weakly, so a stopped or dropped node ends the chain.
+void node_impl::poll_data_version() {
+    assert_on(node_thread::io);
+    if (stopped_) return;
+    on_db([](node_impl& n) {
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(n.rdb_, "PRAGMA data_version", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+            auto v = sqlite3_column_int64(st, 0);
+            if (v != n.data_version_) {
+                n.data_version_ = v;
+                n.refresh_users();
+                std::int64_t last = 0;
+                n.rstore_->last_seq(last);
+                // Also keeps the backlog of disconnected peers current.
+                n.on_io([last](node_impl& m) {
+                    m.log_last_seq_ = std::max(m.log_last_seq_, last);
+                    m.pump_all();
+                });
+            }
+        }
+        sqlite3_finalize(st);
+    });
+    update_status();
+    std::weak_ptr<node_impl> weak = weak_from_this();
+    poll_timer_ = io_->after(clock_ms(250), [weak] {
+        if (auto s = weak.lock()) s->poll_data_version();
+    });
 }
 
 void node_impl::stop() {

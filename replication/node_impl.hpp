@@ -510,6 +510,7 @@ private:
     void notify_confirmations();
 
     void schedule_prune();
+    void poll_data_version(); // io thread: the data_version check, every 250 ms
     // -- db thread --
     void prune_log(const std::map<std::string, progress_map>& known);
     // Initial copies into empty tables build their secondary indexes at the end.

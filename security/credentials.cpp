@@ -4,11 +4,12 @@
 // How it works: the codecs are written out here (strict decoders that accept exactly one
 // encoding of each byte string, so a token or hash has no second spelling); the cryptography
 // is OpenSSL's (RAND_bytes, PKCS5_PBKDF2_HMAC, HMAC, CRYPTO_memcmp, OPENSSL_cleanse). A JWT
-// header is read with a small JSON reader below that validates the whole text and collects
-// the top-level members, so "alg" is decided on the decoded value (escapes included) and a
-// header with two "alg" members is refused rather than read one way here and another way
-// elsewhere. OpenSSL's per-thread error queue is left as it was found (mark / pop).
+// header is read with engine/json (json::read_object_members: Boost.JSON validates the whole
+// text and the top-level members are collected), so "alg" is decided on the decoded value
+// (escapes included) and a header with a key twice is refused rather than read one way here
+// and another way elsewhere. OpenSSL's per-thread error queue is left as it was found.
 #include "security/credentials.hpp"
+#include "engine/json.hpp"
 #include "security/openssl_util.hpp"
 
 #include <openssl/crypto.h>
@@ -19,7 +20,6 @@
 
 #include <climits>
 #include <cstdint>
-#include <map>
 #include <vector>
 
 namespace hdbrepl::net::cred {
@@ -102,179 +102,21 @@ bool decode_unpadded(const char* p, std::size_t n, bool url, std::string& out) {
     return true;
 }
 
-// ---- a small JSON reader --------------------------------------------------------------------
+// ---- token JSON ---------------------------------------------------------------------------
 
-// Validates one JSON text (RFC 8259) and, when it is an object, collects its top-level
-// members whose values are strings (decoded) — enough to read a JWT header.
-class json_reader {
-public:
-    explicit json_reader(const std::string& text) : s_(text) {}
+// JSON nesting a token's header or payload may have (the top object counting as one level).
+constexpr unsigned max_token_json_depth = 32;
 
-    // True when the whole text is one JSON object without duplicate top-level keys.
-    bool read_object() {
-        skip_ws();
-        if (!peek('{')) return false;
-        if (!value(0)) return false;
-        skip_ws();
-        return i_ == s_.size() && !duplicate_;
-    }
-    const std::map<std::string, std::string>& strings() const { return strings_; }
-    const std::map<std::string, int>& keys() const { return keys_; }
-
-private:
-    bool peek(char c) const { return i_ < s_.size() && s_[i_] == c; }
-    void skip_ws() {
-        while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
-    }
-    bool literal(const char* word) {
-        std::string w(word);
-        if (s_.compare(i_, w.size(), w) != 0) return false;
-        i_ += w.size();
-        return true;
-    }
-    static void put_utf8(std::string& out, std::uint32_t cp) {
-        if (cp < 0x80) {
-            out += static_cast<char>(cp);
-        } else if (cp < 0x800) {
-            out += static_cast<char>(0xC0 | cp >> 6);
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += static_cast<char>(0xE0 | cp >> 12);
-            out += static_cast<char>(0x80 | (cp >> 6 & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else {
-            out += static_cast<char>(0xF0 | cp >> 18);
-            out += static_cast<char>(0x80 | (cp >> 12 & 0x3F));
-            out += static_cast<char>(0x80 | (cp >> 6 & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        }
-    }
-    bool hex4(std::uint32_t& v) {
-        if (s_.size() - i_ < 4) return false;
-        v = 0;
-        for (int k = 0; k < 4; ++k) {
-            char c = s_[i_++];
-            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-            if (d < 0) return false;
-            v = v << 4 | static_cast<std::uint32_t>(d);
-        }
-        return true;
-    }
-    bool string(std::string& out) {
-        if (!peek('"')) return false;
-        ++i_;
-        while (i_ < s_.size()) {
-            unsigned char c = static_cast<unsigned char>(s_[i_++]);
-            if (c == '"') return true;
-            if (c < 0x20) return false;
-            if (c != '\\') { out += static_cast<char>(c); continue; }
-            if (i_ >= s_.size()) return false;
-            char e = s_[i_++];
-            switch (e) {
-            case '"': out += '"'; break;
-            case '\\': out += '\\'; break;
-            case '/': out += '/'; break;
-            case 'b': out += '\b'; break;
-            case 'f': out += '\f'; break;
-            case 'n': out += '\n'; break;
-            case 'r': out += '\r'; break;
-            case 't': out += '\t'; break;
-            case 'u': {
-                std::uint32_t cp = 0;
-                if (!hex4(cp)) return false;
-                if (cp >= 0xD800 && cp < 0xDC00) {
-                    std::uint32_t lo = 0;
-                    if (!literal("\\u") || !hex4(lo) || lo < 0xDC00 || lo > 0xDFFF) return false;
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                    return false;
-                }
-                put_utf8(out, cp);
-                break;
-            }
-            default: return false;
-            }
-        }
-        return false;
-    }
-    bool number() {
-        std::size_t start = i_;
-        if (peek('-')) ++i_;
-        auto digits = [&] {
-            std::size_t b = i_;
-            while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
-            return i_ - b;
-        };
-        if (peek('0')) ++i_;
-        else if (digits() == 0) return false;
-        if (peek('.')) { ++i_; if (digits() == 0) return false; }
-        if (peek('e') || peek('E')) {
-            ++i_;
-            if (peek('+') || peek('-')) ++i_;
-            if (digits() == 0) return false;
-        }
-        return i_ > start;
-    }
-    bool value(int depth) {
-        if (depth > 32) return false;
-        skip_ws();
-        if (i_ >= s_.size()) return false;
-        char c = s_[i_];
-        if (c == '{') {
-            ++i_;
-            skip_ws();
-            if (peek('}')) { ++i_; return true; }
-            for (;;) {
-                skip_ws();
-                std::string key;
-                if (!string(key)) return false;
-                skip_ws();
-                if (!peek(':')) return false;
-                ++i_;
-                skip_ws();
-                if (depth == 0) {
-                    if (++keys_[key] > 1) duplicate_ = true;
-                    if (peek('"')) {
-                        std::string v;
-                        if (!string(v)) return false;
-                        strings_[key] = std::move(v);
-                    } else if (!value(depth + 1)) {
-                        return false;
-                    }
-                } else if (!value(depth + 1)) {
-                    return false;
-                }
-                skip_ws();
-                if (peek(',')) { ++i_; continue; }
-                if (peek('}')) { ++i_; return true; }
-                return false;
-            }
-        }
-        if (c == '[') {
-            ++i_;
-            skip_ws();
-            if (peek(']')) { ++i_; return true; }
-            for (;;) {
-                if (!value(depth + 1)) return false;
-                skip_ws();
-                if (peek(',')) { ++i_; continue; }
-                if (peek(']')) { ++i_; return true; }
-                return false;
-            }
-        }
-        if (c == '"') { std::string ignored; return string(ignored); }
-        if (c == 't') return literal("true");
-        if (c == 'f') return literal("false");
-        if (c == 'n') return literal("null");
-        return number();
-    }
-
-    const std::string& s_;
-    std::size_t i_ = 0;
-    bool duplicate_ = false;
-    std::map<std::string, std::string> strings_;
-    std::map<std::string, int> keys_;
-};
+// Reads a token part that must be one JSON object, each top-level key once (a header with two
+// "alg" members could be read one way here and another way elsewhere). Raw string bytes are
+// not checked as UTF-8 (escapes are): a payload is passed on as signed, for the caller's own
+// parse to judge.
+bool read_token_object(const std::string& text, json::object_members& out) {
+    if (!json::read_object_members(text, out, max_token_json_depth, true)) return false;
+    for (const auto& [key, count] : out.key_count)
+        if (count > 1) return false;
+    return true;
+}
 
 // ---- passwords --------------------------------------------------------------------------------
 
@@ -450,20 +292,20 @@ std::string check_jwt(const std::string& secret, const std::string& token, std::
     if (!base64url_decode(parts[0], header) || !base64url_decode(parts[1], payload) ||
         !base64url_decode(parts[2], signature))
         return "malformed token";
-    json_reader h(header);
-    if (!h.read_object()) return "malformed token";
-    auto alg = h.strings().find("alg");
-    if (alg == h.strings().end()) {
+    json::object_members h;
+    if (!read_token_object(header, h)) return "malformed token";
+    auto alg = h.strings.find("alg");
+    if (alg == h.strings.end()) {
         // "alg" missing or not a string.
-        return h.keys().count("alg") ? "unsupported token algorithm" : "malformed token";
+        return h.key_count.count("alg") ? "unsupported token algorithm" : "malformed token";
     }
     if (alg->second != "HS256") return "unsupported token algorithm";
-    if (h.keys().count("crit")) return "unsupported token algorithm"; // extensions we do not understand
+    if (h.key_count.count("crit")) return "unsupported token algorithm"; // extensions we do not understand
     if (secret.empty() || signature.size() != 32) return "bad token signature";
     std::string mac = hmac_sha256(secret, parts[0] + "." + parts[1]);
     if (mac.size() != 32 || CRYPTO_memcmp(mac.data(), signature.data(), 32) != 0) return "bad token signature";
-    json_reader p(payload);
-    if (!p.read_object()) return "malformed token";
+    json::object_members p;
+    if (!read_token_object(payload, p)) return "malformed token";
     payload_json = std::move(payload);
     return {};
 }

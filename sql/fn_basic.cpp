@@ -12,13 +12,16 @@
 **   repl_record_json(record)          -> the record decoded as JSON (for inspection)
 **
 ** Functions that change state are SQLITE_DIRECTONLY: a view or trigger in a database from
-** an untrusted source cannot call them. Pure ones are DETERMINISTIC | INNOCUOUS.
+** an untrusted source cannot call them. Pure ones are DETERMINISTIC | INNOCUOUS. The flags
+** come from each entry's kind (sql/fn_table.hpp), which also guards every callback.
 */
 #include "sql/functions.hpp"
 
 #include "engine/apply.hpp"
+#include "engine/json.hpp"
 #include "engine/row_store.hpp"
 #include "engine/txn_record.hpp"
+#include "sql/fn_table.hpp"
 #include "sql/sql_error.hpp"
 
 #include <charconv>
@@ -31,11 +34,15 @@ using namespace hdbrepl::engine;
 
 connection_state* state_of(sqlite3_context* ctx) { return static_cast<connection_state*>(sqlite3_user_data(ctx)); }
 
-// Runs a function body that uses the connection's cached statements, then lets the state
-// drop them if no table holds the connection open (see connection_state).
-template <class F> void with_state(sqlite3_context* ctx, F&& body) {
-    guarded_fn(ctx, body);
-    state_of(ctx)->release_statements_if_idle();
+// Runs a function body that uses the connection's cached statements, then (also when it
+// throws) lets the state drop them if no table holds the connection open (see
+// connection_state).
+template <class F> auto with_state(sqlite3_context* ctx, F&& body) {
+    struct release {
+        connection_state* st;
+        ~release() { st->release_statements_if_idle(); }
+    } r{state_of(ctx)};
+    return body();
 }
 
 std::string text_arg(sqlite3_value* v) {
@@ -81,22 +88,7 @@ std::string known_settings() {
     return r;
 }
 
-void json_escape(std::string& out, std::string_view s) {
-    out += '"';
-    for (unsigned char c : s) {
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-            if (c < 0x20) { char b[8]; std::snprintf(b, sizeof b, "\\u%04x", c); out += b; }
-            else out += static_cast<char>(c);
-        }
-    }
-    out += '"';
-}
+void json_escape(std::string& out, std::string_view s) { out += json::quoted(s); }
 
 void json_value(std::string& out, const value& v) {
     switch (v.type) {
@@ -209,7 +201,7 @@ void fn_apply(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 
 // repl_record_json(record)
 void fn_record_json(sqlite3_context* ctx, int, sqlite3_value** argv) {
-    guarded_fn(ctx, [&] {
+    [&] {
         if (sqlite3_value_type(argv[0]) != SQLITE_BLOB) return result_error(ctx, "repl_record_json(): 1st argument must be a change record BLOB");
         std::string err;
         auto rec = decode_record(static_cast<const std::uint8_t*>(sqlite3_value_blob(argv[0])),
@@ -249,31 +241,24 @@ void fn_record_json(sqlite3_context* ctx, int, sqlite3_value** argv) {
         }
         j += "]}";
         sqlite3_result_text(ctx, j.c_str(), static_cast<int>(j.size()), SQLITE_TRANSIENT);
-    });
+    }();
 }
 
-struct function_entry {
-    const char* name;
-    int n_arg;
-    int flags;
-    void (*fn)(sqlite3_context*, int, sqlite3_value**);
-};
-
-constexpr int pure = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
-constexpr int reads = SQLITE_UTF8 | SQLITE_INNOCUOUS;
-constexpr int direct = SQLITE_UTF8 | SQLITE_DIRECTONLY;
-
+// Everything that writes (repl_config's setter shares the name with its reader, so both
+// forms are direct-only) changes state. repl_node_name creates hdbrepl's tables (and the
+// node's name) on a database without them, so it is a reader that is not innocuous.
+using enum fn_kind;
 constexpr function_entry functions[] = {
-    {"repl_version", 0, pure, fn_version},
-    {"repl_node_name", 0, reads, fn_node_name},
-    {"repl_node_name", 1, reads, fn_node_name},
-    {"repl_config", 1, direct, fn_config},
-    {"repl_config", 2, direct, fn_config},
-    {"repl_prune_tombstones", 0, direct, fn_prune},
-    {"repl_prune_tombstones", 1, direct, fn_prune},
-    {"repl_apply", 1, direct, fn_apply},
-    {"repl_apply", 2, direct, fn_apply},
-    {"repl_record_json", 1, pure, fn_record_json},
+    sql_function<fn_version>("repl_version", 0, pure),
+    sql_function<fn_node_name>("repl_node_name", 0, reads),
+    sql_function<fn_node_name>("repl_node_name", 1, reads),
+    sql_function<fn_config>("repl_config", 1, changes_state),
+    sql_function<fn_config>("repl_config", 2, changes_state),
+    sql_function<fn_prune>("repl_prune_tombstones", 0, changes_state),
+    sql_function<fn_prune>("repl_prune_tombstones", 1, changes_state),
+    sql_function<fn_apply>("repl_apply", 1, changes_state),
+    sql_function<fn_apply>("repl_apply", 2, changes_state),
+    sql_function<fn_record_json>("repl_record_json", 1, pure),
 };
 
 // Every repl_* function of the extension, including the cluster functions registered by
@@ -307,13 +292,7 @@ const char* const function_names[] = {
 
 } // namespace
 
-int register_basic_functions(sqlite3* db, connection_state* state) {
-    for (const auto& f : functions) {
-        int rc = sqlite3_create_function_v2(db, f.name, f.n_arg, f.flags, state, f.fn, nullptr, nullptr, nullptr);
-        if (rc != SQLITE_OK) return rc;
-    }
-    return SQLITE_OK;
-}
+int register_basic_functions(sqlite3* db, connection_state* state) { return register_functions(db, functions, state); }
 
 const char* const* registered_function_names() { return function_names; }
 
