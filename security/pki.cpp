@@ -1,273 +1,34 @@
 // The cluster PKI (see pki.hpp): key, CA, CSR and leaf generation with OpenSSL 3's EVP and
-// X509 APIs, certificate parsing, name matching and chain verification.
+// X509 APIs, certificate details and chain verification. PEM in and out and the error texts
+// are in pem_io.cpp; node names, CNs, subjectAltNames and the name check in x509_names.cpp;
+// both are declared, with the ownership types, in pki_internal.hpp.
 //
 // How it works: every OpenSSL object is held by a unique_ptr with its free function as the
 // deleter, so each early `return` frees what was built. Each public function starts with an
 // error_mark, which sets a mark on this thread's OpenSSL error queue and pops back to it on
 // exit: errors OpenSSL queued while we worked are read into our message text and then
 // dropped, and errors that were there before (another caller's) are left alone.
-// PEM is read from memory BIOs with a passphrase callback that refuses, so an encrypted key
-// is an error instead of a prompt on the terminal.
 #include "security/pki.hpp"
 #include "security/openssl_util.hpp"
+#include "security/pki_internal.hpp"
 
-#include <openssl/asn1.h>
-#include <openssl/bio.h>
-#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/x509.h>
-#include <openssl/x509_vfy.h>
-#include <openssl/x509v3.h>
-
-#include <arpa/inet.h>
 
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
-#include <memory>
 
 namespace hdbrepl::net::pki {
-namespace {
 
-// ---- RAII for OpenSSL objects ------------------------------------------------------------
-
-template <auto Free>
-struct free_with {
-    template <class T>
-    void operator()(T* p) const { Free(p); }
-};
-template <class T, auto Free>
-using owned = std::unique_ptr<T, free_with<Free>>;
-
-void free_ossl_mem(void* p) { OPENSSL_free(p); }
-void free_cert_stack(STACK_OF(X509)* s) { sk_X509_pop_free(s, X509_free); }
-void free_ext_stack(STACK_OF(X509_EXTENSION)* s) { sk_X509_EXTENSION_pop_free(s, X509_EXTENSION_free); }
-
-using bio_ptr = owned<BIO, BIO_free_all>;
-using pkey_ptr = owned<EVP_PKEY, EVP_PKEY_free>;
-using x509_ptr = owned<X509, X509_free>;
-using req_ptr = owned<X509_REQ, X509_REQ_free>;
-using name_ptr = owned<X509_NAME, X509_NAME_free>;
-using ext_ptr = owned<X509_EXTENSION, X509_EXTENSION_free>;
-using ext_stack_ptr = owned<STACK_OF(X509_EXTENSION), free_ext_stack>;
-using cert_stack_ptr = owned<STACK_OF(X509), free_cert_stack>;
-using gens_ptr = owned<GENERAL_NAMES, GENERAL_NAMES_free>;
-using gen_ptr = owned<GENERAL_NAME, GENERAL_NAME_free>;
-using octets_ptr = owned<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>;
-using ia5_ptr = owned<ASN1_IA5STRING, ASN1_IA5STRING_free>;
-using bn_ptr = owned<BIGNUM, BN_free>;
-using store_ptr = owned<X509_STORE, X509_STORE_free>;
-using store_ctx_ptr = owned<X509_STORE_CTX, X509_STORE_CTX_free>;
-using ossl_chars = owned<char, free_ossl_mem>;
-using ossl_bytes = owned<unsigned char, free_ossl_mem>;
-
+using namespace detail;
 using ossl::error_mark;
+using ossl::is_unknown_ca;
 
-// "what: <OpenSSL's reason>" for the last queued error, or just "what".
-std::string ossl_error(const std::string& what) {
-    unsigned long e = ERR_peek_last_error();
-    if (e == 0) return what;
-    const char* reason = ERR_reason_error_string(e);
-    if (reason) return what + ": " + reason;
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    return what + ": " + buf;
-}
-
-// Why a PEM text did not read: no PEM at all, an encrypted key, or OpenSSL's reason.
-std::string unreadable(const std::string& text, const std::string& what) {
-    if (text.find("-----BEGIN ") == std::string::npos) return what + ": no PEM block found";
-    if (text.find("ENCRYPTED") != std::string::npos && text.find("PRIVATE KEY") != std::string::npos)
-        return what + ": encrypted private keys are not supported";
-    return ossl_error(what);
-}
-
-result fail(std::string e) { return result{{}, std::move(e)}; }
-result success(std::string v) { return result{std::move(v), {}}; }
-
-// ---- PEM in and out -------------------------------------------------------------------------
-
-int refuse_passphrase(char*, int, int, void*) { return -1; }
-
-bio_ptr read_bio(const std::string& text) {
-    if (text.size() > static_cast<std::size_t>(INT32_MAX)) return nullptr;
-    return bio_ptr(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
-}
-
-pkey_ptr read_key(const std::string& pem) {
-    auto bio = read_bio(pem);
-    if (!bio) return nullptr;
-    return pkey_ptr(PEM_read_bio_PrivateKey(bio.get(), nullptr, refuse_passphrase, nullptr));
-}
-
-x509_ptr read_cert(const std::string& pem) {
-    auto bio = read_bio(pem);
-    if (!bio) return nullptr;
-    return x509_ptr(PEM_read_bio_X509(bio.get(), nullptr, refuse_passphrase, nullptr));
-}
-
-req_ptr read_req(const std::string& pem) {
-    auto bio = read_bio(pem);
-    if (!bio) return nullptr;
-    return req_ptr(PEM_read_bio_X509_REQ(bio.get(), nullptr, refuse_passphrase, nullptr));
-}
-
-// Every certificate of a PEM text, in order; stops at the first block that does not parse.
-std::vector<x509_ptr> read_certs(const std::string& pem) {
-    std::vector<x509_ptr> out;
-    auto bio = read_bio(pem);
-    if (!bio) return out;
-    while (X509* c = PEM_read_bio_X509(bio.get(), nullptr, refuse_passphrase, nullptr))
-        out.emplace_back(c);
-    return out;
-}
-
-std::string bio_text(BIO* bio) {
-    char* data = nullptr;
-    long n = BIO_get_mem_data(bio, &data);
-    return n > 0 && data ? std::string(data, static_cast<std::size_t>(n)) : std::string();
-}
-
-template <class T, class Write>
-result write_pem(T* obj, Write write, const char* what) {
-    bio_ptr bio(BIO_new(BIO_s_mem()));
-    if (!bio || write(bio.get(), obj) != 1) return fail(ossl_error(std::string("cannot encode ") + what));
-    return success(bio_text(bio.get()));
-}
-
-// ---- names ----------------------------------------------------------------------------------
-
-// True for an IPv4/IPv6 literal; its 4 or 16 bytes in `bytes`.
-bool parse_ip(const std::string& text, std::string& bytes) {
-    unsigned char buf[16];
-    if (text.find('\0') != std::string::npos) return false;
-    if (inet_pton(AF_INET, text.c_str(), buf) == 1) {
-        bytes.assign(reinterpret_cast<char*>(buf), 4);
-        return true;
-    }
-    if (inet_pton(AF_INET6, text.c_str(), buf) == 1) {
-        bytes.assign(reinterpret_cast<char*>(buf), 16);
-        return true;
-    }
-    return false;
-}
-
-std::string ip_text(const ASN1_OCTET_STRING* ip) {
-    char buf[INET6_ADDRSTRLEN] = {};
-    int len = ASN1_STRING_length(ip);
-    const unsigned char* d = ASN1_STRING_get0_data(ip);
-    if (len == 4 && inet_ntop(AF_INET, d, buf, sizeof buf)) return buf;
-    if (len == 16 && inet_ntop(AF_INET6, d, buf, sizeof buf)) return buf;
-    return "<invalid IP address>";
-}
-
-std::string asn1_utf8(const ASN1_STRING* s) {
-    unsigned char* out = nullptr;
-    int n = ASN1_STRING_to_UTF8(&out, s);
-    if (n < 0 || !out) return {};
-    ossl_bytes hold(out);
-    return std::string(reinterpret_cast<char*>(out), static_cast<std::size_t>(n));
-}
-
-// The first CN of a name as UTF-8 ("" when absent or unreadable).
-std::string common_name_of(const X509_NAME* name) {
-    if (!name) return {};
-    int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-    if (i < 0) return {};
-    const X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
-    return e ? asn1_utf8(X509_NAME_ENTRY_get_data(e)) : std::string();
-}
-
-std::string one_line(const X509_NAME* name) {
-    bio_ptr bio(BIO_new(BIO_s_mem()));
-    if (!bio || !name) return {};
-    // RFC 2253 but with UTF-8 left readable instead of escaped as \XX.
-    if (X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0) return {};
-    return bio_text(bio.get());
-}
-
-bool has_control_chars(const std::string& s) {
-    for (unsigned char c : s)
-        if (c < 0x20 || c == 0x7f) return true;
-    return false;
-}
-
-bool valid_dns_name(const std::string& s) {
-    if (s.empty() || s.size() > 64 || s.front() == '.' || s.back() == '.') return false;
-    for (unsigned char c : s) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '_' || c == '.';
-        if (!ok) return false;
-    }
-    return s.find("..") == std::string::npos;
-}
-
-name_ptr cn_name(const std::string& cn) {
-    name_ptr name(X509_NAME_new());
-    if (!name) return nullptr;
-    if (X509_NAME_add_entry_by_NID(name.get(), NID_commonName, MBSTRING_UTF8,
-                                   reinterpret_cast<const unsigned char*>(cn.data()),
-                                   static_cast<int>(cn.size()), -1, 0) != 1)
-        return nullptr;
-    return name;
-}
-
-// The DNS and IP subjectAltName entries of an extension list (nullptr stack: none).
-gens_ptr dns_and_ip_sans(const STACK_OF(X509_EXTENSION)* exts, std::string& error) {
-    gens_ptr out(GENERAL_NAMES_new());
-    if (!out) { error = "out of memory"; return nullptr; }
-    if (!exts) return out;
-    int crit = 0;
-    gens_ptr all(static_cast<GENERAL_NAMES*>(X509V3_get_d2i(exts, NID_subject_alt_name, &crit, nullptr)));
-    if (!all) {
-        if (crit == -1) return out; // not present
-        error = crit == -2 ? "more than one subjectAltName" : "unreadable subjectAltName";
-        return nullptr;
-    }
-    for (int i = 0; i < sk_GENERAL_NAME_num(all.get()); ++i) {
-        GENERAL_NAME* g = sk_GENERAL_NAME_value(all.get(), i);
-        if (g->type != GEN_DNS && g->type != GEN_IPADD) continue;
-        gen_ptr copy(GENERAL_NAME_dup(g));
-        if (!copy || !sk_GENERAL_NAME_push(out.get(), copy.get())) { error = "out of memory"; return nullptr; }
-        copy.release();
-    }
-    return out;
-}
-
-// "" when the name can be a certificate's one name (an IP literal or a host name).
-std::string check_node_name(const std::string& name) {
-    std::string ip;
-    if (parse_ip(name, ip) || valid_dns_name(name)) return "";
-    return "node name '" + name + "' is neither an IP address nor a host name (1..64 letters, digits, '-', '_', '.')";
-}
-
-// A subjectAltName of exactly one entry: IP:<name> for an IP literal, else DNS:<name>. Built
-// as a structure, not from config text, so no name can inject entries. nullptr: no memory.
-gens_ptr single_name_san(const std::string& name) {
-    gens_ptr sans(GENERAL_NAMES_new());
-    gen_ptr gen(GENERAL_NAME_new());
-    if (!sans || !gen) return nullptr;
-    std::string ip;
-    if (parse_ip(name, ip)) {
-        octets_ptr octets(ASN1_OCTET_STRING_new());
-        if (!octets || ASN1_OCTET_STRING_set(octets.get(), reinterpret_cast<const unsigned char*>(ip.data()),
-                                             static_cast<int>(ip.size())) != 1)
-            return nullptr;
-        GENERAL_NAME_set0_value(gen.get(), GEN_IPADD, octets.release());
-    } else {
-        ia5_ptr ia5(ASN1_IA5STRING_new());
-        if (!ia5 || ASN1_STRING_set(ia5.get(), name.data(), static_cast<int>(name.size())) != 1) return nullptr;
-        GENERAL_NAME_set0_value(gen.get(), GEN_DNS, ia5.release());
-    }
-    if (!sk_GENERAL_NAME_push(sans.get(), gen.get())) return nullptr;
-    gen.release();
-    return sans;
-}
+namespace {
 
 // ---- building certificates ----------------------------------------------------------------
 
@@ -402,46 +163,8 @@ std::string hex_colons(const unsigned char* d, unsigned n) {
     return out;
 }
 
-void add_unique(std::vector<std::string>& v, const std::string& s) {
-    if (s.empty()) return;
-    for (const auto& e : v)
-        if (e == s) return;
-    v.push_back(s);
-}
-
 std::string fill_details(X509* cert, cert_details& out) {
-    out.subject = one_line(X509_get_subject_name(cert));
-    out.issuer = one_line(X509_get_issuer_name(cert));
-    out.common_name = common_name_of(X509_get_subject_name(cert));
-    add_unique(out.names, out.common_name);
-
-    int crit = 0;
-    gens_ptr sans(static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, nullptr)));
-    if (!sans && crit != -1) return "invalid certificate: unreadable subjectAltName";
-    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans.get()); ++i) {
-        const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans.get(), i);
-        std::string item;
-        switch (g->type) {
-        case GEN_DNS: {
-            std::string dns = asn1_utf8(g->d.dNSName);
-            item = "DNS:" + dns;
-            add_unique(out.names, dns);
-            break;
-        }
-        case GEN_IPADD: {
-            std::string ip = ip_text(g->d.iPAddress);
-            item = "IP Address:" + ip;
-            add_unique(out.names, ip);
-            break;
-        }
-        case GEN_EMAIL: item = "email:" + asn1_utf8(g->d.rfc822Name); break;
-        case GEN_URI: item = "URI:" + asn1_utf8(g->d.uniformResourceIdentifier); break;
-        case GEN_DIRNAME: item = "DirName:" + one_line(g->d.directoryName); break;
-        default: item = "<unsupported>"; break;
-        }
-        if (!out.subject_alt_name.empty()) out.subject_alt_name += ", ";
-        out.subject_alt_name += item;
-    }
+    if (std::string e = read_names(cert, out); !e.empty()) return e;
 
     const ASN1_INTEGER* serial = X509_get0_serialNumber(cert);
     bn_ptr bn(serial ? ASN1_INTEGER_to_BN(serial, nullptr) : nullptr);
@@ -473,31 +196,6 @@ std::string join(const std::vector<std::string>& v) {
     for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
     return out.empty() ? "<no names>" : out;
 }
-
-bool matches_name(X509* cert, const std::string& name) {
-    if (name.empty() || name.find('\0') != std::string::npos) return false;
-    std::string ip;
-    if (parse_ip(name, ip)) {
-        int crit = 0;
-        gens_ptr sans(static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, nullptr)));
-        if (!sans) return crit == -1 && common_name_of(X509_get_subject_name(cert)) == name;
-        for (int i = 0; i < sk_GENERAL_NAME_num(sans.get()); ++i) {
-            const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans.get(), i);
-            if (g->type != GEN_IPADD) continue;
-            const ASN1_OCTET_STRING* a = g->d.iPAddress;
-            if (static_cast<std::size_t>(ASN1_STRING_length(a)) == ip.size() &&
-                std::memcmp(ASN1_STRING_get0_data(a), ip.data(), ip.size()) == 0)
-                return true;
-        }
-        // No CN fallback once there is a SAN: TLS clients do not fall back for IP addresses.
-        return false;
-    }
-    // DNS: OpenSSL's host check: DNS SANs, case-insensitive, whole leftmost-label wildcard;
-    // the CN only when there is no DNS SAN.
-    return X509_check_host(cert, name.data(), name.size(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) == 1;
-}
-
-using ossl::is_unknown_ca;
 
 } // namespace
 
