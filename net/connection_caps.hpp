@@ -3,8 +3,9 @@
 // (link_options::max_connections_per_address, max_connections).
 //
 // A slot is taken on the io thread when a TCP connection is accepted, before anything is read,
-// and released when the connection ends (ws_link::hard_close, io thread), or at the latest when
-// the link object is destroyed (any thread: hence the mutex).
+// and released when the connection ends (hard_close of the ws_acceptor during the handshake, or
+// of the ws_session that took the slot over; io thread), or at the latest when the object
+// holding it is destroyed (any thread: hence the mutex).
 #pragma once
 #include <cstddef>
 #include <memory>

@@ -1,5 +1,6 @@
-// Small OpenSSL helpers shared by net/'s OpenSSL users (pki.cpp, credentials.cpp,
-// tls_context.cpp). Internal to net/: includes OpenSSL headers. Thread: any.
+// Small OpenSSL helpers shared by the project's OpenSSL users: security/pki.cpp,
+// security/credentials.cpp and net/tls_context.cpp. Includes OpenSSL headers, so only .cpp
+// files include it (never a public header of security/ or net/). Thread: any.
 #pragma once
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>

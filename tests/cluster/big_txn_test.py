@@ -23,7 +23,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import protocol_client as pc  # noqa: E402
-from harness import TestFailure, assert_stays, check, check_eq, run_tests, wait_connected, wait_until  # noqa: E402
+from harness import check, check_eq, run_tests, wait_connected, wait_until  # noqa: E402
 
 A_IP, B_IP, C_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 FRAME = {"maxFrameBytes": "1MiB"}

@@ -18,7 +18,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (assert_stays, check, check_eq, pick_port, run_tests, stop_process, wait_connected, wait_rows,  # noqa: E402
+from harness import (assert_stays, check, check_eq, run_tests, stop_process, wait_connected, wait_rows,  # noqa: E402
                      wait_until)
 from security_test import PASSWORD, make_table, secure_port, start_secure  # noqa: E402
 

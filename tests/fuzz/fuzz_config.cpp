@@ -1,5 +1,6 @@
-// libFuzzer target: the node configuration loader (extension/config.cpp: yaml-cpp and the
-// hand-written tree walk).
+// libFuzzer target: the node configuration loader: load_node_config (extension/config.cpp),
+// yaml-cpp and the hand-written tree walk (extension/config_loader.cpp, config_sections.cpp,
+// config_values.cpp, config_file.cpp), and the values it builds (replication/node_config.cpp).
 // Invariants: load_node_config never throws or crashes and an error always has a message;
 // a config that loads, written back out as JSON (which YAML reads) with every field
 // explicit, loads again to the same canonical() text.
