@@ -6,6 +6,7 @@
 
 #include "extension/config_text.hpp"
 #include "extension/config_values.hpp"
+#include "replication/fragments.hpp"
 
 #include <algorithm>
 #include <utility>
@@ -263,7 +264,7 @@ void loader::load_tuning(const entries& repl, node_config& cfg) const {
     }
     if (auto f = find("maxClockSkew")) cfg.max_clock_skew_ms = get_duration(*f, 1, day_ms);
     if (auto f = find("readTimeout")) cfg.read_timeout_ms = get_duration(*f, 10, 10 * minute_ms);
-    if (auto f = find("maxFrameBytes")) cfg.max_frame_bytes = get_bytes(*f, 64 * kib, gib);
+    if (auto f = find("maxFrameBytes")) cfg.max_frame_bytes = get_bytes(*f, static_cast<std::int64_t>(engine::min_frame_bytes), gib);
     if (auto f = find("maxBytesInFlight")) cfg.max_bytes_in_flight = get_bytes(*f, 64 * kib, 16 * gib);
     if (auto f = find("maxDatabaseSize")) cfg.max_database_size = get_bytes(*f, 64 * kib, std::int64_t{1} << 50);
     if (auto f = find("reconnectMinDelay")) cfg.reconnect_min_ms = static_cast<int>(get_duration(*f, 1, hour_ms));

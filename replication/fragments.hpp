@@ -12,7 +12,7 @@
 
 namespace hdbrepl::engine {
 
-// The smallest maxFrameBytes a node accepts (extension/config.cpp): a message of at most
+// The smallest maxFrameBytes a node accepts (extension/config_sections.cpp): a message of at most
 // this many bytes fits a frame on every node, so it never needs fragments.
 inline constexpr std::uint64_t min_frame_bytes = 64 * 1024;
 

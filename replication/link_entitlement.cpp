@@ -53,4 +53,11 @@ std::string link_refusal(const link_view& v, const w::message& m) {
         m);
 }
 
+link_state link_state_after(link_state s, const w::message& m) {
+    if (s == link_state::awaiting_hello && std::holds_alternative<w::hello>(m)) return link_state::peer;
+    if (s == link_state::peer && std::holds_alternative<w::copy_start>(m)) return link_state::receiving_copy;
+    if (s == link_state::receiving_copy && std::holds_alternative<w::copy_end>(m)) return link_state::peer;
+    return s;
+}
+
 } // namespace hdbrepl::ext

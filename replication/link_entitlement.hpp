@@ -52,4 +52,10 @@ inline constexpr std::size_t max_copy_tables = 100000;
 // "" when `m` may be received now; otherwise why not, for the log and the closing reason.
 std::string link_refusal(const link_view& v, const engine::wire::message& m);
 
+// The state a link is in once it received `m` (entitled in state `s`):
+//   awaiting_hello --hello--> peer            (once the HELLO is accepted: node_hello.cpp)
+//   peer --copy_start--> receiving_copy --copy_end--> peer
+// Every other entitled message leaves the state as it is.
+link_state link_state_after(link_state s, const engine::wire::message& m);
+
 } // namespace hdbrepl::ext

@@ -56,7 +56,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
         }
     }
     li.peer = h.node_name;
-    li.state = link_state::peer;
+    li.state = link_state_after(li.state, w::message{w::hello{}}); // accepted: `peer`
     if (li.hello_timer) li.hello_timer->cancel();
     if (!li.target.empty()) targets_[li.target].peer_name = h.node_name;
     // A target of ours whose own dial never reached this peer (refused before the peer knew

@@ -412,7 +412,31 @@ private:
     void on_link_open(const net::link_ptr& l, const std::string& target_key, bool inbound);
     void on_message(std::uint64_t link_id, std::vector<std::uint8_t>&& data);
     void on_link_closed(std::uint64_t link_id, const std::string& reason);
+    // Moves the link to its next state and runs the message's handler (node_links.cpp).
     void handle(link_info& li, w::message&& m);
+    // One handler per message (node_messages.cpp unless noted), run once the link was found
+    // entitled to it (link_entitlement.hpp) and moved to its next state.
+    void on_msg(link_info& li, peer& p, w::subscribe&& x);
+    void on_msg(link_info& li, peer& p, w::txn&& x);
+    void on_msg(link_info& li, peer& p, w::ack&& x);
+    void on_msg(link_info& li, peer& p, w::copy_start&& x);
+    void on_msg(link_info& li, peer& p, w::copy_table&& x);
+    void on_msg(link_info& li, peer& p, w::copy_rows&& x);
+    void on_msg(link_info& li, peer& p, w::copy_end&& x);
+    void on_msg(link_info&, peer& p, w::copy_ack&& x) { on_copy_ack(p, x.chunks); }         // node_copy_sending.cpp
+    void on_msg(link_info& li, peer& p, w::error_msg&& x);
+    void on_msg(link_info& li, peer& p, w::removed&& x);
+    void on_msg(link_info& li, peer& p, w::copy_request&& x);
+    void on_msg(link_info&, peer& p, w::read_request&& x) { answer_read(p, std::move(x)); } // node_reads.cpp
+    void on_msg(link_info& li, peer& p, w::read_reply&& x);
+    void on_msg(link_info& li, peer&, w::fragment&& x) { on_fragment(li, std::move(x)); }    // node_fragments.cpp
+    void on_msg(link_info& li, peer&, w::fragment_ack&& x) { on_fragment_ack(li, x); }      // node_fragments.cpp
+    // The credit a queued item of n bytes takes from its link's input bound; none (and the
+    // link closed, the refusal noted) when the peer ignored flow control.
+    std::optional<queue_credit> take_credit(link_info& li, peer& p, std::size_t n);
+    received received_from(const link_info& li, const peer& p, received::kind what) const;
+    // A copy arriving on `li` is a full resync, not the initial copy this node asked for.
+    bool is_resync_copy(const link_info& li) const { return !(li.copy_source && copy_link_ == li.id); }
     void on_hello(link_info& li, w::hello&& h);
     void send(peer& p, const w::message& m);
     void send_link(const net::link_ptr& l, const w::message& m);

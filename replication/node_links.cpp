@@ -1,5 +1,6 @@
 // The node's links and the protocol state machines: targets and dialing, subscriptions, the
-// dispatch of every received message (after link_entitlement.hpp's check), links closing.
+// dispatch of every received message (after link_entitlement.hpp's check) to its handler in
+// node_messages.cpp, links closing.
 // HELLO is node_hello.cpp; admission and refusals node_admission.cpp.
 // Thread: the io thread (database work is posted to the db thread).
 #include "replication/node_impl.hpp"
@@ -282,191 +283,14 @@ void node_impl::resubscribe_all() {
 
 void node_impl::handle(link_info& li, w::message&& m) {
     assert_on(node_thread::io);
-    if (auto* h = std::get_if<w::hello>(&m)) return on_hello(li, std::move(*h));
+    if (auto* h = std::get_if<w::hello>(&m)) return on_hello(li, std::move(*h)); // moves to `peer` once accepted
     auto* p = find_peer(li.peer);
     if (!p || p->link_id != li.id) return;
-    // Input queued for the db thread is bounded per link: an honest sender keeps within
-    // maxBytesInFlight of streamed records plus a few copy chunks of at most one frame each.
-    // A message assembled from fragments may be larger: the bound is then on what is queued
-    // besides it (its sender waited for the acks, which wait for the queue to drain).
-    const std::size_t queue_bound = input_bound();
-    auto credit = [&](std::size_t n) -> std::optional<queue_credit> {
-        if (li.queued->load() + (li.frag_assembled ? 0 : n) > queue_bound) {
-            note_refusal(li.link->remote_address(), li.peer, "closing link from " + li.peer + ": it sent " + std::to_string(li.queued->load() + n) +
-                                                                 " bytes not yet applied, past the flow-control bound of " + std::to_string(queue_bound));
-            p->last_error = "protocol error: ignored flow control";
-            li.link->close("protocol error: ignored flow control");
-            return std::nullopt;
-        }
-        return queue_credit(li.queued, n);
-    };
-    const bool resync = li.state == link_state::receiving_copy && !(li.copy_source && copy_link_ == li.id);
+    // The link's next state (link_entitlement.hpp's table), before its handler runs.
+    li.state = link_state_after(li.state, m);
     std::visit(
         [&](auto&& x) {
-            using T = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<T, w::subscribe>) {
-                p->filter = {};
-                p->filter.start_after = x.sub.start_after;
-                for (auto& o : x.sub.progress) {
-                    p->filter.progress[o.origin] = o.hlc;
-                    auto& k = p->known_progress[o.origin];
-                    k = std::max(k, o.hlc);
-                }
-                for (auto& e : x.sub.exclude) p->filter.exclude.insert(e);
-                ++p->send_generation; // reads under way were for the old subscription
-                if (p->sending_copy) return; // applied when the copy ends
-                auto f = p->filter;
-                auto name = p->name;
-                on_db([f, name](node_impl& n) {
-                    std::int64_t start = 0;
-                    bool needs_copy = n.behind_log_floor(f);
-                    n.rstore_->find_start(f, start);
-                    n.on_io([name, start, needs_copy](node_impl& m) {
-                        if (needs_copy) return m.start_copy_to(name, true);
-                        if (auto* q = m.find_peer(name)) {
-                            q->send_pos = start;
-                            ++q->send_generation;
-                            m.pump(name);
-                        }
-                    });
-                });
-            } else if constexpr (std::is_same_v<T, w::txn>) {
-                hlc_t hlc = 0;
-                std::string origin;
-                peek_record_head(x.record.data(), x.record.size(), hlc, origin);
-                p->last_received_remote = std::max(p->last_received_remote, hlc);
-                p->last_received_local = now_ms();
-                auto c = credit(x.record.size());
-                if (!c) return;
-                received r;
-                r.what = received::txn;
-                r.peer = p->name;
-                r.seq = x.seq;
-                r.record = std::move(x.record);
-                r.link_id = li.id;
-                r.secure = li.authenticated;
-                r.credit = std::move(*c);
-                enqueue(std::move(r));
-            } else if constexpr (std::is_same_v<T, w::ack>) {
-                const auto before = p->inflight_q.size();
-                while (!p->inflight_q.empty() && p->inflight_q.front().seq <= static_cast<std::int64_t>(x.seq)) {
-                    auto& f = p->inflight_q.front();
-                    if (!f.partial) {
-                        if (f.origin == name_) p->confirmed_own = std::max(p->confirmed_own, f.hlc);
-                        auto& k = p->known_progress[f.origin];
-                        k = std::max(k, f.hlc);
-                    }
-                    p->inflight_bytes -= f.size;
-                    p->inflight_q.pop_front();
-                }
-                p->last_commit_confirmed = now_ms();
-                if (p->inflight_q.size() != before) confirmations_changed();
-                pump(p->name);
-            } else if constexpr (std::is_same_v<T, w::copy_start>) {
-                li.state = link_state::receiving_copy;
-                li.copy_tables = 0;
-                p->copying = true;
-                p->copy_total = x.total_rows;
-                p->copy_done = li.copy_source ? li.copy_rows_before : 0;
-                p->copy_chunks = 0; // acks count this copy's chunks
-                p->copy_tables.clear();
-                received r;
-                r.what = received::copy_begin;
-                r.peer = p->name;
-                r.end.progress = std::move(x.progress);
-                r.link_id = li.id;
-                r.secure = li.authenticated;
-                r.resync = !(li.copy_source && copy_link_ == li.id);
-                enqueue(std::move(r));
-            } else if constexpr (std::is_same_v<T, w::copy_table>) {
-                ++li.copy_tables;
-                p->copy_tables.push_back(std::move(x));
-            } else if constexpr (std::is_same_v<T, w::copy_rows>) {
-                if (x.table >= p->copy_tables.size()) {
-                    li.link->close("protocol error: copy rows for unknown table");
-                    return;
-                }
-                auto c = credit(copy_rows_charge(x)); // the sender's window counts the same
-                if (!c) return;
-                p->copy_done += x.rows.size();
-                received r;
-                r.what = received::copy_rows;
-                r.peer = p->name;
-                r.rows = std::move(x);
-                r.tables = p->copy_tables;
-                r.link_id = li.id;
-                r.secure = li.authenticated;
-                r.resync = resync;
-                r.credit = std::move(*c);
-                enqueue(std::move(r));
-            } else if constexpr (std::is_same_v<T, w::copy_end>) {
-                received r;
-                r.what = received::copy_end;
-                r.peer = p->name;
-                r.resumed = li.copy_source && li.copy_resumed;
-                r.end = std::move(x);
-                r.tables = p->copy_tables;
-                r.link_id = li.id;
-                r.secure = li.authenticated;
-                r.resync = resync;
-                // What a resync's end may claim: not the origins this node hears directly
-                // (itself, its other peers): their progress is theirs to tell.
-                r.excluded.insert(name_);
-                for (const auto& [n, q] : peers_)
-                    if (n != p->name && q.link) r.excluded.insert(n);
-                li.state = link_state::peer;
-                enqueue(std::move(r));
-            } else if constexpr (std::is_same_v<T, w::copy_ack>) {
-                on_copy_ack(*p, x.chunks);
-            } else if constexpr (std::is_same_v<T, w::error_msg>) {
-                p->last_error = x.text;
-                log_line(name_, "peer " + p->name + " reports: " + x.text);
-            } else if constexpr (std::is_same_v<T, w::read_request>) {
-                answer_read(*p, std::move(x));
-            } else if constexpr (std::is_same_v<T, w::read_reply>) {
-                auto it = reads_.find(x.id);
-                if (it == reads_.end() || !it->second.waiting.erase(p->name)) return; // late or unasked: dropped
-                if (x.status == w::read_status::found) {
-                    sql::forwarded_read r;
-                    r.status = sql::forwarded_read::found;
-                    r.row = std::move(x.row);
-                    return finish_read(x.id, std::move(r));
-                }
-                if (it->second.waiting.empty()) {
-                    sql::forwarded_read r;
-                    r.status = sql::forwarded_read::absent;
-                    if (!it->second.unreachable.empty()) { // it may be on a node that is down
-                        std::string who;
-                        for (const auto& n : it->second.unreachable) who += (who.empty() ? "" : ", ") + n;
-                        r.status = sql::forwarded_read::failed;
-                        r.error = "the row is on no node that answered, and these may hold it but are unreachable: " + who;
-                    }
-                    finish_read(x.id, std::move(r));
-                }
-            } else if constexpr (std::is_same_v<T, w::fragment>) {
-                on_fragment(li, std::move(x)); // node_fragments.cpp
-            } else if constexpr (std::is_same_v<T, w::fragment_ack>) {
-                on_fragment_ack(li, x);
-            } else if constexpr (std::is_same_v<T, w::copy_request>) {
-                if (!p->sending_copy) start_copy_to(p->name, false, x.resume);
-            } else if constexpr (std::is_same_v<T, w::removed>) {
-                log_line(name_, "removed from the cluster by " + x.by);
-                removed_.insert(x.by);
-                std::string by = x.by;
-                for (auto it = targets_.begin(); it != targets_.end();)
-                    if (it->second.peer_name == by) {
-                        if (it->second.retry) it->second.retry->cancel();
-                        it = targets_.erase(it);
-                    } else {
-                        ++it;
-                    }
-                on_db([by](node_impl& n) {
-                    bool existed = false;
-                    n.wstore_->remove_node(by, existed);
-                    n.wstore_->set_removed(by, true);
-                });
-                li.link->close("removed from the cluster");
-            }
+            if constexpr (!std::is_same_v<std::decay_t<decltype(x)>, w::hello>) on_msg(li, *p, std::move(x));
         },
         std::move(m));
     // No status rebuild per message: the 250 ms tick refreshes counters and times, and

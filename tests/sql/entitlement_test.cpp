@@ -134,6 +134,22 @@ std::size_t changes_in(const engine::bytes& b) {
 
 } // namespace
 
+TEST_CASE("a link's state moves on hello, copy_start and copy_end only") {
+    CHECK(link_state_after(link_state::awaiting_hello, w::hello{}) == link_state::peer);
+    CHECK(link_state_after(link_state::peer, w::copy_start{}) == link_state::receiving_copy);
+    CHECK(link_state_after(link_state::receiving_copy, w::copy_end{}) == link_state::peer);
+    // Inside a copy its tables and rows, and the other direction's messages, keep the state.
+    for (const w::message& m : {w::message{w::copy_table{}}, w::message{w::copy_rows{}}, w::message{w::subscribe{}}, w::message{w::ack{}},
+                                w::message{w::copy_ack{}}, w::message{w::read_request{}}})
+        CHECK(link_state_after(link_state::receiving_copy, m) == link_state::receiving_copy);
+    // Streaming: nothing but a copy_start leaves `peer`.
+    for (const w::message& m : {w::message{w::txn{}}, w::message{w::copy_end{}}, w::message{w::copy_request{}}, w::message{w::removed{"x"}},
+                                w::message{w::fragment_ack{}}})
+        CHECK(link_state_after(link_state::peer, m) == link_state::peer);
+    // A certificate exchange never enters the peer protocol.
+    CHECK(link_state_after(link_state::signing, w::hello{}) == link_state::signing);
+}
+
 TEST_CASE("user tables are every member's to write") {
     auto rec = record("b", "dog", "id INTEGER PRIMARY KEY, name TEXT", {put({value::of_int(1), t("rex")})});
     auto v = entitled_changes(rec, false, "a", false);
