@@ -578,6 +578,22 @@ private:
     void set_intake_paused(const std::string& why);
     std::string intake_status_; // io thread
     void apply_batch(std::vector<received>& items, std::size_t& i);
+    // The steps of a batch of transactions (db thread, node_receiving.cpp; txn_batch.hpp).
+    struct txn_batch;
+    enum class item_step;
+    bool begin_batch(std::vector<received>& items, std::size_t& i);
+    void undo_batch();
+    bool apply_batch_pass(std::vector<received>& items, std::size_t& i, txn_batch& b, const apply_options& opt);
+    item_step apply_batch_item(received& r, std::size_t k, txn_batch& b, const apply_options& opt);
+    item_step hold_back(txn_batch& b, std::size_t k, const std::string& origin, const std::string& why, bool refused);
+    item_step apply_new_txn(const received& r, std::size_t k, hlc_t& have, txn_batch& b, const apply_options& opt);
+    item_step stage_part(const received& r, const part_info& part, txn_batch& b);
+    item_step apply_last_part(const received& r, const part_info& part, txn_batch& b, const apply_options& opt, apply_result& res);
+    apply_result apply_staged_and_last(const received& r, const part_info& part, txn_batch& b, const apply_options& opt);
+    void finish_batch(std::vector<received>& items, std::size_t batch_start, std::size_t& i, txn_batch& b);
+    void commit_batch(txn_batch& b);
+    bool settle_parked(std::vector<received>& items, std::size_t batch_start, std::size_t i, const txn_batch& b);
+    void send_batch_outcome(const txn_batch& b);
     void apply_copy_item(std::vector<received>& items, std::size_t& i); // node_copy_receiving.cpp
     apply_result apply_received(const received& r, const bytes& record, const apply_options& opt,
                                 std::map<std::string, std::pair<std::size_t, std::string>>& refused, bool& logged, bool& users_touched);

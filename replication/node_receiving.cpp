@@ -5,6 +5,7 @@
 
 #include "engine/txn_record.hpp"
 #include "replication/record_entitlement.hpp"
+#include "replication/txn_batch.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -139,6 +140,9 @@ apply_result node_impl::apply_received(const received& r, const bytes& record, c
     return res;
 }
 
+// db thread: takes what comes next from items[i]: a copy item (node_copy_receiving.cpp), or a
+// run of transactions applied in one SQLite transaction and acked once it commits; i moves past
+// what was taken (or stays, with the rest requeued, when the batch must wait).
 void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
     assert_on(node_thread::db);
     auto& first = items[i];
@@ -147,194 +151,229 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         return;
     }
     if (first.what != received::txn) return apply_copy_item(items, i); // node_copy_receiving.cpp
-    // A run of transactions: applied in one SQLite transaction, each in its own savepoint.
-    std::string err;
-    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) {
-        // Busy for longer than the timeout: try again shortly, keeping the order.
-        return requeue_and_retry(items, i, clock_ms(100));
-    }
-    progress_map batch;
-    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> acks; // peer -> (link, seq)
-    // Records held back this batch (moved to parked_ once the batch commits): index -> why,
-    // and whether it was refused (backoff grows) rather than early (clock skew).
-    std::map<std::size_t, std::pair<std::string, bool>> to_park;
-    std::map<std::string, std::pair<std::size_t, std::string>> refused; // peer -> (changes, first reason)
-    bool logged = false, users_touched = false;
-    std::size_t count = 0;
+    if (!begin_batch(items, i)) return;
+    txn_batch b;
     apply_options opt;
     opt.max_clock_skew_ms = static_cast<std::uint64_t>(cfg_.max_clock_skew_ms);
     // First pass without savepoints (a savepoint per record journals every page it
     // touches); if a record fails, undo the batch and replay it with savepoints, so only
     // the failing record is left out.
     const std::size_t batch_start = i;
-    std::string resource_error;
-    auto undo_batch = [&] {
-        exec_sql(wdb_, "ROLLBACK", err);
-        applier_->forget_caches();
-        progress_.clear();
-        floors_.clear();
-        wstore_->load_progress(progress_, floors_);
-    };
     for (int pass = 0;; ++pass) {
         opt.savepoint = pass > 0;
-        bool replay = false;
-        batch.clear();
-        acks.clear();
-        to_park.clear();
-        refused.clear();
-        std::set<std::string> held; // origins held back in this pass (or before it)
-        logged = false;
-        count = 0;
-        while (i < items.size() && items[i].what == received::txn && count < 1000) {
-            auto& r = items[i];
-            if (refused_links_.count(r.link_id)) { // cut off: what it queued is dropped
-                ++i;
-                ++count;
-                continue;
-            }
-            if (!r.head_ok && !peek_record_head(r.record.data(), r.record.size(), r.head_hlc, r.head_origin)) {
-                // Not even a record head: nothing of it can be applied or held in order.
-                refuse_copy(r, "a txn whose record has no valid head");
-                ++i;
-                ++count;
-                continue;
-            }
-            r.head_ok = true;
-            const hlc_t hlc = r.head_hlc;
-            const std::string origin = r.head_origin;
-            // An origin with a record held back: everything after it waits behind it, in order.
-            if (held.count(origin) || (parked_.count(origin) && !parked_[origin].retrying)) {
-                held.insert(origin);
-                to_park[i] = {"", false};
-                ++i;
-                ++count;
-                continue;
-            }
-            auto& have = progress_[origin];
-            if (hlc > have) { // each origin's changes apply once, in order
-                const part_info part = record_part(r.record.data(), r.record.size());
-                if (part.part && !part.last) {
-                    // A part before the last: kept in the database until the last one comes
-                    // (part_staging.hpp); acked below, so the sender's window moves on.
-                    if (faults_.before_each_part.count() > 0) std::this_thread::sleep_for(faults_.before_each_part);
-                    int src = staging_->stage(origin, hlc, part.index, r.record.data(), r.record.size());
-                    if (src != SQLITE_OK) {
-                        resource_error = std::string("staging a transaction part: ") + sqlite3_errmsg(wdb_);
-                        break;
-                    }
-                    acks[r.peer] = {r.link_id, r.seq};
-                    ++i;
-                    ++count;
-                    continue;
-                }
-                apply_result res;
-                if (!part.part) {
-                    res = apply_received(r, r.record, opt, refused, logged, users_touched);
-                } else {
-                    // The last part: the staged ones, then this one, in one SQLite transaction
-                    // (the batch's), inside a savepoint of their own when records are isolated.
-                    std::uint32_t staged = 0;
-                    int crc = staging_->count(origin, hlc, part.index, staged);
-                    if (crc != SQLITE_OK) {
-                        resource_error = std::string("reading staged transaction parts: ") + sqlite3_errmsg(wdb_);
-                        break;
-                    }
-                    if (staged != part.index) {
-                        res.rc = SQLITE_ERROR;
-                        res.error = "transaction " + std::to_string(hlc) + " of " + origin + ": " + std::to_string(part.index - staged) +
-                                    " of its " + std::to_string(part.index + 1) + " parts never arrived";
-                    } else {
-                        if (opt.savepoint) exec_sql(wdb_, "SAVEPOINT hdbrepl_parts", err);
-                        bool skew = false;
-                        int frc = staging_->for_each(origin, hlc, part.index, [&](bytes&& body) {
-                            res = apply_received(r, body, opt, refused, logged, users_touched);
-                            skew = res.clock_skew;
-                            return res.rc == SQLITE_OK && !skew;
-                        });
-                        if (frc != SQLITE_OK && res.rc == SQLITE_OK) {
-                            res.rc = frc;
-                            res.error = std::string("reading staged transaction parts: ") + sqlite3_errstr(frc);
-                        }
-                        if (res.rc == SQLITE_OK && !skew) res = apply_received(r, r.record, opt, refused, logged, users_touched);
-                        if (res.rc == SQLITE_OK && !res.clock_skew) {
-                            res.rc = staging_->drop(origin, hlc);
-                            if (res.rc != SQLITE_OK) res.error = sqlite3_errmsg(wdb_);
-                        }
-                        const bool failed = res.rc != SQLITE_OK || res.clock_skew;
-                        if (opt.savepoint) {
-                            if (failed) exec_sql(wdb_, "ROLLBACK TO hdbrepl_parts", err);
-                            exec_sql(wdb_, "RELEASE hdbrepl_parts", err);
-                        } else if (failed && !is_resource_error(res.rc)) {
-                            // Parts before it are in the batch already: only a replay with
-                            // savepoints can leave this transaction out and keep the rest.
-                            replay = true;
-                            break;
-                        }
-                    }
-                }
-                if (res.clock_skew) {
-                    // Too far ahead of our clock: this origin waits (nothing was written), the
-                    // others go on.
-                    held.insert(origin);
-                    to_park[i] = {res.error, false};
-                    ++i;
-                    ++count;
-                    continue;
-                }
-                if (res.rc != SQLITE_OK && is_resource_error(res.rc)) { resource_error = res.error; break; }
-                if (res.rc != SQLITE_OK) {
-                    if (!opt.savepoint) { replay = true; break; }
-                    held.insert(origin);
-                    to_park[i] = {res.error, true};
-                    ++i;
-                    ++count;
-                    continue;
-                }
-                have = hlc;
-                batch[origin] = hlc;
-            }
-            acks[r.peer] = {r.link_id, r.seq};
-            ++i;
-            ++count;
-        }
-        if (!replay || !resource_error.empty()) break;
+        const bool replay = apply_batch_pass(items, i, b, opt);
+        if (!replay || !b.resource_error.empty()) break;
         undo_batch();
         i = batch_start;
-        if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return requeue_and_retry(items, i, clock_ms(100));
+        if (!begin_batch(items, i)) return;
     }
-    int rc = SQLITE_OK;
-    if (resource_error.empty()) {
-        rc = batch.empty() ? SQLITE_OK : wstore_->raise_progress(batch);
-        if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
-        if (rc != SQLITE_OK) resource_error = sqlite3_errmsg(wdb_);
+    finish_batch(items, batch_start, i, b);
+}
+
+// db thread: BEGIN IMMEDIATE for a batch. Busy for longer than the timeout: items[i..] go back
+// to the queue, tried again shortly, keeping the order (false).
+bool node_impl::begin_batch(std::vector<received>& items, std::size_t& i) {
+    assert_on(node_thread::db);
+    std::string err;
+    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) == SQLITE_OK) return true;
+    requeue_and_retry(items, i, clock_ms(100));
+    return false;
+}
+
+// db thread: rolls the batch's transaction back and reloads what the database holds: the
+// applier forgets its caches, each origin's progress and floor are read again.
+void node_impl::undo_batch() {
+    assert_on(node_thread::db);
+    std::string err;
+    exec_sql(wdb_, "ROLLBACK", err);
+    applier_->forget_caches();
+    progress_.clear();
+    floors_.clear();
+    wstore_->load_progress(progress_, floors_);
+}
+
+// db thread: one pass over the run from items[i] (up to 1000 transactions) in the batch's
+// SQLite transaction, its state started afresh (users_touched is kept across passes). i ends
+// past what the pass took. Returns whether the batch must be replayed with savepoints.
+bool node_impl::apply_batch_pass(std::vector<received>& items, std::size_t& i, txn_batch& b, const apply_options& opt) {
+    assert_on(node_thread::db);
+    b.batch.clear();
+    b.acks.clear();
+    b.to_park.clear();
+    b.refused.clear();
+    b.held.clear();
+    b.logged = false;
+    b.count = 0;
+    while (i < items.size() && items[i].what == received::txn && b.count < 1000) {
+        const item_step step = apply_batch_item(items[i], i, b, opt);
+        if (step != item_step::go_on) return step == item_step::replay;
+        ++i;
+        ++b.count;
     }
-    if (!resource_error.empty()) {
+    return false;
+}
+
+// db thread: one transaction of a pass (items[k] is r): dropped when its link is cut off or it
+// has no record head, held back behind a held record of its origin, applied when newer than its
+// origin's progress (apply_new_txn), acked when already here.
+node_impl::item_step node_impl::apply_batch_item(received& r, std::size_t k, txn_batch& b, const apply_options& opt) {
+    assert_on(node_thread::db);
+    if (refused_links_.count(r.link_id)) return item_step::go_on; // cut off: what it queued is dropped
+    if (!r.head_ok && !peek_record_head(r.record.data(), r.record.size(), r.head_hlc, r.head_origin)) {
+        // Not even a record head: nothing of it can be applied or held in order.
+        refuse_copy(r, "a txn whose record has no valid head");
+        return item_step::go_on;
+    }
+    r.head_ok = true;
+    const std::string origin = r.head_origin;
+    // An origin with a record held back: everything after it waits behind it, in order.
+    if (b.held.count(origin) || (parked_.count(origin) && !parked_[origin].retrying)) return hold_back(b, k, origin, "", false);
+    auto& have = progress_[origin];
+    if (r.head_hlc > have) return apply_new_txn(r, k, have, b, opt); // each origin's changes apply once, in order
+    b.acks[r.peer] = {r.link_id, r.seq};
+    return item_step::go_on;
+}
+
+// db thread: items[k] is held back, and its origin with it for the rest of the pass; parked
+// once the batch commits (settle_parked), with `why` and whether it was refused.
+node_impl::item_step node_impl::hold_back(txn_batch& b, std::size_t k, const std::string& origin, const std::string& why,
+                                          bool refused) {
+    assert_on(node_thread::db);
+    b.held.insert(origin);
+    b.to_park[k] = {why, refused};
+    return item_step::go_on;
+}
+
+// db thread: a transaction (or part) newer than its origin's progress `have`. A part before the
+// last is staged; a whole transaction, or a last part with the staged ones, is applied: then
+// `have` and the batch's progress move to it and it is acked. Too far ahead of our clock, or
+// failing in a pass with savepoints, it is held back with its origin.
+node_impl::item_step node_impl::apply_new_txn(const received& r, std::size_t k, hlc_t& have, txn_batch& b,
+                                              const apply_options& opt) {
+    assert_on(node_thread::db);
+    const part_info part = record_part(r.record.data(), r.record.size());
+    if (part.part && !part.last) return stage_part(r, part, b);
+    apply_result res;
+    if (!part.part)
+        res = apply_received(r, r.record, opt, b.refused, b.logged, b.users_touched);
+    else if (const item_step step = apply_last_part(r, part, b, opt, res); step != item_step::go_on)
+        return step;
+    // Too far ahead of our clock: this origin waits (nothing was written), the others go on.
+    if (res.clock_skew) return hold_back(b, k, r.head_origin, res.error, false);
+    if (res.rc != SQLITE_OK && is_resource_error(res.rc)) {
+        b.resource_error = res.error;
+        return item_step::stop;
+    }
+    if (res.rc != SQLITE_OK) {
+        if (!opt.savepoint) return item_step::replay;
+        return hold_back(b, k, r.head_origin, res.error, true);
+    }
+    have = r.head_hlc;
+    b.batch[r.head_origin] = r.head_hlc;
+    b.acks[r.peer] = {r.link_id, r.seq};
+    return item_step::go_on;
+}
+
+// db thread: a part before the last: kept in the database until the last one comes
+// (part_staging.hpp), and acked, so the sender's window moves on. Failing to stage it is a
+// resource error: the pass stops before it.
+node_impl::item_step node_impl::stage_part(const received& r, const part_info& part, txn_batch& b) {
+    assert_on(node_thread::db);
+    if (faults_.before_each_part.count() > 0) std::this_thread::sleep_for(faults_.before_each_part);
+    int src = staging_->stage(r.head_origin, r.head_hlc, part.index, r.record.data(), r.record.size());
+    if (src != SQLITE_OK) {
+        b.resource_error = std::string("staging a transaction part: ") + sqlite3_errmsg(wdb_);
+        return item_step::stop;
+    }
+    b.acks[r.peer] = {r.link_id, r.seq};
+    return item_step::go_on;
+}
+
+// db thread: the last part: the staged ones, then this one, in one SQLite transaction (the
+// batch's), inside a savepoint of their own when records are isolated (opt.savepoint). `res`
+// gets the outcome, for the caller to judge (go_on); stop when the staged parts can't be
+// counted (b.resource_error), replay when they failed in a pass without savepoints.
+node_impl::item_step node_impl::apply_last_part(const received& r, const part_info& part, txn_batch& b,
+                                                const apply_options& opt, apply_result& res) {
+    assert_on(node_thread::db);
+    std::uint32_t staged = 0;
+    int crc = staging_->count(r.head_origin, r.head_hlc, part.index, staged);
+    if (crc != SQLITE_OK) {
+        b.resource_error = std::string("reading staged transaction parts: ") + sqlite3_errmsg(wdb_);
+        return item_step::stop;
+    }
+    if (staged != part.index) {
+        res.rc = SQLITE_ERROR;
+        res.error = "transaction " + std::to_string(r.head_hlc) + " of " + r.head_origin + ": " +
+                    std::to_string(part.index - staged) + " of its " + std::to_string(part.index + 1) + " parts never arrived";
+        return item_step::go_on;
+    }
+    std::string err;
+    if (opt.savepoint) exec_sql(wdb_, "SAVEPOINT hdbrepl_parts", err);
+    res = apply_staged_and_last(r, part, b, opt);
+    const bool failed = res.rc != SQLITE_OK || res.clock_skew;
+    if (opt.savepoint) {
+        if (failed) exec_sql(wdb_, "ROLLBACK TO hdbrepl_parts", err);
+        exec_sql(wdb_, "RELEASE hdbrepl_parts", err);
+    } else if (failed && !is_resource_error(res.rc)) {
+        // Parts before it are in the batch already: only a replay with savepoints can leave
+        // this transaction out and keep the rest.
+        return item_step::replay;
+    }
+    return item_step::go_on;
+}
+
+// db thread: applies the staged parts of the last part's transaction in order, then the last
+// part, stopping at the first that fails or is too far ahead of our clock; all applied, the
+// staged parts are dropped. Returns the outcome (the savepoint is the caller's).
+apply_result node_impl::apply_staged_and_last(const received& r, const part_info& part, txn_batch& b,
+                                              const apply_options& opt) {
+    assert_on(node_thread::db);
+    apply_result res;
+    bool skew = false;
+    int frc = staging_->for_each(r.head_origin, r.head_hlc, part.index, [&](bytes&& body) {
+        res = apply_received(r, body, opt, b.refused, b.logged, b.users_touched);
+        skew = res.clock_skew;
+        return res.rc == SQLITE_OK && !skew;
+    });
+    if (frc != SQLITE_OK && res.rc == SQLITE_OK) {
+        res.rc = frc;
+        res.error = std::string("reading staged transaction parts: ") + sqlite3_errstr(frc);
+    }
+    if (res.rc == SQLITE_OK && !skew) res = apply_received(r, r.record, opt, b.refused, b.logged, b.users_touched);
+    if (res.rc == SQLITE_OK && !res.clock_skew) {
+        res.rc = staging_->drop(r.head_origin, r.head_hlc);
+        if (res.rc != SQLITE_OK) res.error = sqlite3_errmsg(wdb_);
+    }
+    return res;
+}
+
+// db thread: ends the batch whose passes took items[batch_start..i). Committed, it resumes
+// intake, refreshes users and membership when a system table may have changed, settles the
+// held origins, keeps the acks below held records, publishes the progress, and has the io
+// thread send acks, refusals and forwarding. On a resource error (or a failed commit) it undoes
+// the batch and pauses intake instead, items[batch_start..] waiting in order.
+void node_impl::finish_batch(std::vector<received>& items, std::size_t batch_start, std::size_t& i, txn_batch& b) {
+    assert_on(node_thread::db);
+    if (b.resource_error.empty()) commit_batch(b);
+    if (!b.resource_error.empty()) {
         // The disk is full (or failing), not the record bad: nothing is refused or acked.
         // Every record waits, in order, and the batch is tried again after a pause that
         // grows to a few seconds (no event says that space came back). Senders stop when
         // their flow-control windows fill, so a paused node costs them bounded memory.
         undo_batch();
         i = batch_start;
-        return pause_intake(resource_error, items, i);
+        return pause_intake(b.resource_error, items, i);
     }
     intake_ok();
-    if (users_touched) {
+    if (b.users_touched) {
         // Before the acks below: a peer that saw its change confirmed can rely on it here.
         refresh_users();
         refresh_membership(false);
     }
-    // Origins whose record applied (or was already here) while retried are well again.
-    for (const auto& [o, h] : batch) parked_done(o);
-    for (std::size_t k = batch_start; k < i; ++k)
-        if (!to_park.count(k) && items[k].what == received::txn && items[k].head_ok) parked_done(items[k].head_origin);
-    std::vector<std::string> newly_held;
-    for (auto& [k, why] : to_park) {
-        const std::string o = items[k].head_origin;
-        if (!parked_.count(o) || parked_[o].retrying) newly_held.push_back(o);
-        park(o, std::move(items[k]), why.first, why.second);
-    }
+    const bool newly_held = settle_parked(items, batch_start, i, b);
     // Acks stay below the first held record of each link: an ack covers every seq before it.
-    for (auto& [peer, a] : acks) {
+    for (auto& [peer, a] : b.acks) {
         max_seen_seq_[a.first] = std::max(max_seen_seq_[a.first], a.second);
         a.second = std::min(a.second, ack_ceiling(a.first));
     }
@@ -342,10 +381,44 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
         std::lock_guard lock(shared_m_);
         progress_copy_ = progress_;
     }
-    if (!to_park.empty() || !newly_held.empty()) publish_parked();
+    if (!b.to_park.empty() || newly_held) publish_parked();
+    send_batch_outcome(b);
+}
+
+// db thread: raises the stored progress of the origins the batch applied, then commits; a
+// failure is a resource error (b.resource_error).
+void node_impl::commit_batch(txn_batch& b) {
+    assert_on(node_thread::db);
+    std::string err;
+    int rc = b.batch.empty() ? SQLITE_OK : wstore_->raise_progress(b.batch);
+    if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+    if (rc != SQLITE_OK) b.resource_error = sqlite3_errmsg(wdb_);
+}
+
+// db thread, after the batch committed: origins whose record applied (or was already here)
+// while retried are well again, and the records held back in the batch are parked. Returns
+// whether an origin was newly held.
+bool node_impl::settle_parked(std::vector<received>& items, std::size_t batch_start, std::size_t i, const txn_batch& b) {
+    assert_on(node_thread::db);
+    for (const auto& [o, h] : b.batch) parked_done(o);
+    for (std::size_t k = batch_start; k < i; ++k)
+        if (!b.to_park.count(k) && items[k].what == received::txn && items[k].head_ok) parked_done(items[k].head_origin);
+    bool newly_held = false;
+    for (const auto& [k, why] : b.to_park) {
+        const std::string o = items[k].head_origin;
+        if (!parked_.count(o) || parked_[o].retrying) newly_held = true;
+        park(o, std::move(items[k]), why.first, why.second);
+    }
+    return newly_held;
+}
+
+// db thread: hands the committed batch's outcome to the io thread, which acks each link, notes
+// the refused changes, and forwards what was applied to the peers that take it from us.
+void node_impl::send_batch_outcome(const txn_batch& b) {
+    assert_on(node_thread::db);
     std::vector<std::string> applied_origins;
-    for (const auto& [o, h] : batch) applied_origins.push_back(o);
-    on_io([acks, refused, logged, applied_origins](node_impl& m) {
+    for (const auto& [o, h] : b.batch) applied_origins.push_back(o);
+    on_io([acks = b.acks, refused = b.refused, logged = b.logged, applied_origins](node_impl& m) {
         for (const auto& [peer, a] : acks)
             if (auto* p = m.find_peer(peer); p && p->link_id == a.first && a.second > 0) m.send(*p, w::ack{a.second});
         for (const auto& [peer, ref] : refused) {
