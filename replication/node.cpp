@@ -113,7 +113,24 @@ bool node_impl::open_connection(sqlite3** out, std::string& error) {
     return true;
 }
 
+// user thread. Starts the node in four steps: which databases and shards replicate; on the
+// db thread, the connections and the persisted state; on the io thread, the listeners and
+// the targets; then the commit subscription and the timers. A failed step leaves `error` set
+// and the rest undone (start_node then stops the node).
 bool node_impl::start(std::string& error) {
+    configure_replication();
+    db_ = std::make_unique<db_thread>();
+    std::vector<node_row> known;
+    if (!open_on_db_thread(known, error)) return false;
+    if (!listen_on_io_thread(std::move(known), error)) return false;
+    subscribe_to_commits();
+    io_->post([self = shared_from_this()] { self->start_timers(); });
+    return true;
+}
+
+// user thread. What replicates: the system database (all of them, or "system" named), whether
+// main is sharded, and the shards the routes give their nodes.
+void node_impl::configure_replication() {
     name_ = cfg_.hostname;
     replicate_system_ = cfg_.all_databases;
     for (const auto& d : cfg_.databases) {
@@ -122,153 +139,188 @@ bool node_impl::start(std::string& error) {
     }
     for (const auto& r : cfg_.routes)
         if (r.shard >= 0) given_shards_[r.hostname] = r.shard;
-    db_ = std::make_unique<db_thread>();
-    // Open the connections and read the persisted state on the database thread. What the
-    // thread hands back is shared with it, not on this stack: after a timeout here it may
-    // still finish (the node's own members are safe: the destructor joins that thread).
-    reply<std::string> opened;
-    auto known_rows = std::make_shared<std::vector<node_row>>();
-    db_->post([this, opened, known_rows] {
-        auto& known = *known_rows;
-        std::string err;
-        if (!open_connection(&wdb_, err) || !open_connection(&rdb_, err)) { opened(err); return; }
-        // The applying connection commits with the WAL fsynced (synchronous=FULL): an ack is sent
-        // after that commit and promises the change survives a power loss here (repl_confirm
-        // counts on it). Batches of up to 1,000 records share one commit, so one fsync each.
-        sqlite3_exec(wdb_, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
-        int rc = ensure_replication_tables(wdb_, "main", err);
-        if (rc == SQLITE_OK) {
-            wstore_ = std::make_unique<replication_store>(wdb_, "main");
-            staging_ = std::make_unique<part_staging>(wstore_->system());
-            rstore_ = std::make_unique<replication_store>(rdb_, "main");
-            applier_ = std::make_unique<applier>(wdb_, "main");
-            if (wstore_->system().node_name() != name_) rc = wstore_->system().set_meta("node_name", name_);
-            // For hdb_nodes' own row.
-            if (rc == SQLITE_OK) rc = wstore_->system().set_meta("node_url", self_url());
-            if (rc == SQLITE_OK && cfg_.shard >= 0) rc = wstore_->system().set_meta("node_shard", std::to_string(cfg_.shard));
-            // replicateTo for the writers' connections (row_placer.hpp), which place each row
-            // at commit; and the table that keeps where rows live.
-            if (rc == SQLITE_OK) {
-                placement_store ps(wstore_->system(), wdb_);
-                rc = ps.ensure();
-                if (rc == SQLITE_OK) rc = ps.clear_stale_flag();
-                if (rc == SQLITE_OK)
-                    rc = cfg_.replicate_to >= 0 ? wstore_->system().set_meta("replicate_to", std::to_string(cfg_.replicate_to))
-                                                : exec_sql(wdb_, "DELETE FROM main.hdbrepl_meta WHERE key = 'replicate_to'", err);
-            }
-            if (rc == SQLITE_OK && wstore_->system().get_meta("placed_elsewhere")) holds_part_ = true;
-        }
-        if (rc == SQLITE_OK && exec_sql(wdb_, "BEGIN IMMEDIATE", err) == SQLITE_OK) {
-            // Indexes left out by a copy that a crash interrupted.
-            int irc = restore_deferred_indexes(err);
-            exec_sql(wdb_, irc == SQLITE_OK ? "COMMIT" : "ROLLBACK", err);
-            err.clear();
-        }
-        if (rc == SQLITE_OK) {
-            security_ = std::make_unique<node_security>(wdb_, path_, cfg_);
-            if (std::string e = security_->load(sec_); !e.empty()) {
-                opened(e);
-                return;
-            }
-            users_seen_ = sec_.users.users;
-            update_own_member();
-        }
-        if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
-        if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
-        if (rc == SQLITE_OK) rc = wstore_->load_removed(removed_);
-        for (const auto& k : known) {
-            if (!k.subscriptions_json.empty()) rules_[k.name] = parse_rules(k.subscriptions_json);
-            if (k.shard >= 0) given_shards_[k.name] = k.shard;
-        }
-        if (rc == SQLITE_OK) {
-            synced_ = wstore_->system().get_meta("synced").value_or("") == "1";
-            rstore_->last_seq(log_last_seq_);
-            bool found = false;
-            if (!synced_) rc = wstore_->load_copy_resume(resume_, found);
-            if (found && resume_.has_point) {
-                resume_point_ = w::copy_resume{resume_.table, resume_.phase, resume_.key};
-                resume_rows_ = resume_.rows_done;
-                log_line(name_, "an initial copy was cut after " + std::to_string(resume_.rows_done) + " rows (table " + resume_.table +
-                                    "): it resumes there");
-            }
-        }
-        if (rc != SQLITE_OK && err.empty()) err = sqlite3_errmsg(wdb_);
-        opened(rc == SQLITE_OK ? "" : "preparing the database: " + err);
+}
+
+// user thread. Opens the connections and reads the persisted state on the db thread (bounded
+// wait), then publishes the progress for the io thread. `known` gets the stored nodes. The
+// job's answer lives in the reply's shared state, not on this stack: after a timeout here the
+// job may still finish, and it holds the node while it runs.
+bool node_impl::open_on_db_thread(std::vector<node_row>& known, std::string& error) {
+    using opened_t = std::pair<std::string, std::vector<node_row>>;
+    auto opened = submit_to<opened_t>(node_thread::db, std::chrono::seconds(10), [](node_impl& n, reply<opened_t> r) {
+        std::vector<node_row> rows;
+        std::string err = n.open_connections();
+        if (err.empty()) err = n.prepare_database(rows);
+        r(opened_t{std::move(err), std::move(rows)});
     });
-    auto open_error = opened.wait(std::chrono::seconds(10));
-    if (!open_error) { error = "timed out opening the database"; return false; }
-    error = *open_error;
+    if (!opened) { error = "timed out opening the database"; return false; }
+    error = opened->first;
     if (!error.empty()) return false;
-    const std::vector<node_row> known = std::move(*known_rows);
-    {
-        std::lock_guard lock(shared_m_);
-        progress_copy_ = progress_;
+    known = std::move(opened->second);
+    std::lock_guard lock(shared_m_);
+    progress_copy_ = progress_;
+    return true;
+}
+
+// db thread. Opens the writing and the reading connection; the error text, or "".
+std::string node_impl::open_connections() {
+    assert_on(node_thread::db);
+    std::string err;
+    if (!open_connection(&wdb_, err) || !open_connection(&rdb_, err)) return err;
+    // The applying connection commits with the WAL fsynced (synchronous=FULL): an ack is sent
+    // after that commit and promises the change survives a power loss here (repl_confirm
+    // counts on it). Batches of up to 1,000 records share one commit, so one fsync each.
+    sqlite3_exec(wdb_, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
+    return err;
+}
+
+// db thread. Prepares the opened database: the replication tables and stores, this node's
+// meta rows, the placement store, indexes a crash left out, security, progress, the known
+// nodes (into `known`, with their rules and shards), the removed nodes, the synced flag and
+// where an interrupted initial copy resumes. The error text, or "".
+std::string node_impl::prepare_database(std::vector<node_row>& known) {
+    assert_on(node_thread::db);
+    std::string err;
+    int rc = ensure_replication_tables(wdb_, "main", err);
+    if (rc == SQLITE_OK) {
+        wstore_ = std::make_unique<replication_store>(wdb_, "main");
+        staging_ = std::make_unique<part_staging>(wstore_->system());
+        rstore_ = std::make_unique<replication_store>(rdb_, "main");
+        applier_ = std::make_unique<applier>(wdb_, "main");
+        if (wstore_->system().node_name() != name_) rc = wstore_->system().set_meta("node_name", name_);
+        // For hdb_nodes' own row.
+        if (rc == SQLITE_OK) rc = wstore_->system().set_meta("node_url", self_url());
+        if (rc == SQLITE_OK && cfg_.shard >= 0) rc = wstore_->system().set_meta("node_shard", std::to_string(cfg_.shard));
+        // replicateTo for the writers' connections (row_placer.hpp), which place each row
+        // at commit; and the table that keeps where rows live.
+        if (rc == SQLITE_OK) {
+            placement_store ps(wstore_->system(), wdb_);
+            rc = ps.ensure();
+            if (rc == SQLITE_OK) rc = ps.clear_stale_flag();
+            if (rc == SQLITE_OK)
+                rc = cfg_.replicate_to >= 0 ? wstore_->system().set_meta("replicate_to", std::to_string(cfg_.replicate_to))
+                                            : exec_sql(wdb_, "DELETE FROM main.hdbrepl_meta WHERE key = 'replicate_to'", err);
+        }
+        if (rc == SQLITE_OK && wstore_->system().get_meta("placed_elsewhere")) holds_part_ = true;
     }
-    // Listen, then dial; both on the io thread.
-    reply<std::string> listening;
-    auto self = shared_from_this();
-    io_->post([self, listening, known] {
-        std::string err;
-        net::link_options opts = self->link_opts();
-        if (self->cfg_.has_port) {
-            std::weak_ptr<node_impl> weak = self;
-            auto l = net::listen(
-                *self->io_, self->cfg_.bind, static_cast<std::uint16_t>(self->cfg_.port), opts,
-                [weak](const std::string& ip, const std::string& target) {
-                    auto s = weak.lock();
-                    return s && !s->stopped_ && s->accept_plain(ip, target);
-                },
-                [weak](const net::link_ptr& link) {
-                    if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
-                },
-                err);
-            if (!l) { listening("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.port) + ": " + err); return; }
-            self->listeners_.push_back(l);
+    if (rc == SQLITE_OK && exec_sql(wdb_, "BEGIN IMMEDIATE", err) == SQLITE_OK) {
+        // Indexes left out by a copy that a crash interrupted.
+        int irc = restore_deferred_indexes(err);
+        exec_sql(wdb_, irc == SQLITE_OK ? "COMMIT" : "ROLLBACK", err);
+        err.clear();
+    }
+    if (rc == SQLITE_OK) {
+        security_ = std::make_unique<node_security>(wdb_, path_, cfg_);
+        if (std::string e = security_->load(sec_); !e.empty()) return e;
+        users_seen_ = sec_.users.users;
+        update_own_member();
+    }
+    if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
+    if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
+    if (rc == SQLITE_OK) rc = wstore_->load_removed(removed_);
+    for (const auto& k : known) {
+        if (!k.subscriptions_json.empty()) rules_[k.name] = parse_rules(k.subscriptions_json);
+        if (k.shard >= 0) given_shards_[k.name] = k.shard;
+    }
+    if (rc == SQLITE_OK) {
+        synced_ = wstore_->system().get_meta("synced").value_or("") == "1";
+        rstore_->last_seq(log_last_seq_);
+        bool found = false;
+        if (!synced_) rc = wstore_->load_copy_resume(resume_, found);
+        if (found && resume_.has_point) {
+            resume_point_ = w::copy_resume{resume_.table, resume_.phase, resume_.key};
+            resume_rows_ = resume_.rows_done;
+            log_line(name_, "an initial copy was cut after " + std::to_string(resume_.rows_done) + " rows (table " + resume_.table +
+                                "): it resumes there");
         }
-        if (self->cfg_.serve_secure) {
-            std::weak_ptr<node_impl> weak = self;
-            auto l = net::listen_tls_async(
-                *self->io_, self->cfg_.bind, static_cast<std::uint16_t>(self->cfg_.secure_port), opts, self->sec_.identity,
-                [weak](const net::peer_check& pc, net::respond_fn respond) {
-                    auto s = weak.lock();
-                    if (!s || s->stopped_) return respond(net::accept_decision{503, "node stopping"});
-                    s->check_secure(pc, std::move(respond)); // answers later for /hdbrepl/sign (node_trust.cpp)
-                },
-                [weak](const net::link_ptr& link) {
-                    if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
-                },
-                err);
-            if (!l) {
-                listening("cannot listen on " + self->cfg_.bind + ":" + std::to_string(self->cfg_.secure_port) + " (securePort): " + err);
-                return;
-            }
-            self->tls_listener_ = l;
-            self->listeners_.push_back(l);
-        }
-        for (const auto& r : self->cfg_.routes) self->add_target(r.hostname, r.port, r.scheme, r.start_time_ms);
-        for (const auto& n : known) {
-            auto u = split_node_url(n.url);
-            self->add_target(u.host, u.port, u.scheme.empty() ? "wss" : u.scheme, n.start_time_ms);
-        }
-        self->update_status();
-        self->on_db([](node_impl& n) { n.refresh_membership(true); });
-        listening("");
-    });
-    auto listen_error = listening.wait(std::chrono::seconds(10));
-    if (!listen_error) { error = "timed out starting the listener"; return false; }
-    error = *listen_error;
-    if (!error.empty()) return false;
-    std::weak_ptr<node_impl> weak = self;
+    }
+    if (rc != SQLITE_OK && err.empty()) err = sqlite3_errmsg(wdb_);
+    return rc == SQLITE_OK ? "" : "preparing the database: " + err;
+}
+
+// user thread. Listens, then dials the routes and the `known` nodes, on the io thread
+// (bounded wait).
+bool node_impl::listen_on_io_thread(std::vector<node_row> known, std::string& error) {
+    auto listening = submit_to<std::string>(node_thread::io, std::chrono::seconds(10),
+                                            [known = std::move(known)](node_impl& n, reply<std::string> r) {
+                                                std::string err = n.listen();
+                                                if (err.empty()) n.dial(known);
+                                                r(err);
+                                            });
+    if (!listening) { error = "timed out starting the listener"; return false; }
+    error = *listening;
+    return error.empty();
+}
+
+// io thread. Opens the plain listener (if a port is set) and the TLS one (if the secure port
+// is served); the error text, or "".
+std::string node_impl::listen() {
+    assert_on(node_thread::io);
+    std::string err;
+    net::link_options opts = link_opts();
+    if (cfg_.has_port) {
+        std::weak_ptr<node_impl> weak = weak_from_this();
+        auto l = net::listen(
+            *io_, cfg_.bind, static_cast<std::uint16_t>(cfg_.port), opts,
+            [weak](const std::string& ip, const std::string& target) {
+                auto s = weak.lock();
+                return s && !s->stopped_ && s->accept_plain(ip, target);
+            },
+            [weak](const net::link_ptr& link) {
+                if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
+            },
+            err);
+        if (!l) return "cannot listen on " + cfg_.bind + ":" + std::to_string(cfg_.port) + ": " + err;
+        listeners_.push_back(l);
+    }
+    if (cfg_.serve_secure) {
+        std::weak_ptr<node_impl> weak = weak_from_this();
+        auto l = net::listen_tls_async(
+            *io_, cfg_.bind, static_cast<std::uint16_t>(cfg_.secure_port), opts, sec_.identity,
+            [weak](const net::peer_check& pc, net::respond_fn respond) {
+                auto s = weak.lock();
+                if (!s || s->stopped_) return respond(net::accept_decision{503, "node stopping"});
+                s->check_secure(pc, std::move(respond)); // answers later for /hdbrepl/sign (node_trust.cpp)
+            },
+            [weak](const net::link_ptr& link) {
+                if (auto s = weak.lock(); s && !s->stopped_) s->on_link_open(link, "", true);
+            },
+            err);
+        if (!l) return "cannot listen on " + cfg_.bind + ":" + std::to_string(cfg_.secure_port) + " (securePort): " + err;
+        tls_listener_ = l;
+        listeners_.push_back(l);
+    }
+    return "";
+}
+
+// io thread. Adds a target for every route and every `known` node, refreshes the status and
+// has the db thread refresh the membership.
+void node_impl::dial(const std::vector<node_row>& known) {
+    assert_on(node_thread::io);
+    for (const auto& r : cfg_.routes) add_target(r.hostname, r.port, r.scheme, r.start_time_ms);
+    for (const auto& n : known) {
+        auto u = split_node_url(n.url);
+        add_target(u.host, u.port, u.scheme.empty() ? "wss" : u.scheme, n.start_time_ms);
+    }
+    update_status();
+    on_db([](node_impl& n) { n.refresh_membership(true); });
+}
+
+// user thread. A commit to the database in this process pumps every peer (on the io thread).
+void node_impl::subscribe_to_commits() {
+    std::weak_ptr<node_impl> weak = weak_from_this();
     commit_sub_ = commit_signal::subscribe(path_, [weak](std::uint64_t) {
         if (auto s = weak.lock()) s->on_io([](node_impl& n) { n.pump_all(); });
     });
-    // Writers in other processes cannot signal us: a light check of the database's
-    // data_version catches their commits (and our own DDL-only transactions).
-    io_->post([self] {
-        self->poll_data_version();
-        self->schedule_prune();
-    });
-    return true;
+}
+
+// io thread. Starts the data_version poll (writers in other processes cannot signal us: a
+// light check of the database's data_version catches their commits, and our own DDL-only
+// transactions) and the log prune timer.
+void node_impl::start_timers() {
+    assert_on(node_thread::io);
+    poll_data_version();
+    schedule_prune();
 }
 
 // io thread. Every 250 ms: the database thread compares data_version with the last seen one

@@ -386,6 +386,20 @@ public:
     bool start(std::string& error);
     void stop() override;
 
+private:
+    // The steps of start(), in order (node.cpp says which thread runs each).
+    void configure_replication();
+    bool open_on_db_thread(std::vector<node_row>& known, std::string& error);
+    std::string open_connections();
+    std::string prepare_database(std::vector<node_row>& known);
+    bool listen_on_io_thread(std::vector<node_row> known, std::string& error);
+    std::string listen();
+    void dial(const std::vector<node_row>& known);
+    void subscribe_to_commits();
+    void start_timers();
+
+public:
+
     std::string cluster_status_json() override;
     std::string set_node(const std::string& operation_json, std::string& reply_json) override;
     std::string remove_node(const std::string& operation_json, std::string& reply_json) override;
