@@ -55,27 +55,6 @@ void db_thread::run() {
     }
 }
 
-// ---- explicit subscriptions --------------------------------------------------------------
-
-// Parses the stored subscriptions JSON; empty = replicate everything (automatic).
-sub_rules parse_rules(const std::string& text) {
-    sub_rules out;
-    auto v = json::parse_or_null(text);
-    if (!v.is_array()) return out;
-    for (auto& e : v.as_array()) {
-        if (!e.is_object()) continue;
-        auto& o = e.as_object();
-        sub_rule r;
-        r.database = json::get_string(o, "database");
-        if (r.database.empty()) r.database = json::get_string(o, "schema");
-        r.table = json::get_string(o, "table");
-        if (auto* p = o.if_contains("publish")) r.publish = p->is_bool() && p->as_bool();
-        if (auto* p = o.if_contains("subscribe")) r.subscribe = p->is_bool() && p->as_bool();
-        out.push_back(std::move(r));
-    }
-    return out;
-}
-
 // ---- start and stop (user thread) ---------------------------------------------------------
 
 bool node_impl::open_connection(sqlite3** out, std::string& error) {
@@ -128,17 +107,11 @@ bool node_impl::start(std::string& error) {
     return true;
 }
 
-// user thread. What replicates: the system database (all of them, or "system" named), whether
-// main is sharded, and the shards the routes give their nodes.
+// user thread. What replicates (row_filter.hpp): the system database (all of them, or
+// "system" named), whether main is sharded, and the shards the routes give their nodes.
 void node_impl::configure_replication() {
     name_ = cfg_.hostname;
-    replicate_system_ = cfg_.all_databases;
-    for (const auto& d : cfg_.databases) {
-        replicate_system_ = replicate_system_ || d.name == "system";
-        main_sharded_ = main_sharded_ || (d.name == "main" && d.sharded);
-    }
-    for (const auto& r : cfg_.routes)
-        if (r.shard >= 0) given_shards_[r.hostname] = r.shard;
+    row_filter_.configure(name_, cfg_);
 }
 
 // user thread. Opens the connections and reads the persisted state on the db thread (bounded
@@ -201,7 +174,7 @@ std::string node_impl::prepare_database(std::vector<node_row>& known) {
                 rc = cfg_.replicate_to >= 0 ? wstore_->system().set_meta("replicate_to", std::to_string(cfg_.replicate_to))
                                             : exec_sql(wdb_, "DELETE FROM main.hdbrepl_meta WHERE key = 'replicate_to'", err);
         }
-        if (rc == SQLITE_OK && wstore_->system().get_meta("placed_elsewhere")) holds_part_ = true;
+        if (rc == SQLITE_OK && wstore_->system().get_meta("placed_elsewhere")) row_filter_.set_holds_part();
     }
     if (rc == SQLITE_OK && exec_sql(wdb_, "BEGIN IMMEDIATE", err) == SQLITE_OK) {
         // Indexes left out by a copy that a crash interrupted.
@@ -219,8 +192,8 @@ std::string node_impl::prepare_database(std::vector<node_row>& known) {
     if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
     if (rc == SQLITE_OK) rc = wstore_->load_removed(removed_);
     for (const auto& k : known) {
-        if (!k.subscriptions_json.empty()) rules_[k.name] = parse_rules(k.subscriptions_json);
-        if (k.shard >= 0) given_shards_[k.name] = k.shard;
+        if (!k.subscriptions_json.empty()) row_filter_.set_rules(k.name, k.subscriptions_json);
+        row_filter_.set_given_shard(k.name, k.shard);
     }
     if (rc == SQLITE_OK) {
         synced_ = wstore_->system().get_meta("synced").value_or("") == "1";
@@ -392,7 +365,7 @@ void node_impl::stop() {
             staging_.reset(); // refers to wstore_'s system store
             wstore_.reset();
             rstore_.reset();
-            residency_of_definition_.clear(); // their statements live on rdb_
+            row_filter_.finalize_statements(); // they run on this thread's residency sandbox
             if (wdb_) sqlite3_close_v2(wdb_);
             if (rdb_) sqlite3_close_v2(rdb_);
             wdb_ = rdb_ = nullptr;

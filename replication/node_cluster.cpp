@@ -242,15 +242,11 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
         if (!e.empty()) return "certificate exchange with '" + hostname + "' failed: " + e;
         verify_tls = true; // we trust its CA now
     }
-    {
-        std::lock_guard lock(shared_m_);
-        if (row.subscriptions_json.empty()) rules_.erase(row.name);
-        else rules_[row.name] = parse_rules(row.subscriptions_json);
-    }
+    row_filter_.set_rules(row.name, row.subscriptions_json);
     // The row, then the dialing, chained from the database thread: if that thread is busy
     // past the wait below, the operation still completes as a whole when it gets to it.
     auto written = submit_to<int>(node_thread::db, op_wait, [row, hostname, port, scheme, start_time, verify_tls](node_impl& n, reply<int> done) {
-        if (row.shard >= 0) n.given_shards_[row.name] = row.shard;
+        n.row_filter_.set_given_shard(row.name, row.shard);
         int rc = n.wstore_->put_node(row);
         if (rc == SQLITE_OK) rc = n.wstore_->set_removed(row.name, false);
         if (rc == SQLITE_OK) rc = clear_removal(n.wdb_, "main", row.name);
@@ -397,8 +393,7 @@ void node_impl::refresh_membership(bool force_targets) {
         if (!removals_seen_.count(r) || force_targets) new_removals.push_back(r);
     members_seen_ = members;
     removals_seen_ = removals;
-    member_shards_.clear();
-    for (const auto& m : members) member_shards_[m.name] = m.shard;
+    row_filter_.set_member_shards(members);
     // A removal made elsewhere is ours too: out of hdb_nodes, and kept out across restarts.
     for (const auto& r : new_removals) {
         if (r == name_) continue;

@@ -114,8 +114,7 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
         // row by row in random order. The CREATE INDEX statements wait in hdbrepl_meta, so a
         // crash mid-copy cannot lose them (restored when the node starts).
         // The `system` tables are copied only where `system` replicates.
-        const sub_rules rules = rules_for(first.peer);
-        const bool skip = is_system_table(t.name) ? !replicate_system_ : !shares_data_with(first.peer) || !rules_allow(rules, t.name, false);
+        const bool skip = !row_filter_.table_flows(first.peer, t.name, flow::from_peer);
         bool defer = !skip && !deferred_checked_.count(t.name) && table_empty(t.name);
         deferred_checked_.insert(t.name);
         auto res = skip ? apply_result{} : applier_->apply_copy(t.name, t.definition, rows);
@@ -133,7 +132,7 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
             // The resume point follows the rows in (a crash before this write only re-copies
             // one chunk, merged by version). The rows' values were moved into `rows`.
             const auto& last = rows.back();
-            const std::size_t pk = pk_of(t.definition);
+            const std::size_t pk = row_filter_.pk_of(t.definition);
             resume_.has_point = true;
             resume_.table = t.name;
             resume_.phase = last.deleted ? 1 : 0;
@@ -193,8 +192,7 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
         // raised below would claim their CREATE while they are missing here.
         for (const auto& t : first.tables) {
             if (rc != SQLITE_OK) break;
-            const bool skip = is_system_table(t.name) ? !replicate_system_ : !shares_data_with(first.peer);
-            if (skip) continue;
+            if (!row_filter_.data_shared(first.peer, t.name)) continue;
             auto res = applier_->ensure_copied_table(t.name, t.definition);
             rc = res.rc;
             if (rc != SQLITE_OK) err = res.error;

@@ -65,6 +65,7 @@ void node_impl::start_copy_to(const std::string& name, bool behind_log, const st
     on_db([name, cs, resume](node_impl& n) {
         std::string err;
         bool ok = n.open_connection(&cs->db, err);
+        cs->placed.db = cs->db;
         if (ok) {
             cs->reader = std::make_unique<snapshot_reader>(cs->db, "main");
             ok = cs->reader->begin(err) == SQLITE_OK;
@@ -118,13 +119,14 @@ void node_impl::copy_pump(const std::string& name) {
         }
         w::copy_rows chunk;
         chunk.table = table;
-        // Explicit subscriptions hold for copies too: a table not published to this peer
-        // sends no rows (its definition still goes, as definitions do in the stream).
-        const sub_rules rules = n.rules_for(name);
-        if (more && !rules.empty() && table < cs->reader->tables().size() && !is_system_table(cs->reader->tables()[table].name) &&
-            !rules_allow(rules, cs->reader->tables()[table].name, true))
-            rows.clear();
-        if (more && !rows.empty() && table < cs->reader->tables().size()) n.keep_placed_copy_rows(*cs, cs->reader->tables()[table], name, rows);
+        // The stream's rule holds for copies too (row_filter.hpp): a table that does not flow
+        // to this peer sends no rows (its definition still goes, as definitions do in the
+        // stream), and rows placed elsewhere stay.
+        if (more && table < cs->reader->tables().size()) {
+            const auto& t = cs->reader->tables()[table];
+            if (!n.row_filter_.table_flows(name, t.name, flow::to_peer)) rows.clear();
+            if (!rows.empty()) n.row_filter_.keep_placed_copy_rows(cs->placed, t, name, rows, [&n] { return n.placement_members(); });
+        }
         for (auto& r : rows) chunk.rows.push_back({r.deleted, r.hlc, std::move(r.origin), std::move(r.values)});
         const std::size_t wire_bytes = copy_rows_wire_bytes(chunk), charge = copy_rows_charge(chunk);
         n.on_io([name, cs, more, rc, wire_bytes, charge, chunk = std::move(chunk), end = std::move(end)](node_impl& m) mutable {
@@ -184,33 +186,5 @@ void node_impl::on_copy_ack(peer& p, std::uint64_t chunks) {
     copy_pump(p.name);
 }
 
-void node_impl::keep_placed_copy_rows(copy_state& cs, const snapshot_reader::table& t, const std::string& peer, std::vector<snapshot_row>& rows) {
-    if (is_system_table(t.name)) return;
-    if (t.definition.find("residency=") != std::string::npos) {
-        // Residency decides for such tables, in copies as in streams (tombstones carry only
-        // a key, so they go everywhere, as deletes do).
-        std::erase_if(rows, [&](const snapshot_row& r) { return !r.deleted && !resident_on(t.name, t.definition, r.values, peer); });
-        return;
-    }
-    if (!cs.sys) {
-        cs.sys = std::make_unique<system_store>(cs.db, "main");
-        cs.placements = std::make_unique<placement_store>(*cs.sys, cs.db);
-    }
-    bool stored = false;
-    cs.placements->in_use(stored);
-    if (!stored && cfg_.replicate_to < 0) return;
-    const auto members = cfg_.replicate_to >= 0 ? placement_members() : std::vector<std::string>{};
-    const std::size_t pk = pk_of(t.definition);
-    std::erase_if(rows, [&](const snapshot_row& r) {
-        // Tombstones go everywhere, as unplaced deletes do (a deleted row's placement is gone).
-        if (r.values.empty() || r.deleted) return false;
-        const value& key = r.values[std::min(pk, r.values.size() - 1)];
-        std::optional<std::vector<std::string>> nodes;
-        if (stored && cs.placements->get(t.name, key, nodes) != SQLITE_OK)
-            return false; // unreadable: send it (a copy merges; an extra row is harmless)
-        if (!nodes && cfg_.replicate_to >= 0) nodes = place_row(key, r.origin, members, cfg_.replicate_to);
-        return nodes && !std::binary_search(nodes->begin(), nodes->end(), peer);
-    });
-}
 
 } // namespace hdbrepl::ext::node_detail

@@ -18,6 +18,14 @@
 #include "replication/wire.hpp"
 #include "replication/link_entitlement.hpp"
 #include "replication/node_security.hpp"
+#include "replication/node_common.hpp"
+#include "replication/db_thread.hpp"
+#include "replication/intake_item.hpp"
+#include "replication/peer.hpp"
+#include "replication/link_info.hpp"
+#include "replication/target.hpp"
+#include "replication/copy_state.hpp"
+#include "replication/row_filter.hpp"
 #include "replication/submit_to.hpp"
 #include "net/transport.hpp"
 
@@ -30,343 +38,6 @@
 
 // A named namespace (not an anonymous one): every node_*.cpp must see the same node_impl.
 namespace hdbrepl::ext::node_detail {
-
-using namespace hdbrepl::engine;
-namespace w = hdbrepl::engine::wire;
-using clock_ms = std::chrono::milliseconds;
-
-inline std::uint64_t now_ms() { return wall_clock_ms(); }
-
-inline void log_line(const std::string& node, const std::string& text) {
-    // One line per event on stderr; the node's name makes interleaved output readable.
-    std::fprintf(stderr, "hdbrepl[%s]: %s\n", node.c_str(), text.c_str());
-}
-
-// Errors of this node's storage rather than of the data: wait and retry, never refuse.
-inline bool is_resource_error(int rc) {
-    const int primary = rc & 0xff;
-    return primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_NOMEM;
-}
-
-// A version no honest peer can hold: beyond the 63 bits of the HLC, or further ahead of this
-// node's clock than maxClockSkew. Copies are checked as streams are: one such row raised the
-// clock of every later local write to its time.
-inline bool hlc_out_of_range(hlc_t h, std::int64_t max_skew_ms) {
-    return h >= (hlc_t{1} << 63) || hlc_too_far_ahead(h, wall_clock_ms(), static_cast<std::uint64_t>(max_skew_ms));
-}
-
-// ---- the database thread ----------------------------------------------------------------
-
-class db_thread {
-public:
-    db_thread() : thread_([this] { run(); }) {}
-    ~db_thread() { stop_and_join(); }
-    // any thread
-    void post(std::function<void()> job) {
-        {
-            std::lock_guard lock(m_);
-            if (stopping_) return;
-            jobs_.push_back(std::move(job));
-        }
-        cv_.notify_one();
-    }
-    void stop_and_join() {
-        {
-            std::lock_guard lock(m_);
-            stopping_ = true;
-        }
-        cv_.notify_one();
-        if (thread_.joinable()) thread_.join();
-    }
-    bool on_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
-
-private:
-    void run(); // the thread itself (node.cpp)
-    std::mutex m_;
-    std::condition_variable cv_;
-    std::deque<std::function<void()>> jobs_;
-    bool stopping_ = false;
-    std::thread thread_;
-};
-
-// ---- peers ------------------------------------------------------------------------------
-
-struct inflight {
-    std::int64_t seq;
-    std::size_t size;
-    std::string origin;
-    hlc_t hlc;
-    // A part of a transaction other than its last (txn_record.hpp): its ack says it is staged,
-    // not that the peer has the transaction, so it confirms nothing.
-    bool partial = false;
-};
-
-// Bytes of one link's received items not yet done with on the db thread. The io thread adds
-// when it queues an item; the item gives its bytes back when it is destroyed (applied or
-// dropped; moving it on, to a retry or a held origin, keeps them counted). A peer that
-// ignores flow control is cut off when its count passes the bound (node_links.cpp).
-class queue_credit {
-public:
-    queue_credit() = default;
-    queue_credit(std::shared_ptr<std::atomic<std::size_t>> counter, std::size_t n) : c_(std::move(counter)), n_(n) { *c_ += n_; }
-    queue_credit(queue_credit&& o) noexcept : c_(std::move(o.c_)), n_(std::exchange(o.n_, 0)) {}
-    queue_credit& operator=(queue_credit&& o) noexcept {
-        if (this != &o) {
-            release();
-            c_ = std::move(o.c_);
-            n_ = std::exchange(o.n_, 0);
-        }
-        return *this;
-    }
-    queue_credit(const queue_credit&) = delete;
-    queue_credit& operator=(const queue_credit&) = delete;
-    ~queue_credit() { release(); }
-
-private:
-    void release() {
-        if (c_) *c_ -= n_;
-        c_.reset();
-        n_ = 0;
-    }
-    std::shared_ptr<std::atomic<std::size_t>> c_;
-    std::size_t n_ = 0;
-};
-
-// An item received from a peer, waiting for the database thread.
-struct received {
-    enum kind { txn, copy_begin, copy_rows, copy_end } what = txn;
-    std::string peer;
-    std::uint64_t seq = 0;
-    bytes record;
-    w::copy_rows rows;
-    w::copy_end end; // copy_begin: its progress is the copy_start's
-    std::vector<w::copy_table> tables;
-    std::uint64_t link_id = 0;
-    bool resumed = false; // copy_end: of a copy this node asked to resume (rows after a point only)
-    // txn: the record's head, read once (the record itself may be filtered down to nothing
-    // before a batch is replayed). head_ok false: not read yet.
-    bool head_ok = false;
-    hlc_t head_hlc = 0;
-    std::string head_origin;
-    bool secure = false;  // arrived on a mutually authenticated TLS link (record_entitlement.hpp)
-    bool resync = false;  // copy_*: a full resync of a synced node, not its initial copy
-    std::set<std::string> excluded; // copy_end of a resync: origins this node hears from others
-    // Counts this item's bytes against its link's bound of queued input until it is gone.
-    queue_credit credit;
-};
-
-// Intake of one origin held back on the db thread: a record too far ahead of the clock, or one
-// that failed to apply, waits with everything after it from that origin, and is retried with
-// backoff; other origins go on. Acks of a link stop below its first held record.
-struct parked_origin {
-    std::deque<received> items;
-    std::string reason;       // for cluster_status (lastError)
-    std::uint64_t seq = 0;    // the first held record's sender seq
-    std::string peer;         // and the peer it came from
-    std::int64_t retry_ms = 0; // current backoff
-    std::uint64_t since = 0;  // ms
-    std::uint64_t attempts = 0;
-    bool retrying = false;    // its items went back to the queue for another try
-};
-
-struct copy_state; // sender side of an initial copy, lives on the db thread
-
-// An explicit subscription (add_node "subscriptions"): which tables go each way.
-struct sub_rule {
-    std::string database, table;
-    bool publish = false, subscribe = false;
-};
-using sub_rules = std::vector<sub_rule>;
-
-// Parses the stored subscriptions JSON; empty = replicate everything (automatic).
-sub_rules parse_rules(const std::string& text); // node.cpp
-
-// Whether `table` may flow in the given direction under `rules` (none: everything flows).
-inline bool rules_allow(const sub_rules& rules, const std::string& table, bool publishing) {
-    if (rules.empty()) return true;
-    for (const auto& r : rules)
-        if ((r.table == table || r.table == "*" || r.table.empty()) && (r.database.empty() || r.database == "main" || r.database == "data"))
-            return publishing ? r.publish : r.subscribe;
-    return false;
-}
-
-// A peer's connection as cluster_status reports it (its "state", with "copying" and
-// "full-resync" shown while a copy runs either way).
-enum class peer_state { connecting, connected, unreachable, disconnected, removed };
-
-inline const char* peer_state_name(peer_state s) {
-    switch (s) {
-    case peer_state::connecting: return "connecting";
-    case peer_state::connected: return "connected";
-    case peer_state::unreachable: return "unreachable";
-    case peer_state::disconnected: return "disconnected";
-    case peer_state::removed: return "removed";
-    }
-    return "unknown";
-}
-
-struct peer {
-    std::string name;
-    std::string url;
-    net::link_ptr link;
-    std::uint64_t link_id = 0;
-    peer_state state = peer_state::connecting;
-    std::string last_error;
-    std::uint64_t down_since = 0; // ms since the link was lost (0: connected or never lost)
-    double latency = -1;
-    // receiving
-    bool copying = false;
-    std::uint64_t copy_total = 0, copy_done = 0;
-    std::vector<w::copy_table> copy_tables;
-    std::uint64_t copy_chunks = 0;
-    // sending
-    bool subscribed = false;
-    replication_store::filter filter;
-    std::int64_t send_pos = 0;
-    std::uint64_t send_generation = 0; // bumped when the position is reset: stale reads are dropped
-    bool reading = false;
-    bool pump_again = false; // a wake-up came while a read ran: read again when it ends
-    std::deque<inflight> inflight_q;
-    std::size_t inflight_bytes = 0;
-    hlc_t confirmed_own = 0;
-    progress_map known_progress; // what this peer is known to have, per origin (for pruning)
-    std::shared_ptr<copy_state> sending_copy;
-    std::uint64_t copy_chunks_sent = 0, copy_chunks_acked = 0;
-    copy_window copy_win; // what of the copy may be unacknowledged (replication/copy_window.hpp)
-    bool copy_reading = false, copy_done_reading = false;
-    // A copy sent because the peer fell behind the retained log (cluster_status shows it).
-    bool full_resync = false;
-    std::uint64_t full_resyncs = 0, last_full_resync = 0;
-    // times (ms) and versions for cluster_status
-    std::uint64_t last_commit_confirmed = 0, last_received_local = 0, last_send = 0;
-    hlc_t last_received_remote = 0;
-    // messages and changes refused from this peer (link_entitlement.hpp, record_entitlement.hpp)
-    std::uint64_t refusals = 0;
-    std::string last_refusal;
-};
-
-// A refusal of something a peer or a stranger sent, kept for cluster_status (the newest few).
-struct refusal_entry {
-    std::uint64_t at_ms = 0;
-    std::string from;   // address
-    std::string node;   // name, when known
-    std::string reason;
-};
-
-// A link before its HELLO names the peer.
-struct link_info {
-    net::link_ptr link;
-    std::uint64_t id = 0;
-    std::string target; // "host:port" we dialed, "" for inbound
-    bool inbound = false;
-    bool hello_sent = false;
-    bool copy_source = false; // we asked this link for an initial copy
-    std::uint64_t copy_rows_before = 0; // rows already here when we asked it to resume one
-    bool copy_resumed = false;          // we asked it to resume a cut copy (sent a resume point)
-    std::string peer;         // set after HELLO
-    bool sign = false;        // an inbound certificate exchange (/hdbrepl/sign), not replication
-    bool sign_requested = false; // its one request arrived (more are ignored)
-    std::string claimed_name; // ?node= of an inbound request
-    link_state state = link_state::awaiting_hello; // link_entitlement.hpp
-    bool authenticated = false; // TLS with a verified certificate both ways (inbound: the filter
-                                // checked the client's; outbound: we verified the server's)
-    std::size_t copy_tables = 0; // copy_table messages of the copy under way
-    std::shared_ptr<net::timer> hello_timer; // closes a link that never says HELLO
-    std::shared_ptr<std::atomic<std::size_t>> queued = std::make_shared<std::atomic<std::size_t>>(0);
-    // ---- messages larger than a frame (node_fragments.cpp; io thread) ----
-    // Receiving: the message under assembly, the bytes of it (or of the last one) buffered
-    // and acknowledged, and a fragment_ack held back while the input queue is over its bound.
-    fragment_assembler frag_in;
-    std::uint64_t frag_received = 0, frag_acked = 0;
-    bool frag_assembled = false; // handle() runs a message assembled from fragments
-    // Sending: a message sent in fragments at the front, and in order behind it what must
-    // follow it; of the front, the bytes sent and the bytes the peer acknowledged.
-    struct out_message {
-        bytes data;
-        bool control = false; // may overtake queued stream and copy messages (node_fragments.cpp)
-    };
-    std::deque<out_message> out_q;
-    std::size_t out_controls = 0, out_sent = 0, out_acked = 0;
-    bool fragment_acks_due() const {
-        return !out_q.empty() && out_sent > out_acked;
-    }
-};
-
-// The value of `key` in the query of an HTTP target ("/hdbrepl?node=a" -> "a").
-inline std::string query_param(const std::string& target, const std::string& key) {
-    auto q = target.find('?');
-    if (q == std::string::npos) return "";
-    std::string rest = target.substr(q + 1);
-    std::size_t pos = 0;
-    while (pos <= rest.size()) {
-        auto amp = rest.find('&', pos);
-        std::string kv = rest.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
-        if (kv.compare(0, key.size() + 1, key + "=") == 0) return kv.substr(key.size() + 1);
-        if (amp == std::string::npos) break;
-        pos = amp + 1;
-    }
-    return "";
-}
-
-inline std::string target_path(const std::string& target) { return target.substr(0, target.find('?')); }
-
-// A node url as hdb_nodes and membership rows store it: "ws://host:port", "wss://[v6]:port".
-// scheme is "" and port 0 when absent.
-struct node_url {
-    std::string scheme, host;
-    int port = 0;
-};
-inline node_url split_node_url(const std::string& url) {
-    node_url u;
-    auto pos = url.find("://");
-    std::string rest = pos == std::string::npos ? url : url.substr(pos + 3);
-    if (pos != std::string::npos) u.scheme = url.substr(0, pos);
-    auto colon = rest.rfind(':');
-    u.host = rest.substr(0, colon);
-    if (!u.host.empty() && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
-    if (colon != std::string::npos) u.port = std::atoi(rest.c_str() + colon + 1);
-    return u;
-}
-
-inline std::string join_names(const std::vector<std::string>& names) {
-    std::string out;
-    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-    return out.empty() ? "no name" : out;
-}
-
-struct target {
-    std::string host;
-    int port = 0;
-    std::string scheme;
-    std::int64_t start_time_ms = -1;
-    int backoff_ms = 0;
-    bool dialing = false;
-    std::shared_ptr<net::timer> retry;
-    std::string peer_name; // learned from HELLO
-    std::string address;   // the address our last successful dial reached (binds a plain HELLO)
-    bool verify_tls = true; // add_node verify_tls (false only until a certificate exchange)
-    std::string last_error; // of the last dial, for cluster_status before any HELLO
-    std::uint64_t down_since = 0; // ms of the first failed dial in a row (0: none)
-    // add_node waits for the first dial of a wss target: refusals become its SQL error.
-    std::vector<std::function<void(const std::string&)>> first_result;
-};
-
-struct copy_state {
-    sqlite3* db = nullptr;
-    std::unique_ptr<snapshot_reader> reader;
-    // Stored row placements, read in the snapshot's transaction (copies carry a row only to
-    // the nodes it lives on, as streams do).
-    std::unique_ptr<system_store> sys;
-    std::unique_ptr<placement_store> placements;
-    std::uint64_t rows_sent = 0;
-    bool resumed = false;
-    ~copy_state() {
-        reader.reset();
-        placements.reset();
-        sys.reset();
-        if (db) sqlite3_close_v2(db);
-    }
-};
 
 // ---- the node ---------------------------------------------------------------------------
 
@@ -660,64 +331,17 @@ private:
     std::map<std::string, user_row> users_seen_; // the users the io thread knows, to notice replicated changes
     std::vector<member_row> members_seen_;         // membership as last given to the io thread
     std::set<std::string> removals_seen_;
-    // Static shards: with `main` listed as sharded, its data flows only between
-    // nodes of the same shard (system tables flow everywhere). A peer's shard is what its
-    // membership row says, else what add_node / a route said. Db thread.
-    bool main_sharded_ = false;
-    // Some rows of the cluster live elsewhere although every table replicates everywhere:
-    // rows placed per transaction (repl_replicate_to), seen as trimmed records. Key lookups
-    // that miss are then forwarded. Set on the db thread, read by users' threads.
-    std::atomic<bool> holds_part_{false};
-    std::map<std::string, int> member_shards_, given_shards_;
-    int shard_of(const std::string& peer) const {
-        if (auto it = member_shards_.find(peer); it != member_shards_.end()) return it->second;
-        if (auto it = given_shards_.find(peer); it != given_shards_.end()) return it->second;
-        return -1;
-    }
-    bool shares_data_with(const std::string& peer) const { return !main_sharded_ || shard_of(peer) == cfg_.shard; }
-    // replicateTo: of each record for `peer`, only the rows placed on it (rendezvous
-    // hashing of the key over the membership, engine/placement.hpp). Db thread.
-    void keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
-    // The same for a chunk of an initial copy: rows with a stored placement go only to their
-    // nodes; under replicateTo, unplaced rows go where the membership places them now.
-    void keep_placed_copy_rows(copy_state& cs, const snapshot_reader::table& t, const std::string& peer, std::vector<snapshot_row>& rows);
+    // Which rows flow to and from each peer: one rule for senders and receivers
+    // (row_filter.hpp). Db thread, except its rules (any thread) and configuration (start).
+    row_filter row_filter_;
+    // The nodes rows are placed over (engine/placement.hpp): this one first, then the
+    // membership less removals. Db thread.
     std::vector<std::string> placement_members() const {
         std::vector<std::string> members{name_};
         for (const auto& m : members_seen_)
             if (!removals_seen_.count(m.name) && m.name != name_) members.push_back(m.name);
         return members;
     }
-    std::map<std::string, std::size_t> pk_of_definition_; // canonical definition -> key column
-    // The key column's index for a table definition carried by a record or a copy (db thread).
-    std::size_t pk_of(const std::string& definition) {
-        auto it = pk_of_definition_.find(definition);
-        if (it == pk_of_definition_.end()) {
-            std::string err;
-            auto def = parse_table_def(std::string_view(definition), err);
-            it = pk_of_definition_.emplace(definition, def ? def->pk : 0).first;
-        }
-        return it->second;
-    }
-    // A peer's explicit subscriptions (empty: everything flows), copied under the lock.
-    sub_rules rules_for(const std::string& peer) {
-        std::lock_guard lock(shared_m_);
-        auto it = rules_.find(peer);
-        return it == rules_.end() ? sub_rules{} : it->second;
-    }
-    // residency=<expr> tables: of each record for `peer`, only the rows whose
-    // expression places them on it (a shard number or a JSON array of node names). Db thread.
-    void keep_resident_rows(std::vector<replication_store::log_record>& recs, const std::string& peer);
-    // Whether a table's residency expression places this row (all columns) on `peer`; true
-    // when the table has none, false when it cannot be evaluated (fails closed).
-    bool resident_on(const std::string& table, const std::string& definition, const std::vector<value>& row, const std::string& peer);
-    struct residency_eval {
-        sqlite3_stmt* stmt = nullptr; // SELECT (expr) FROM (SELECT ?1 AS col1, ...), in the db thread's sandbox
-        std::string error;            // why it failed (logged once); "no residency": none
-        ~residency_eval() { sqlite3_finalize(stmt); }
-    };
-    std::map<std::string, std::unique_ptr<residency_eval>> residency_of_definition_;
-    // Whether the `system` database (users) replicates: databases unset, "*", or listing it.
-    bool replicate_system_ = true;
     progress_map progress_, floors_;
     std::int64_t data_version_ = -1;
 
@@ -753,7 +377,6 @@ private:
     std::mutex shared_m_;
     progress_map progress_copy_;
     std::uint64_t pruned_total_ = 0;
-    std::map<std::string, sub_rules> rules_; // peer name -> explicit subscriptions
     std::string status_json_;
     std::condition_variable confirm_cv_;
     std::map<std::string, hlc_t> confirmed_; // peer -> newest own HLC it confirmed

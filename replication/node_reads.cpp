@@ -8,8 +8,7 @@ sql::forwarded_read node_impl::forward_read(const std::string& table, const std:
                                             const value& key) {
     sql::forwarded_read out;
     // Where every row is everywhere, a miss is a miss: no network at all.
-    const bool partial = cfg_.replicate_to >= 0 || main_sharded_ || holds_part_ || definition.find("residency=") != std::string::npos;
-    if (!partial || stopped_) return out;
+    if (!row_filter_.rows_may_live_elsewhere(definition) || stopped_) return out;
     const auto timeout = std::chrono::milliseconds(cfg_.read_timeout_ms);
     // The io thread answers within the timeout; the margin covers a stopped node.
     auto answer = submit_to<sql::forwarded_read>(node_thread::io, timeout + std::chrono::seconds(2),
@@ -116,9 +115,9 @@ void node_impl::answer_read(peer& p, w::read_request&& q) {
                 refuse("unknown", "not an hdbrepl table of the main schema here");
             } else if (sqlite3_stricmp(q.key_column.c_str(), def->columns[def->pk].name.c_str()) != 0) {
                 refuse("key", "'" + q.key_column.substr(0, 200) + "' is not the table's primary key");
-            } else if (!rules_allow(n.rules_for(name), entry->name, true)) {
+            } else if (!rules_allow(n.row_filter_.rules_for(name), entry->name, true)) {
                 refuse("subscription", "the subscription does not publish this table to it");
-            } else if (!n.shares_data_with(name)) {
+            } else if (!n.row_filter_.shares_data_with(name)) {
                 refuse("shard", "the table's data stays within this node's shard");
             }
         }
@@ -132,7 +131,7 @@ void node_impl::answer_read(peer& p, w::read_request&& q) {
                 if (rc == SQLITE_ROW) {
                     std::vector<value> row;
                     for (int i = 0; i < sqlite3_column_count(st); ++i) row.push_back(column_value(st, i));
-                    if (!def->residency.empty() && !n.resident_on(entry->name, entry->definition, row, name)) {
+                    if (!def->residency.empty() && !n.row_filter_.resident_on(entry->name, entry->definition, row, name)) {
                         refuse("residency", "the table's residency does not place the row on it");
                     } else {
                         reply.status = w::read_status::found;

@@ -100,16 +100,9 @@ void node_impl::drain_received() {
 apply_result node_impl::apply_received(const received& r, const bytes& record, const apply_options& opt,
                                        std::map<std::string, std::pair<std::size_t, std::string>>& refused, bool& logged,
                                        bool& users_touched) {
-    const sub_rules rules = rules_for(r.peer);
-    const bool shares = shares_data_with(r.peer);
     const bytes* rec = &record;
     bytes kept;
-    if (!rules.empty() || !replicate_system_ || !shares) { // explicit subscriptions, system, shards
-        kept = filter_record(record.data(), record.size(), [&](const std::string& t) {
-            return is_system_table(t) ? replicate_system_ : shares && rules_allow(rules, t, false);
-        });
-        rec = &kept;
-    }
+    if (row_filter_.gate(r.peer, flow::from_peer).drop_tables(record, kept)) rec = &kept; // row_filter.hpp
     if (!rec->empty()) {
         auto verdict = entitled_changes(*rec, r.secure, name_, !cfg_.serve_secure);
         if (verdict.refused) {
@@ -131,7 +124,7 @@ apply_result node_impl::apply_received(const received& r, const bytes& record, c
     auto res = rec->empty() ? apply_result{} : applier_->apply(rec->data(), rec->size(), opt);
     if (res.rc != SQLITE_OK || res.clock_skew) return res;
     // Rows placed elsewhere were withheld (placed and trimmed): lookups that miss forward.
-    if (record_is_placed(rec->data(), rec->size()) && record_is_trimmed(rec->data(), rec->size()) && !holds_part_.exchange(true))
+    if (record_is_placed(rec->data(), rec->size()) && record_is_trimmed(rec->data(), rec->size()) && row_filter_.note_holds_part())
         wstore_->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
     logged = logged || res.logged;
     // A cheap over-approximation: a system table's name prefix in the record's bytes.

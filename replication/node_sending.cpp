@@ -1,6 +1,6 @@
-// Sending: streaming the log to each subscribed peer within its flow-control window, which
-// rows of a record go to the peer (residency, placement; copies are node_copy_sending.cpp),
-// and pruning from the log what every peer has.
+// Sending: streaming the log to each subscribed peer within its flow-control window (which
+// rows of a record go to the peer is row_filter.hpp's rule), and pruning from the log what
+// every peer has.
 // Thread: the io thread; log reads, row filters and pruning run on the db thread.
 #include "replication/node_impl.hpp"
 
@@ -38,7 +38,6 @@ void node_impl::pump(const std::string& name) {
         std::vector<replication_store::log_record> recs;
         std::int64_t scanned = from;
         int rc = n.rstore_->read_after(from, f, max_bytes, recs, scanned);
-        const sub_rules rules = n.rules_for(name);
         // A trimmed record of another origin is not the whole transaction (filters upstream
         // withheld rows the peer may need): it and everything after it from that origin wait
         // for the peer to hear the origin itself. Skipping one and relaying later ones would
@@ -49,14 +48,14 @@ void node_impl::pump(const std::string& name) {
                 held.insert(r.origin);
                 r.body.clear();
             }
-        n.keep_resident_rows(recs, name);
-        n.keep_placed_rows(recs, name);
-        const bool shares = n.shares_data_with(name);
-        if (!rules.empty() || !n.replicate_system_ || !shares) // explicit subscriptions, system, shards
-            for (auto& r : recs)
-                r.body = filter_record(r.body.data(), r.body.size(), [&](const std::string& t) {
-                    return is_system_table(t) ? n.replicate_system_ : shares && rules_allow(rules, t, true);
-                });
+        // Which rows go to this peer (row_filter.hpp): by row, then by table.
+        n.row_filter_.keep_resident_rows(recs, name);
+        n.row_filter_.keep_placed_rows(recs, name, [&n] { return n.placement_members(); });
+        const auto gate = n.row_filter_.gate(name, flow::to_peer);
+        for (auto& r : recs) {
+            bytes kept;
+            if (gate.drop_tables(r.body, kept)) r.body = std::move(kept);
+        }
         std::int64_t last = 0;
         n.rstore_->last_seq(last);
         n.on_io([name, recs = std::move(recs), scanned, rc, last, gen, held = std::move(held)](node_impl& m) mutable {
@@ -82,102 +81,6 @@ void node_impl::pump(const std::string& name) {
             if (more) m.pump(name);
         });
     });
-}
-
-// ---- which rows go to a peer: residency and placement (db thread) --------------------------
-
-// Fails closed: a row whose expression cannot be prepared (outside the safe subset,
-// engine/residency_sandbox.hpp) or evaluated (an error, the step limit, a result that is
-// neither a shard nor a node list) goes to no peer; the nodes that hold it keep it. NULL is
-// the one "everywhere". Logged once per definition.
-bool node_impl::resident_on(const std::string& table, const std::string& definition, const std::vector<value>& row, const std::string& peer) {
-    static const std::string no_residency = "no residency";
-    auto& ev = residency_of_definition_[definition];
-    if (!ev) {
-        ev = std::make_unique<residency_eval>();
-        std::string err;
-        auto def = parse_table_def(std::string_view(definition), err);
-        if (def && def->residency.empty()) ev->error = no_residency;
-        else if (!def || prepare_residency(*def, &ev->stmt, err) != SQLITE_OK) {
-            ev->error = err.empty() ? "cannot be prepared" : err;
-            log_line(name_, "table " + table + ": residency expression refused (" + ev->error + "); its rows go to no other node");
-        }
-    }
-    if (!ev->stmt) return ev->error == no_residency;
-    std::string why;
-    bool keep = false;
-    for (std::size_t i = 0; i < row.size() && why.empty(); ++i)
-        if (bind_arg(ev->stmt, static_cast<int>(i + 1), row[i]) != SQLITE_OK) why = "a value of the row cannot be bound (too large?)";
-    if (why.empty() && step_residency(ev->stmt, why) == SQLITE_ROW) {
-        int type = sqlite3_column_type(ev->stmt, 0);
-        if (type == SQLITE_NULL) {
-            keep = true;
-        } else {
-            const auto* text = sqlite3_column_text(ev->stmt, 0);
-            auto where = parse_residency(text ? reinterpret_cast<const char*>(text) : "", type == SQLITE_INTEGER, sqlite3_column_int64(ev->stmt, 0));
-            if (auto* shard = std::get_if<residency_shard>(&where)) keep = shard_of(peer) == *shard;
-            else if (auto* nodes = std::get_if<residency_nodes>(&where)) keep = std::find(nodes->begin(), nodes->end(), peer) != nodes->end();
-            else why = std::get<residency_error>(where);
-        }
-    }
-    sqlite3_reset(ev->stmt);
-    sqlite3_clear_bindings(ev->stmt);
-    if (!why.empty() && ev->error.empty()) { // the first failure of this definition
-        ev->error = why;
-        log_line(name_, "table " + table + ": residency expression failed for a row (" + why + "); such rows go to no other node");
-    }
-    return keep;
-}
-
-void node_impl::keep_resident_rows(std::vector<replication_store::log_record>& recs, const std::string& peer) {
-    static const std::string marker = "residency=";
-    for (auto& r : recs) {
-        // Most records carry no residency table: a byte search spares decoding them.
-        if (r.body.empty() || std::search(r.body.begin(), r.body.end(), marker.begin(), marker.end()) == r.body.end()) continue;
-        r.body = filter_changes(r.body.data(), r.body.size(), [&](const record_table& t, const change& c) {
-            if (c.op != change_op::put || t.definition.find(marker) == std::string::npos) return true;
-            return resident_on(t.name, t.definition, c.values, peer);
-        });
-    }
-}
-
-void node_impl::keep_placed_rows(std::vector<replication_store::log_record>& recs, const std::string& peer) {
-    std::vector<std::string> members;
-    for (auto& r : recs) {
-        if (r.body.empty()) continue;
-        // Rows placed by their writer (row_placer.hpp) go to their nodes; the others, under
-        // replicateTo, to the nodes the membership gives them now.
-        const bool placed = record_is_placed(r.body.data(), r.body.size());
-        if (!placed && cfg_.replicate_to < 0) continue;
-        hlc_t hlc = 0;
-        std::string origin;
-        if (!peek_record_head(r.body.data(), r.body.size(), hlc, origin)) continue;
-        if (members.empty()) members = placement_members();
-        std::vector<std::vector<std::string>> lists;
-        if (placed) {
-            std::string err;
-            if (auto rec = decode_record(r.body.data(), r.body.size(), err)) lists = std::move(rec->placements);
-        }
-        // Where every row is everywhere by configuration, a receiver with none of a placed
-        // record's rows still gets its header (a trimmed record without changes): it then
-        // knows the origin wrote rows it does not hold, and forwards lookups that miss.
-        const bool tell_empty = placed && cfg_.replicate_to < 0;
-        r.body = filter_changes(r.body.data(), r.body.size(), [&](const record_table& t, const change& c) {
-            if (c.placement >= 0) {
-                const auto& nodes = lists.at(static_cast<std::size_t>(c.placement));
-                return std::binary_search(nodes.begin(), nodes.end(), peer);
-            }
-            if (cfg_.replicate_to < 0) return true;
-            // An unplaced delete goes everywhere: its row may have been written by another
-            // node, whose placement this one cannot recompute.
-            if (is_system_table(t.name) || c.op != change_op::put || c.values.empty()) return true;
-            if (t.definition.find("residency=") != std::string::npos) return true; // residency decides for those
-            const std::size_t pk = pk_of(t.definition);
-            const value& key = c.values[std::min(pk, c.values.size() - 1)];
-            auto nodes = place_row(key, origin, members, cfg_.replicate_to);
-            return std::binary_search(nodes.begin(), nodes.end(), peer);
-        }, tell_empty);
-    }
 }
 
 // ---- log pruning ----------------------------------------------------------------------------
