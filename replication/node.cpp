@@ -130,8 +130,7 @@ bool node_impl::open_on_db_thread(std::vector<node_row>& known, std::string& err
     error = opened->first;
     if (!error.empty()) return false;
     known = std::move(opened->second);
-    std::lock_guard lock(shared_m_);
-    progress_copy_ = progress_;
+    board_.set_progress(progress_);
     return true;
 }
 
@@ -356,7 +355,7 @@ void node_impl::stop() {
         closed(done);
     });
     (void)closed.wait(std::chrono::seconds(5));
-    confirm_cv_.notify_all();
+    board_.wake_waiters();
     if (db_) {
         // Close the connections on their own thread, then join it.
         reply<done_t> closed_db;

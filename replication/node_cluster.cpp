@@ -45,11 +45,9 @@ std::string busy_node_error(const std::string& what) {
 // ---- status ------------------------------------------------------------------------------
 
 void node_impl::notify_confirmations() {
-    {
-        std::lock_guard lock(shared_m_);
-        for (auto& [n, p] : peers_) confirmed_[n] = p.confirmed_own;
-    }
-    confirm_cv_.notify_all();
+    std::map<std::string, hlc_t> confirmed;
+    for (auto& [n, p] : peers_) confirmed[n] = p.confirmed_own;
+    board_.merge_confirmed(confirmed);
 }
 
 // The status first, then the waiters: once repl_confirm returns, the peers it counted show
@@ -68,14 +66,7 @@ void node_impl::confirmations_changed() {
 }
 
 int node_impl::wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout, const std::set<std::string>& only) {
-    std::unique_lock lock(shared_m_);
-    auto count = [&] {
-        int c = 0;
-        for (auto& [name, h] : confirmed_) c += h >= hlc && (only.empty() || only.count(name)) ? 1 : 0;
-        return c;
-    };
-    confirm_cv_.wait_for(lock, timeout, [&] { return stopped_ || count() >= n; });
-    return count();
+    return board_.wait_confirmed(hlc, n, timeout, only, [this] { return stopped_.load(); });
 }
 
 void node_impl::update_status() {
@@ -150,14 +141,11 @@ void node_impl::update_status() {
         recent.push_back(json::object{{"time", http_date(r.at_ms)}, {"from", r.from}, {"node", r.node.empty() ? json::value(nullptr) : json::value(r.node)},
                                       {"reason", r.reason}});
     top["refusals"] = json::object{{"total", refusals_total_}, {"recent", std::move(recent)}};
-    std::string s = json::serialize(top);
-    std::lock_guard lock(shared_m_);
-    status_json_ = std::move(s);
+    board_.set_status(json::serialize(top));
 }
 
 std::string node_impl::cluster_status_json() {
-    std::lock_guard lock(shared_m_);
-    return status_json_;
+    return board_.status();
 }
 
 // ---- operations (user thread) --------------------------------------------------------------

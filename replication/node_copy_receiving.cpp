@@ -226,8 +226,7 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
                 floors_[o] = std::max(floors_[o], h);
             }
         {
-            std::lock_guard lock(shared_m_);
-            progress_copy_ = progress_;
+            board_.set_progress(progress_);
         }
         // Set here, not only on the io thread: a copy_begin already queued behind this end
         // (another peer's, or a resumed attempt's) must see the node synced, or it would

@@ -26,6 +26,8 @@
 #include "replication/target.hpp"
 #include "replication/copy_state.hpp"
 #include "replication/row_filter.hpp"
+#include "replication/intake_queue.hpp"
+#include "replication/status_board.hpp"
 #include "replication/submit_to.hpp"
 #include "net/transport.hpp"
 
@@ -368,18 +370,10 @@ private:
     std::shared_ptr<net::timer> poll_timer_, retry_apply_timer_, prune_timer_;
     std::int64_t log_last_seq_ = 0;
 
-    // shared: received items (io -> db)
-    std::mutex rx_m_;
-    std::deque<received> rx_;
-    bool rx_scheduled_ = false;
-
-    // shared: progress copy for subscriptions (db -> io), status (io -> users), confirmations
-    std::mutex shared_m_;
-    progress_map progress_copy_;
-    std::uint64_t pruned_total_ = 0;
-    std::string status_json_;
-    std::condition_variable confirm_cv_;
-    std::map<std::string, hlc_t> confirmed_; // peer -> newest own HLC it confirmed
+    // shared, each behind its own lock: received items (io -> db), and what the threads
+    // publish for each other (progress db -> io, status io -> users, confirmations io -> users)
+    intake_queue intake_;
+    status_board board_;
 };
 
 template <class F> void node_impl::on_io(F&& f) {

@@ -51,16 +51,11 @@ void node_impl::retry_parked(const std::string& origin) {
     assert_on(node_thread::db);
     auto it = parked_.find(origin);
     if (it == parked_.end() || it->second.items.empty()) return;
-    {
-        std::lock_guard lock(rx_m_);
-        auto& q = it->second.items;
-        for (auto k = q.size(); k > 0; --k) rx_.push_front(std::move(q[k - 1]));
-        q.clear();
-        it->second.retrying = true;
-        if (rx_scheduled_) return;
-        rx_scheduled_ = true;
-    }
-    drain_received();
+    auto& q = it->second.items;
+    const bool schedule = intake_.put_back(q, 0);
+    q.clear();
+    it->second.retrying = true;
+    if (schedule) drain_received();
 }
 
 void node_impl::parked_done(const std::string& origin) {

@@ -136,8 +136,7 @@ void node_impl::send(peer& p, const w::message& m) {
 w::subscription node_impl::my_subscription(const std::string& peer_name, const link_info* li) {
     w::subscription sub;
     {
-        std::lock_guard lock(shared_m_);
-        for (const auto& [o, h] : progress_copy_) sub.progress.push_back({o, h});
+        for (const auto& [o, h] : board_.progress()) sub.progress.push_back({o, h});
     }
     sub.exclude.push_back(name_);
     for (const auto& [n, p] : peers_)

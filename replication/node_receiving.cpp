@@ -31,21 +31,13 @@ void node_impl::refuse_copy(const received& r, const std::string& why) {
 }
 
 void node_impl::enqueue(received&& r) {
-    bool schedule = false;
-    {
-        std::lock_guard lock(rx_m_);
-        rx_.push_back(std::move(r));
-        if (!rx_scheduled_) schedule = rx_scheduled_ = true;
-    }
-    if (schedule) on_db([](node_impl& n) { n.drain_received(); });
+    if (intake_.push(std::move(r))) on_db([](node_impl& n) { n.drain_received(); });
 }
 
 void node_impl::requeue_and_retry(std::vector<received>& items, std::size_t& i, clock_ms delay) {
-    std::lock_guard lock(rx_m_);
-    for (std::size_t k = items.size(); k > i; --k) rx_.push_front(std::move(items[k - 1]));
+    const bool schedule = intake_.put_back(items, i);
     i = items.size();
-    if (rx_scheduled_) return;
-    rx_scheduled_ = true;
+    if (!schedule) return;
     on_io([delay](node_impl& m) {
         m.retry_apply_timer_ = m.io_->after(delay, [w = m.weak_from_this()] {
             if (auto s = w.lock(); s && !s->stopped_) s->on_db([](node_impl& n) { n.drain_received(); });
@@ -78,13 +70,7 @@ void node_impl::set_intake_paused(const std::string& why) {
 
 void node_impl::drain_received() {
     assert_on(node_thread::db);
-    std::vector<received> items;
-    {
-        std::lock_guard lock(rx_m_);
-        items.assign(std::make_move_iterator(rx_.begin()), std::make_move_iterator(rx_.end()));
-        rx_.clear();
-        rx_scheduled_ = false;
-    }
+    std::vector<received> items = intake_.take_all();
     std::size_t i = 0;
     while (i < items.size() && !stopped_) apply_batch(items, i);
     items.clear(); // gives the items' queue credit back (queue_credit)
@@ -371,8 +357,7 @@ void node_impl::finish_batch(std::vector<received>& items, std::size_t batch_sta
         a.second = std::min(a.second, ack_ceiling(a.first));
     }
     {
-        std::lock_guard lock(shared_m_);
-        progress_copy_ = progress_;
+        board_.set_progress(progress_);
     }
     if (!b.to_park.empty() || newly_held) publish_parked();
     send_batch_outcome(b);

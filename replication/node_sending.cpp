@@ -154,11 +154,7 @@ void node_impl::prune_log(const std::map<std::string, progress_map>& known) {
         floors_[o] = std::max(floors_[o], h);
         progress_[o] = std::max(progress_[o], h);
     }
-    {
-        std::lock_guard lock(shared_m_);
-        progress_copy_ = progress_;
-        pruned_total_ += deleted;
-    }
+    board_.set_progress(progress_);
     // A full batch: more may be prunable. Go on at once, behind whatever else waits for
     // this thread (one batch per 5 s pass let a log under steady writes grow without bound).
     if (deleted >= 256) on_db([known](node_impl& n) { n.prune_log(known); });
