@@ -11,8 +11,10 @@
 //   - it is answered at most once: the first answer wins, later ones are dropped, so several
 //     paths (a message, a close, a timer) may race to answer;
 //   - it is copyable, so a job on one thread can hand it on to a step on the other (db -> io).
-// node_impl::submit_to(thread, timeout, job) is the usual way in; reply<R> alone serves where
-// the job is posted by hand (start and stop, before and after the node is shared).
+// node_impl::submit_to(thread, timeout, job) is the way in (start uses it too); reply<R>
+// alone serves stop, whose jobs must run although the node is stopping (submit_to drops
+// jobs of a stopped node) and which runs from the destructor, when the node can no longer
+// be shared.
 #pragma once
 #include <atomic>
 #include <chrono>
