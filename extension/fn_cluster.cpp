@@ -103,19 +103,17 @@ std::string operation_arg(sqlite3_context* c, sqlite3_value* v, const char* fn, 
 void run_set_node(sqlite3_context* c, const std::string& body, const char* fn) {
     auto n = node_or_error(c, fn);
     if (!n) return;
-    std::string reply;
-    std::string err = n->set_node(body, reply);
-    if (!err.empty()) return sql::result_error(c, std::string(fn) + ": " + err);
-    result_json(c, reply);
+    auto reply = n->set_node(body);
+    if (!reply) return sql::result_error(c, std::string(fn) + ": " + reply.error().message);
+    result_json(c, *reply);
 }
 
 void run_remove_node(sqlite3_context* c, const std::string& body, const char* fn) {
     auto n = node_or_error(c, fn);
     if (!n) return;
-    std::string reply;
-    std::string err = n->remove_node(body, reply);
-    if (!err.empty()) return sql::result_error(c, std::string(fn) + ": " + err);
-    result_json(c, reply);
+    auto reply = n->remove_node(body);
+    if (!reply) return sql::result_error(c, std::string(fn) + ": " + reply.error().message);
+    result_json(c, *reply);
 }
 
 // Adds the operation name when the caller left it out, so replies can say "updated".

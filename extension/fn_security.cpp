@@ -87,7 +87,8 @@ bool check_rc(sqlite3_context* c, int rc, const std::string& fn, const std::stri
 std::string reload_node(sqlite3_context* c) {
     const std::string& path = state_of(c).main_path();
     if (path.empty()) return "";
-    if (auto n = find_node(path)) return n->reload_security();
+    if (auto n = find_node(path))
+        if (auto r = n->reload_security(); !r) return r.error().message;
     return "";
 }
 

@@ -41,7 +41,9 @@ std::shared_ptr<node> start_node_for(const std::string& path, const node_config&
         }
         rt = io;
     }
-    auto n = start_node(rt, path, cfg, api, hdbrepl_register_internal, error);
+    auto started = start_node(rt, path, cfg, api, hdbrepl_register_internal);
+    std::shared_ptr<node> n = started ? *started : nullptr;
+    if (!started) error = started.error().message;
     std::shared_ptr<net::io_runtime> idle;
     {
         std::lock_guard lock(mutex);

@@ -377,15 +377,15 @@ void node_impl::stop() {
 
 } // namespace node_detail
 
-std::shared_ptr<node> start_node(const std::shared_ptr<net::io_runtime>& io, const std::string& path, const node_config& cfg,
-                                 const sqlite3_api_routines* api, module_registrar register_module, std::string& error,
-                                 const fault_hooks& faults) {
+result<std::shared_ptr<node>> start_node(const std::shared_ptr<net::io_runtime>& io, const std::string& path, const node_config& cfg,
+                                         const sqlite3_api_routines* api, module_registrar register_module, const fault_hooks& faults) {
     auto n = std::make_shared<node_detail::node_impl>(io, path, cfg, api, register_module, faults);
-    if (!n->start(error)) {
+    std::string why;
+    if (!n->start(why)) {
         n->stop();
-        return nullptr;
+        return error{SQLITE_ERROR, why};
     }
-    return n;
+    return std::shared_ptr<node>(std::move(n));
 }
 
 } // namespace hdbrepl::ext

@@ -7,7 +7,7 @@
 //               connections (never a user's): applying received transactions in
 //               batches, reading the log for senders, snapshots for initial copies;
 //   user threads (SQL functions): start/stop, operations and status. They post to the
-//               other threads and wait on futures with a timeout; status reads take a
+//               other threads and wait for the reply with a timeout; status reads take a
 //               copy under a mutex and never wait for the network.
 #pragma once
 #include <chrono>
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "engine/hlc.hpp"
+#include "engine/result.hpp"
 #include "engine/sqlite_api.hpp"
 #include "replication/fault_hooks.hpp"
 #include "replication/node_config.hpp"
@@ -44,16 +45,17 @@ public:
     virtual const node_config& config() const = 0;
     virtual const std::string& path() const = 0;
     virtual std::string cluster_status_json() = 0;
-    // Adds or updates a node (add_node / set_node / update_node); returns an error text or "".
-    virtual std::string set_node(const std::string& operation_json, std::string& reply_json) = 0;
-    virtual std::string remove_node(const std::string& operation_json, std::string& reply_json) = 0;
+    // Adds or updates a node (add_node / set_node / update_node), or removes one; the reply
+    // document ({"message": ...}) or why not.
+    virtual result<std::string> set_node(const std::string& operation_json) = 0;
+    virtual result<std::string> remove_node(const std::string& operation_json) = 0;
     virtual std::string search_nodes_json() = 0;
     // Waits until `n` peers (of `only`, when it is not empty) confirmed our transaction `hlc`
     // or the timeout passes; returns how many confirmed.
     virtual int wait_confirmed(engine::hlc_t hlc, int n, std::chrono::milliseconds timeout, const std::set<std::string>& only = {}) = 0;
     // Re-reads certificates and users (after repl_add_certificate, repl_add_user, ...): the
-    // next connections use them. Returns "" or why the new identity was not taken.
-    virtual std::string reload_security() = 0;
+    // next connections use them. An error says why the new identity was not taken.
+    virtual result<void> reload_security() = 0;
     // A key lookup that found nothing here, asked of the other nodes when this node holds
     // only part of the data (replicateTo, residency, a sharded database): blocks the caller
     // until one has the row, all say they have none, or `readTimeout` passes.
@@ -68,11 +70,10 @@ public:
 // starts the node hands its registration in, so the node never reaches back into it.
 using module_registrar = int (*)(sqlite3* db, char** pz_err, const sqlite3_api_routines* api);
 
-// Starts a node on `path` with its own connections. Returns nullptr with `error` set when
-// the node cannot start (bad database, port in use, ...): nothing is left running then.
+// Starts a node on `path` with its own connections, or says why it cannot start (bad
+// database, port in use, ...): nothing is left running then.
 // `faults` is for tests (replication/fault_hooks.hpp); the extension passes none.
-std::shared_ptr<node> start_node(const std::shared_ptr<net::io_runtime>& io, const std::string& path, const node_config& cfg,
-                                 const sqlite3_api_routines* api, module_registrar register_module, std::string& error,
-                                 const fault_hooks& faults = {});
+result<std::shared_ptr<node>> start_node(const std::shared_ptr<net::io_runtime>& io, const std::string& path, const node_config& cfg,
+                                         const sqlite3_api_routines* api, module_registrar register_module, const fault_hooks& faults = {});
 
 } // namespace hdbrepl::ext

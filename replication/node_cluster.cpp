@@ -150,7 +150,19 @@ std::string node_impl::cluster_status_json() {
 
 // ---- operations (user thread) --------------------------------------------------------------
 
-std::string node_impl::set_node(const std::string& operation_json, std::string& reply_json) {
+result<std::string> node_impl::set_node(const std::string& operation_json) {
+    std::string reply;
+    if (std::string why = apply_set_node(operation_json, reply); !why.empty()) return error{SQLITE_ERROR, why};
+    return reply;
+}
+
+result<std::string> node_impl::remove_node(const std::string& operation_json) {
+    std::string reply;
+    if (std::string why = apply_remove_node(operation_json, reply); !why.empty()) return error{SQLITE_ERROR, why};
+    return reply;
+}
+
+std::string node_impl::apply_set_node(const std::string& operation_json, std::string& reply_json) {
     json::value v;
     std::string err = json::parse_object(operation_json, v);
     if (!err.empty()) return err;
@@ -275,7 +287,7 @@ std::string node_impl::set_node(const std::string& operation_json, std::string& 
     return "";
 }
 
-std::string node_impl::remove_node(const std::string& operation_json, std::string& reply_json) {
+std::string node_impl::apply_remove_node(const std::string& operation_json, std::string& reply_json) {
     std::string name;
     json::value v;
     if (json::parse_object(operation_json, v).empty()) {

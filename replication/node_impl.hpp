@@ -74,11 +74,14 @@ private:
 public:
 
     std::string cluster_status_json() override;
-    std::string set_node(const std::string& operation_json, std::string& reply_json) override;
-    std::string remove_node(const std::string& operation_json, std::string& reply_json) override;
+    result<std::string> set_node(const std::string& operation_json) override;
+    result<std::string> remove_node(const std::string& operation_json) override;
+    // The operations themselves (node_cluster.cpp): "" and the reply, or why not.
+    std::string apply_set_node(const std::string& operation_json, std::string& reply_json);
+    std::string apply_remove_node(const std::string& operation_json, std::string& reply_json);
     std::string search_nodes_json() override;
     int wait_confirmed(hlc_t hlc, int n, std::chrono::milliseconds timeout, const std::set<std::string>& only) override;
-    std::string reload_security() override;
+    result<void> reload_security() override;
     sql::forwarded_read forward_read(const std::string& table, const std::string& definition, const std::string& key_column,
                                      const value& key) override;
 

@@ -137,7 +137,7 @@ void node_impl::apply_security(security_snapshot snap) {
         if (std::string e = tls_listener_->set_tls_identity(sec_.identity); !e.empty()) log_line(name_, "new certificate not taken: " + e);
 }
 
-std::string node_impl::reload_security() {
+result<void> node_impl::reload_security() {
     auto answer = submit_to<std::string>(node_thread::db, std::chrono::seconds(10), [](node_impl& n, reply<std::string> p) {
         security_snapshot snap;
         if (std::string e = n.security_->load(snap); !e.empty()) return p(e);
@@ -147,8 +147,9 @@ std::string node_impl::reload_security() {
             p("");
         });
     });
-    if (!answer) return "the node did not reload its certificates in time";
-    return *answer;
+    if (!answer) return error{SQLITE_ERROR, "the node did not reload its certificates in time"};
+    if (!answer->empty()) return error{SQLITE_ERROR, *answer};
+    return ok();
 }
 
 std::string node_impl::exchange_certificates(const std::string& host, int port, bool verify_tls, std::string authorization) {

@@ -311,9 +311,10 @@ void cluster::start(int i) {
     relay_->set_down(i, false);
     s.io = net::make_io_runtime();
     const auto threads_before = db_threads();
-    std::string error;
-    s.node = ext::start_node(s.io, s.path, cfg, host_api(), hdbrepl_register_internal, error, s.spec.faults);
+    auto started = ext::start_node(s.io, s.path, cfg, host_api(), hdbrepl_register_internal, s.spec.faults);
+    if (started) s.node = *started;
     if (!s.node) {
+        const std::string error = started ? "" : started.error().message;
         s.io->stop_and_join();
         s.io.reset();
         sqlite3_close_v2(s.db);

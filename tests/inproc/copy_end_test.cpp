@@ -44,8 +44,7 @@ TEST_CASE("a copy's end still queued when its link is replaced: the resumed copy
     c.start(1);
     const std::string a = c.name(0), b = c.name(1);
     c.wait_logged(0, "copy for " + b + " sent", 10s);
-    std::string reply;
-    REQUIRE(c.node(0).set_node(op(b), reply).empty());
+    REQUIRE(c.node(0).set_node(op(b)));
     c.wait_logged(0, "resuming a copy for " + b, 10s);
     // A's member row was rewritten before the resumed copy's snapshot was taken, so before
     // A logs that copy as sent.
@@ -77,9 +76,10 @@ TEST_CASE("an operation on a busy node says so and completes late", "[inproc][co
     c.wait_logged(0, "copy for " + b + " sent", 10s);
     wait_until([&] { return c.db_thread_sleeping(1); }, 5s, "B's database thread in the held copy end");
     const auto t0 = std::chrono::steady_clock::now();
-    std::string reply;
-    const std::string err = nb.set_node(op(ghost), reply);
+    const auto added = nb.set_node(op(ghost));
     const auto waited = std::chrono::steady_clock::now() - t0;
+    REQUIRE_FALSE(added);
+    const std::string err = added.error().message;
     INFO("add_node: " << err);
     CHECK(err.find("busy") != std::string::npos);
     CHECK(err.find("queued") != std::string::npos);
@@ -101,9 +101,9 @@ TEST_CASE("an operation on a busy node says so and completes late", "[inproc][co
     c.wait_rows(0, "SELECT name FROM dog WHERE id = 3", {"from b"});
     // And a free node answers at once.
     const auto t1 = std::chrono::steady_clock::now();
-    reply.clear();
-    CHECK(nb.remove_node(op(ghost), reply).empty());
-    CHECK(reply.find("removed") != std::string::npos);
+    const auto removed = nb.remove_node(op(ghost));
+    REQUIRE(removed);
+    CHECK(removed->find("removed") != std::string::npos);
     CHECK(std::chrono::steady_clock::now() - t1 < 5s);
     wait_until([&] { return !c.listed(1, ghost); }, 5s, ghost + " gone from B's status");
 }
