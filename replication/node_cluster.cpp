@@ -250,7 +250,7 @@ std::string node_impl::apply_set_node(const std::string& operation_json, std::st
         int rc = n.wstore_->put_node(row);
         if (rc == SQLITE_OK) rc = n.wstore_->set_removed(row.name, false);
         if (rc == SQLITE_OK) rc = clear_removal(n.wdb_, "main", row.name);
-        n.removals_seen_.erase(row.name);
+        n.membership_.readmit(row.name);
         if (rc != SQLITE_OK) return done(rc);
         n.on_io([done, hostname, port, scheme, start_time, verify_tls](node_impl& m) {
             m.removed_.erase(hostname);
@@ -320,7 +320,7 @@ std::string node_impl::apply_remove_node(const std::string& operation_json, std:
         if (r.rc == SQLITE_OK) r.rc = n.wstore_->set_removed(name, true);
         // Every member learns it (and no stale membership row brings the node back).
         if (r.rc == SQLITE_OK) r.rc = put_removal(n.wdb_, "main", name, n.name_);
-        n.removals_seen_.insert(name);
+        n.membership_.note_removal(name);
         if (r.rc != SQLITE_OK) return done(r);
         n.on_io([name, done, r](node_impl& m) mutable {
             r.known = m.peers_.count(name) > 0;
@@ -380,19 +380,10 @@ void node_impl::refresh_membership(bool force_targets) {
     std::vector<member_row> members;
     std::set<std::string> removals;
     if (load_members(wdb_, "main", members) != SQLITE_OK || load_removals(wdb_, "main", removals) != SQLITE_OK) return;
-    if (!force_targets && members == members_seen_ && removals == removals_seen_) return;
-    bool cas_changed = false;
-    {
-        std::set<std::string> before, after;
-        for (const auto& m : members_seen_) before.insert(m.ca);
-        for (const auto& m : members) after.insert(m.ca);
-        cas_changed = before != after;
-    }
-    std::vector<std::string> new_removals;
-    for (const auto& r : removals)
-        if (!removals_seen_.count(r) || force_targets) new_removals.push_back(r);
-    members_seen_ = members;
-    removals_seen_ = removals;
+    membership_change change = membership_.update(members, removals, force_targets);
+    if (!change.changed) return;
+    const bool cas_changed = change.cas_changed;
+    std::vector<std::string> new_removals = std::move(change.new_removals);
     row_filter_.set_member_shards(members);
     // A removal made elsewhere is ours too: out of hdb_nodes, and kept out across restarts.
     for (const auto& r : new_removals) {

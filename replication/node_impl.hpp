@@ -28,6 +28,7 @@
 #include "replication/row_filter.hpp"
 #include "replication/intake_queue.hpp"
 #include "replication/status_board.hpp"
+#include "replication/membership_view.hpp"
 #include "replication/submit_to.hpp"
 #include "net/transport.hpp"
 
@@ -334,19 +335,13 @@ private:
     std::unique_ptr<part_staging> staging_; // db thread: parts of received transactions
     std::unique_ptr<node_security> security_;
     std::map<std::string, user_row> users_seen_; // the users the io thread knows, to notice replicated changes
-    std::vector<member_row> members_seen_;         // membership as last given to the io thread
-    std::set<std::string> removals_seen_;
+    membership_view membership_;                   // membership as last given to the io thread
     // Which rows flow to and from each peer: one rule for senders and receivers
     // (row_filter.hpp). Db thread, except its rules (any thread) and configuration (start).
     row_filter row_filter_;
     // The nodes rows are placed over (engine/placement.hpp): this one first, then the
     // membership less removals. Db thread.
-    std::vector<std::string> placement_members() const {
-        std::vector<std::string> members{name_};
-        for (const auto& m : members_seen_)
-            if (!removals_seen_.count(m.name) && m.name != name_) members.push_back(m.name);
-        return members;
-    }
+    std::vector<std::string> placement_members() const { return membership_.placement_members(name_); }
     progress_map progress_, floors_;
     std::int64_t data_version_ = -1;
 
