@@ -343,15 +343,15 @@ void node_impl::stop() {
         for (auto& l : listeners_) l->close();
         listeners_.clear();
         tls_listener_.reset();
-        for (auto& [id, li] : links_)
+        for (auto& [id, li] : links())
             if (li.link) li.link->close("node stopping");
-        links_.clear();
-        for (auto& [k, t] : targets_)
+        links().clear();
+        for (auto& [k, t] : targets())
             if (t.retry) t.retry->cancel();
         if (poll_timer_) poll_timer_->cancel();
         if (retry_apply_timer_) retry_apply_timer_->cancel();
         if (prune_timer_) prune_timer_->cancel();
-        peers_.clear();
+        peers().clear();
         closed(done);
     });
     (void)closed.wait(std::chrono::seconds(5));

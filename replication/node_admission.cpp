@@ -7,7 +7,7 @@ namespace hdbrepl::ext::node_detail {
 
 bool node_impl::accept_ip(const std::string& ip) {
     // IP authentication for the plain port: only configured routes and known nodes.
-    if (allowed_ips_.count(ip)) return true;
+    if (allowed_ips().count(ip)) return true;
     note_refusal(ip, "", "refused connection from " + ip + ": not a configured route or known node");
     return false;
 }
@@ -38,7 +38,7 @@ void node_impl::note_refusal(const std::string& from, const std::string& node, c
 
 bool node_impl::name_bound_to_address(const std::string& name, const std::string& ip) const {
     if (name == ip) return true;
-    for (const auto& [key, t] : targets_)
+    for (const auto& [key, t] : targets())
         if ((t.host == name || t.peer_name == name) && (t.host == ip || t.address == ip)) return true;
     return false;
 }

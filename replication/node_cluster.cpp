@@ -46,7 +46,7 @@ std::string busy_node_error(const std::string& what) {
 
 void node_impl::notify_confirmations() {
     std::map<std::string, hlc_t> confirmed;
-    for (auto& [n, p] : peers_) confirmed[n] = p.confirmed_own;
+    for (auto& [n, p] : peers()) confirmed[n] = p.confirmed_own;
     board_.merge_confirmed(confirmed);
 }
 
@@ -75,7 +75,7 @@ void node_impl::update_status() {
     top["node_name"] = name_;
     json::array conns;
     bool any = false;
-    for (auto& [name, p] : peers_) {
+    for (auto& [name, p] : peers()) {
         json::object c;
         c["name"] = name;
         c["url"] = p.url;
@@ -107,8 +107,8 @@ void node_impl::update_status() {
         conns.push_back(std::move(c));
     }
     // Targets never reached yet (no HELLO, so no peer): their state and why.
-    for (auto& [key, t] : targets_) {
-        if (!t.peer_name.empty() && peers_.count(t.peer_name)) continue;
+    for (auto& [key, t] : targets()) {
+        if (!t.peer_name.empty() && peers().count(t.peer_name)) continue;
         json::object c;
         c["name"] = t.host;
         c["url"] = t.scheme + "://" + (t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host) + ":" + std::to_string(t.port);
@@ -267,9 +267,9 @@ std::string node_impl::apply_set_node(const std::string& operation_json, std::st
         std::string e = first_dial_result(key, std::chrono::seconds(8));
         if (is_refusal(e)) {
             on_io([key](node_impl& m) {
-                if (auto it = m.targets_.find(key); it != m.targets_.end()) {
+                if (auto it = m.targets().find(key); it != m.targets().end()) {
                     if (it->second.retry) it->second.retry->cancel();
-                    m.targets_.erase(it);
+                    m.targets().erase(it);
                 }
                 m.update_status();
             });
@@ -323,8 +323,8 @@ std::string node_impl::apply_remove_node(const std::string& operation_json, std:
         n.membership_.note_removal(name);
         if (r.rc != SQLITE_OK) return done(r);
         n.on_io([name, done, r](node_impl& m) mutable {
-            r.known = m.peers_.count(name) > 0;
-            for (const auto& [key, t] : m.targets_) r.known = r.known || t.peer_name == name || t.host == name;
+            r.known = m.peers().count(name) > 0;
+            for (const auto& [key, t] : m.targets()) r.known = r.known || t.peer_name == name || t.host == name;
             m.forget_node(name);
             done(r);
         });
@@ -409,7 +409,7 @@ void node_impl::add_member_target(const member_row& member) {
     if (scheme.empty() || port == 0) return;
     // A member we already reach (by any target) needs no second route.
     if (auto* p = find_peer(member.name); p && p->link) return;
-    for (const auto& [key, t] : targets_)
+    for (const auto& [key, t] : targets())
         if (t.peer_name == member.name || t.host == host) return;
     if (scheme != "ws" && scheme != "wss") return;
     add_target(host, port, scheme, -1);
@@ -420,12 +420,12 @@ void node_impl::forget_node(const std::string& name) {
     // route or another node still uses them.
     std::set<std::string> addresses{name};
     if (auto* p = find_peer(name); p && p->link) addresses.insert(p->link->remote_address());
-    for (auto it = targets_.begin(); it != targets_.end();) {
+    for (auto it = targets().begin(); it != targets().end();) {
         if (it->second.peer_name == name || it->second.host == name) {
             if (it->second.retry) it->second.retry->cancel();
             addresses.insert(it->second.host);
             if (!it->second.address.empty()) addresses.insert(it->second.address);
-            it = targets_.erase(it);
+            it = targets().erase(it);
         } else {
             ++it;
         }
@@ -436,12 +436,12 @@ void node_impl::forget_node(const std::string& name) {
         send(*p, w::removed{name_});
         if (p->link) p->link->close("removed from the cluster");
     }
-    peers_.erase(name);
+    peers().erase(name);
     for (const auto& a : addresses) {
         bool used = false;
         for (const auto& r : cfg_.routes) used = used || r.hostname == a;
-        for (const auto& [key, t] : targets_) used = used || t.host == a || t.address == a;
-        if (!used) allowed_ips_.erase(a);
+        for (const auto& [key, t] : targets()) used = used || t.host == a || t.address == a;
+        if (!used) allowed_ips().erase(a);
     }
     resubscribe_all();
     update_status();

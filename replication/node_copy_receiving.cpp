@@ -251,7 +251,7 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
             if (auto* li = m.find_link(link_id)) li->copy_source = false;
             // What the copy brought is not in our log, so we cannot stream it: a peer that
             // subscribed meanwhile and wants it gets a copy from us instead.
-            for (auto& [name, q] : m.peers_) {
+            for (auto& [name, q] : m.peers()) {
                 if (name == peer || !q.link || !q.subscribed || q.sending_copy) continue;
                 bool wants = false;
                 for (const auto& [o, h] : prog) wants = wants || (h > 0 && q.filter.wants(o, h));

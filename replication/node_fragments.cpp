@@ -165,7 +165,7 @@ void node_impl::ack_fragments(std::uint64_t link_id) {
 
 void node_impl::ack_all_fragments() {
     std::vector<std::uint64_t> ids;
-    for (const auto& [id, li] : links_)
+    for (const auto& [id, li] : links())
         if (li.frag_received > li.frag_acked) ids.push_back(id);
     for (auto id : ids) ack_fragments(id); // sets the flag again for a link still over its bound
 }

@@ -32,33 +32,33 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
         return refuse("HELLO names '" + h.node_name + "', which is not the name of a route or known node at " + li.link->remote_address());
     // One link per pair of nodes: when both dialed, keep the link dialed by the smaller name.
     if (auto* existing = find_peer(h.node_name); existing && existing->link) {
-        auto old = std::find_if(links_.begin(), links_.end(), [&](auto& kv) { return kv.second.id == existing->link_id; });
-        std::string old_dialer = old != links_.end() && old->second.inbound ? h.node_name : name_;
+        auto old = std::find_if(links().begin(), links().end(), [&](auto& kv) { return kv.second.id == existing->link_id; });
+        std::string old_dialer = old != links().end() && old->second.inbound ? h.node_name : name_;
         std::string new_dialer = li.inbound ? h.node_name : name_;
         bool keep_new = old_dialer == new_dialer ? true : new_dialer == std::min(name_, h.node_name);
         if (!keep_new) {
             if (li.copy_source && copy_link_ == li.id) copy_link_ = 0;
             li.copy_source = false;
             li.peer = "";
-            if (!li.target.empty()) targets_[li.target].peer_name = h.node_name;
+            if (!li.target.empty()) targets()[li.target].peer_name = h.node_name;
             li.link->close("duplicate link");
             return;
         }
-        if (old != links_.end()) {
+        if (old != links().end()) {
             auto old_link = old->second.link;
             if (old->second.copy_source && copy_link_ == old->second.id) {
                 copy_link_ = 0; // ensure_copy_source() asks on the kept link
                 copy_peer_ = h.node_name;
                 existing->copying = false;
             }
-            links_.erase(old);
+            links().erase(old);
             old_link->close("duplicate link");
         }
     }
     li.peer = h.node_name;
     li.state = link_state_after(li.state, w::message{w::hello{}}); // accepted: `peer`
     if (li.hello_timer) li.hello_timer->cancel();
-    if (!li.target.empty()) targets_[li.target].peer_name = h.node_name;
+    if (!li.target.empty()) targets()[li.target].peer_name = h.node_name;
     // A target of ours whose own dial never reached this peer (refused before the peer knew
     // us, or backing off) while the peer's dial did: it is this peer, not a node down (a
     // forwarded read would wait for it as unreachable; the status would list it twice).
@@ -66,11 +66,11 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     // address.
     if (!h.node_url.empty()) {
         const node_url u = split_node_url(h.node_url);
-        for (auto& [key, t] : targets_)
+        for (auto& [key, t] : targets())
             if (t.peer_name.empty() && t.host == u.host && t.port == u.port) t.peer_name = h.node_name;
     }
-    allowed_ips_.insert(li.link->remote_address());
-    auto& p = peers_[h.node_name];
+    allowed_ips().insert(li.link->remote_address());
+    auto& p = peers()[h.node_name];
     p.name = h.node_name;
     p.url = h.node_url;
     p.link = li.link;
@@ -132,7 +132,7 @@ void node_impl::ensure_copy_source() {
     // The peer whose copy was cut (e.g. its link replaced as a duplicate) first: a copy is
     // taken from one peer only, and starting over elsewhere would copy twice.
     for (int pass = 0; pass < 2; ++pass)
-        for (auto& [id, li] : links_) {
+        for (auto& [id, li] : links()) {
             if (li.peer.empty() || !li.link || (pass == 0 && li.peer != copy_peer_)) continue;
             auto* p = find_peer(li.peer);
             if (!p || p->link_id != id) continue;

@@ -163,9 +163,9 @@ private:
     // add_node start_time), matched by the target dialed or by the peer's address; -1: none.
     std::int64_t start_time_for(const link_info& li) const {
         if (!li.target.empty())
-            if (auto it = targets_.find(li.target); it != targets_.end()) return it->second.start_time_ms;
+            if (auto it = targets().find(li.target); it != targets().end()) return it->second.start_time_ms;
         if (li.link)
-            for (const auto& [key, t] : targets_)
+            for (const auto& [key, t] : targets())
                 if (t.host == li.link->remote_address() || (!li.peer.empty() && t.peer_name == li.peer)) return t.start_time_ms;
         return -1;
     }
@@ -213,13 +213,20 @@ private:
     // user thread: waits for the first dial of a target; "" when it connected.
     std::string first_dial_result(const std::string& key, std::chrono::milliseconds timeout);
     void apply_security(security_snapshot snap);
+    // io thread: the io-owned state (see io_owned below).
+    std::map<std::uint64_t, link_info>& links() { assert_on(node_thread::io); return io_owned_.links; }
+    std::map<std::string, peer>& peers() { assert_on(node_thread::io); return io_owned_.peers; }
+    std::map<std::string, target>& targets() { assert_on(node_thread::io); return io_owned_.targets; }
+    const std::map<std::string, target>& targets() const { assert_on(node_thread::io); return io_owned_.targets; }
+    std::set<std::string>& allowed_ips() { assert_on(node_thread::io); return io_owned_.allowed_ips; }
+    std::uint64_t& next_link_id() { assert_on(node_thread::io); return io_owned_.next_link_id; }
     peer* find_peer(const std::string& name) {
-        auto it = peers_.find(name);
-        return it == peers_.end() ? nullptr : &it->second;
+        auto it = peers().find(name);
+        return it == peers().end() ? nullptr : &it->second;
     }
     link_info* find_link(std::uint64_t id) {
-        auto it = links_.find(id);
-        return it == links_.end() ? nullptr : &it->second;
+        auto it = links().find(id);
+        return it == links().end() ? nullptr : &it->second;
     }
     void update_status();
     void notify_confirmations();
@@ -349,12 +356,19 @@ private:
     std::vector<std::shared_ptr<net::listener>> listeners_;
     std::shared_ptr<net::listener> tls_listener_;
     security_snapshot sec_; // identity and users, replaced whole by reloads
-    std::map<std::uint64_t, link_info> links_;
-    std::map<std::string, peer> peers_;
-    std::map<std::string, target> targets_;
+    // The links, peers and dial targets, and the plain port's allowlist: reached only through
+    // links(), peers(), targets(), allowed_ips() and next_link_id(), which assert the io
+    // thread in debug builds.
+    struct io_owned {
+        std::map<std::uint64_t, link_info> links;
+        std::map<std::string, peer> peers;
+        std::map<std::string, target> targets;
+        std::set<std::string> allowed_ips;
+        std::uint64_t next_link_id = 1;
+    } io_owned_;
+    // Removed nodes: read from the database by the db thread at start, before the io thread
+    // uses it; the io thread's afterwards.
     std::set<std::string> removed_;
-    std::set<std::string> allowed_ips_;
-    std::uint64_t next_link_id_ = 1;
     // Written on the io thread (a copy ends, start_time), read on the db thread too.
     std::atomic<bool> synced_{false};
     std::uint64_t copy_link_ = 0; // link we copy from, 0 = none

@@ -69,7 +69,7 @@ void node_impl::parked_done(const std::string& origin) {
     publish_parked();
     on_io([acks](node_impl& m) {
         for (const auto& [link, seq] : acks)
-            for (auto& [name, p] : m.peers_)
+            for (auto& [name, p] : m.peers())
                 if (p.link_id == link && p.link && seq > 0) m.send(p, w::ack{seq});
     });
 }

@@ -19,12 +19,12 @@ void node_impl::add_target(const std::string& host, int port, const std::string&
     if (host == cfg_.hostname && port == (cfg_.has_port ? cfg_.port : cfg_.secure_port)) return;
     std::string key = host + ":" + std::to_string(port);
     if (removed_.count(host)) return; // removed with remove_node: stays out until added again
-    allowed_ips_.insert(host);
-    if (auto it = targets_.find(key); it != targets_.end()) {
+    allowed_ips().insert(host);
+    if (auto it = targets().find(key); it != targets().end()) {
         it->second.verify_tls = verify_tls;
         return;
     }
-    auto& t = targets_[key];
+    auto& t = targets()[key];
     t.host = host;
     t.port = port;
     t.scheme = scheme;
@@ -35,8 +35,8 @@ void node_impl::add_target(const std::string& host, int port, const std::string&
 
 void node_impl::dial(const std::string& key) {
     assert_on(node_thread::io);
-    auto it = targets_.find(key);
-    if (it == targets_.end() || stopped_) return;
+    auto it = targets().find(key);
+    if (it == targets().end() || stopped_) return;
     auto& t = it->second;
     if (t.dialing) return;
     if (!t.peer_name.empty() && (removed_.count(t.peer_name) || (find_peer(t.peer_name) && find_peer(t.peer_name)->link))) return;
@@ -50,8 +50,8 @@ void node_impl::dial(const std::string& key) {
                       if (link) link->close("node stopping");
                       return;
                   }
-                  auto it = s->targets_.find(key);
-                  if (it == s->targets_.end()) {
+                  auto it = s->targets().find(key);
+                  if (it == s->targets().end()) {
                       if (link) link->close("route removed");
                       return;
                   }
@@ -89,8 +89,8 @@ void node_impl::dial(const std::string& key) {
 
 void node_impl::schedule_redial(const std::string& key) {
     assert_on(node_thread::io);
-    auto it = targets_.find(key);
-    if (it == targets_.end() || stopped_) return;
+    auto it = targets().find(key);
+    if (it == targets().end() || stopped_) return;
     auto& t = it->second;
     // Capped exponential backoff with jitter, so restarted nodes do not dial in lockstep.
     t.backoff_ms = t.backoff_ms == 0 ? cfg_.reconnect_min_ms : std::min(t.backoff_ms * 2, cfg_.reconnect_max_ms);
@@ -106,7 +106,7 @@ void node_impl::schedule_redial(const std::string& key) {
 void node_impl::send_link(const net::link_ptr& l, const w::message& m) {
     assert_on(node_thread::io);
     if (!l) return;
-    for (auto& [id, li] : links_) // a handful of links: found by pointer
+    for (auto& [id, li] : links()) // a handful of links: found by pointer
         if (li.link == l) return send_on(li, m, false);
     if (!l->send(w::encode(m))) log_line(name_, std::string("send queue full, dropping ") + w::name_of(m));
 }
@@ -139,7 +139,7 @@ w::subscription node_impl::my_subscription(const std::string& peer_name, const l
         for (const auto& [o, h] : board_.progress()) sub.progress.push_back({o, h});
     }
     sub.exclude.push_back(name_);
-    for (const auto& [n, p] : peers_)
+    for (const auto& [n, p] : peers())
         if (n != peer_name && p.link) sub.exclude.push_back(n);
     // A route or node with a start time skips the history before it.
     if (li)
@@ -154,8 +154,8 @@ w::subscription node_impl::my_subscription(const std::string& peer_name, const l
 
 void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_key, bool inbound) {
     assert_on(node_thread::io);
-    auto id = next_link_id_++;
-    auto& li = links_[id];
+    auto id = next_link_id()++;
+    auto& li = links()[id];
     li.link = l;
     li.id = id;
     li.target = target_key;
@@ -168,7 +168,7 @@ void node_impl::on_link_open(const net::link_ptr& l, const std::string& target_k
     // server unless add_node said verify_tls:false (first contact, before an exchange).
     if (l->secure()) {
         if (inbound) li.authenticated = true;
-        else if (auto t = targets_.find(target_key); t != targets_.end()) li.authenticated = t->second.verify_tls;
+        else if (auto t = targets().find(target_key); t != targets().end()) li.authenticated = t->second.verify_tls;
     }
     li.state = li.sign ? link_state::signing : link_state::awaiting_hello;
     std::weak_ptr<node_impl> weak = shared_from_this();
@@ -243,7 +243,7 @@ void node_impl::deliver(link_info& link, bytes&& data, bool assembled) {
             if (auto* p = find_peer(li->peer)) p->last_error = err;
         } else if (!li->target.empty()) {
             // Before its HELLO (e.g. a peer of another protocol version): shown under the target.
-            if (auto t = targets_.find(li->target); t != targets_.end()) t->second.last_error = "protocol error: " + err;
+            if (auto t = targets().find(li->target); t != targets().end()) t->second.last_error = "protocol error: " + err;
         }
         li->link->close("protocol error: " + err);
         return;
@@ -273,7 +273,7 @@ void node_impl::deliver(link_info& link, bytes&& data, bool assembled) {
 }
 
 void node_impl::resubscribe_all() {
-    for (auto& [id, li] : links_) {
+    for (auto& [id, li] : links()) {
         if (li.peer.empty() || !li.link) continue;
         if (li.copy_source && copy_link_ == li.id) continue; // its subscription follows the copy
         send_link(li.link, w::subscribe{my_subscription(li.peer, &li)});
@@ -298,10 +298,10 @@ void node_impl::handle(link_info& li, w::message&& m) {
 
 void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason) {
     assert_on(node_thread::io);
-    auto it = links_.find(link_id);
-    if (it == links_.end()) return;
+    auto it = links().find(link_id);
+    if (it == links().end()) return;
     link_info li = std::move(it->second);
-    links_.erase(it);
+    links().erase(it);
     if (li.hello_timer) li.hello_timer->cancel();
     on_db([link_id](node_impl& n) {
         n.max_seen_seq_.erase(link_id);
@@ -325,14 +325,14 @@ void node_impl::on_link_closed(std::uint64_t link_id, const std::string& reason)
             if (!reason.empty()) p->last_error = reason;
             p->copying = false;
             p->sending_copy.reset();
-            if (removed_.count(p->name)) peers_.erase(li.peer);
+            if (removed_.count(p->name)) peers().erase(li.peer);
             resubscribe_all(); // others now relay what this peer sent directly
         }
     if (!li.target.empty()) {
         // A link closed before its HELLO was answered (e.g. a peer speaking another protocol
         // version): say why in cluster_status, under the target.
         if (li.peer.empty() && !reason.empty())
-            if (auto it = targets_.find(li.target); it != targets_.end() && it->second.last_error.rfind("protocol error", 0) != 0)
+            if (auto it = targets().find(li.target); it != targets().end() && it->second.last_error.rfind("protocol error", 0) != 0)
                 it->second.last_error = reason;
         schedule_redial(li.target);
     }

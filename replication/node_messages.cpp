@@ -145,7 +145,7 @@ void node_impl::on_msg(link_info& li, peer& p, w::copy_end&& x) { // the link is
     // What a resync's end may claim: not the origins this node hears directly (itself, its
     // other peers): their progress is theirs to tell.
     r.excluded.insert(name_);
-    for (const auto& [n, q] : peers_)
+    for (const auto& [n, q] : peers())
         if (n != p.name && q.link) r.excluded.insert(n);
     enqueue(std::move(r));
 }
@@ -186,10 +186,10 @@ void node_impl::on_msg(link_info& li, peer&, w::removed&& x) { // names the peer
     log_line(name_, "removed from the cluster by " + x.by);
     removed_.insert(x.by);
     std::string by = x.by;
-    for (auto it = targets_.begin(); it != targets_.end();)
+    for (auto it = targets().begin(); it != targets().end();)
         if (it->second.peer_name == by) {
             if (it->second.retry) it->second.retry->cancel();
-            it = targets_.erase(it);
+            it = targets().erase(it);
         } else {
             ++it;
         }

@@ -16,7 +16,7 @@ sql::forwarded_read node_impl::forward_read(const std::string& table, const std:
         const std::uint64_t id = ++m.next_read_id_;
         pending_read pr;
         pr.done = done;
-        for (auto& [name, p] : m.peers_) {
+        for (auto& [name, p] : m.peers()) {
             if (!p.link) {
                 pr.unreachable.insert(name);
                 continue;
@@ -24,8 +24,8 @@ sql::forwarded_read node_impl::forward_read(const std::string& table, const std:
             m.send(p, w::read_request{id, table, key_column, key});
             pr.waiting.insert(name);
         }
-        for (const auto& [k, t] : m.targets_)
-            if (t.peer_name.empty() || !m.peers_.count(t.peer_name)) pr.unreachable.insert(t.host);
+        for (const auto& [k, t] : m.targets())
+            if (t.peer_name.empty() || !m.peers().count(t.peer_name)) pr.unreachable.insert(t.host);
         if (pr.waiting.empty()) {
             sql::forwarded_read r;
             r.status = sql::forwarded_read::failed;

@@ -408,7 +408,7 @@ void node_impl::send_batch_outcome(const txn_batch& b) {
         // every peer hears each origin directly (excluded), and a log read for each of them
         // after each applied batch would find nothing (n(n-1) empty reads per commit).
         if (logged)
-            for (auto& [name, p] : m.peers_) {
+            for (auto& [name, p] : m.peers()) {
                 bool wants = false;
                 for (const auto& o : applied_origins) wants = wants || (o != name && !p.filter.exclude.count(o));
                 if (wants) m.pump(name);

@@ -15,7 +15,7 @@ namespace hdbrepl::ext::node_detail {
 // ---- sending (io thread, reads on the db thread) -----------------------------------------
 
 void node_impl::pump_all() {
-    for (auto& [name, p] : peers_) pump(name);
+    for (auto& [name, p] : peers()) pump(name);
 }
 
 void node_impl::pump(const std::string& name) {
@@ -91,7 +91,7 @@ void node_impl::schedule_prune() {
         auto s = weak.lock();
         if (!s || s->stopped_) return;
         std::map<std::string, progress_map> known;
-        for (auto& [name, p] : s->peers_) known[name] = p.known_progress;
+        for (auto& [name, p] : s->peers()) known[name] = p.known_progress;
         s->on_db([known](node_impl& n) { n.prune_log(known); });
         s->schedule_prune();
     });

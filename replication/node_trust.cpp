@@ -201,8 +201,8 @@ std::string node_impl::exchange_certificates(const std::string& host, int port, 
 
 std::string node_impl::first_dial_result(const std::string& key, std::chrono::milliseconds timeout) {
     auto answer = submit_to<std::string>(node_thread::io, timeout, [key](node_impl& m, reply<std::string> result) {
-        auto it = m.targets_.find(key);
-        if (it == m.targets_.end()) return result("");
+        auto it = m.targets().find(key);
+        if (it == m.targets().end()) return result("");
         auto& t = it->second;
         if (auto* p = t.peer_name.empty() ? nullptr : m.find_peer(t.peer_name); p && p->link) return result("");
         t.first_result.push_back([result](const std::string& e) { result(e); });
