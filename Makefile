@@ -120,5 +120,5 @@ CHAOS_SECONDS ?= 120
 .PHONY: chaos
 chaos: deps
 	$(call configure,$(BUILD),$(CMAKE_FLAGS))
-	cmake --build $(BUILD) -j $(JOBS) --target hdbrepl
+	cmake --build $(BUILD) -j $(JOBS) --target hdbrepl chaos_skewed_clock
 	CHAOS_SECONDS=$(CHAOS_SECONDS) bash scripts/run-chaos.sh $(BUILD)

@@ -15,6 +15,9 @@ if [ ! -f "$build/libhdbrepl.so" ]; then
     exit 2
 fi
 export HDBREPL_SO="$build/libhdbrepl"
+# Skewed nodes preload this wall clock (tests/chaos/skewed_clock.c).
+case "$build" in /*) build_abs="$build" ;; *) build_abs="$(pwd)/$build" ;; esac
+export CHAOS_SKEWED_CLOCK="${CHAOS_SKEWED_CLOCK:-$build_abs/tests/libchaos_skewed_clock.so}"
 export CHAOS_SECONDS="${CHAOS_SECONDS:-120}"
 export CHAOS_REPORT="${CHAOS_REPORT:-$build/chaos-report.json}"
 if [ -z "${CHAOS_SEED:-}" ]; then

@@ -7,8 +7,8 @@ stop and restart from the main thread while another thread is in the middle of a
   it, waiting for a reply that will never come: it then sees end of file and lets go), and
   closes the pipes only under the lock, so a writer can never read a reply from the next
   process.
-- A node may run with a skewed wall clock: HDBREPL_CLOCK_SKEW_MS (engine/hlc.cpp) is set in
-  its environment at spawn.
+- A node may run with a skewed wall clock: the process preloads tests/chaos/skewed_clock.c
+  (CHAOS_SKEWED_CLOCK names the built library) with CHAOS_CLOCK_SKEW_MS in its environment.
 """
 import os
 import signal
@@ -16,7 +16,8 @@ import threading
 
 import harness
 
-SKEW_ENV = "HDBREPL_CLOCK_SKEW_MS"
+SKEW_ENV = "CHAOS_CLOCK_SKEW_MS"
+SHIM = os.environ.get("CHAOS_SKEWED_CLOCK", "")
 
 
 def _idle_lock_timeout():
@@ -27,7 +28,12 @@ class ChaosNode(harness.Node):
     def __init__(self, cluster, ip, db_name=None, skew_ms=0):
         self.skew_ms = int(skew_ms)
         self.last_config = None
-        super().__init__(cluster, ip, db_name)
+        env = {}
+        if self.skew_ms:
+            if not SHIM or not os.path.exists(SHIM):
+                raise harness.TestFailure(f"a skewed node needs the skewed clock library (CHAOS_SKEWED_CLOCK={SHIM!r})")
+            env = {"LD_PRELOAD": (os.environ.get("LD_PRELOAD", "") + " " + SHIM).strip(), SKEW_ENV: str(self.skew_ms)}
+        super().__init__(cluster, ip, db_name, env)
         self._lock = threading.RLock()  # no other thread knows this node yet
 
     def _locked(self):
@@ -39,18 +45,7 @@ class ChaosNode(harness.Node):
     def spawn(self):
         lock = self._locked()
         try:
-            old = os.environ.get(SKEW_ENV)
-            if self.skew_ms:
-                os.environ[SKEW_ENV] = str(self.skew_ms)
-            else:
-                os.environ.pop(SKEW_ENV, None)
-            try:
-                super().spawn()
-            finally:
-                if old is None:
-                    os.environ.pop(SKEW_ENV, None)
-                else:
-                    os.environ[SKEW_ENV] = old
+            super().spawn()
         finally:
             lock.release()
 
