@@ -138,11 +138,11 @@ bool node_impl::open_on_db_thread(std::vector<node_row>& known, std::string& err
 std::string node_impl::open_connections() {
     assert_on(node_thread::db);
     std::string err;
-    if (!open_connection(&wdb_, err) || !open_connection(&rdb_, err)) return err;
+    if (!open_connection(&wdb(), err) || !open_connection(&rdb(), err)) return err;
     // The applying connection commits with the WAL fsynced (synchronous=FULL): an ack is sent
     // after that commit and promises the change survives a power loss here (repl_confirm
     // counts on it). Batches of up to 1,000 records share one commit, so one fsync each.
-    sqlite3_exec(wdb_, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
+    sqlite3_exec(wdb(), "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
     return err;
 }
 
@@ -153,52 +153,52 @@ std::string node_impl::open_connections() {
 std::string node_impl::prepare_database(std::vector<node_row>& known) {
     assert_on(node_thread::db);
     std::string err;
-    int rc = ensure_replication_tables(wdb_, "main", err);
+    int rc = ensure_replication_tables(wdb(), "main", err);
     if (rc == SQLITE_OK) {
-        wstore_ = std::make_unique<replication_store>(wdb_, "main");
-        staging_ = std::make_unique<part_staging>(wstore_->system());
-        rstore_ = std::make_unique<replication_store>(rdb_, "main");
-        applier_ = std::make_unique<applier>(wdb_, "main");
-        if (wstore_->system().node_name() != name_) rc = wstore_->system().set_meta("node_name", name_);
+        wstore() = std::make_unique<replication_store>(wdb(), "main");
+        staging() = std::make_unique<part_staging>(wstore()->system());
+        rstore() = std::make_unique<replication_store>(rdb(), "main");
+        applier_of() = std::make_unique<applier>(wdb(), "main");
+        if (wstore()->system().node_name() != name_) rc = wstore()->system().set_meta("node_name", name_);
         // For hdb_nodes' own row.
-        if (rc == SQLITE_OK) rc = wstore_->system().set_meta("node_url", self_url());
-        if (rc == SQLITE_OK && cfg_.shard >= 0) rc = wstore_->system().set_meta("node_shard", std::to_string(cfg_.shard));
+        if (rc == SQLITE_OK) rc = wstore()->system().set_meta("node_url", self_url());
+        if (rc == SQLITE_OK && cfg_.shard >= 0) rc = wstore()->system().set_meta("node_shard", std::to_string(cfg_.shard));
         // replicateTo for the writers' connections (row_placer.hpp), which place each row
         // at commit; and the table that keeps where rows live.
         if (rc == SQLITE_OK) {
-            placement_store ps(wstore_->system(), wdb_);
+            placement_store ps(wstore()->system(), wdb());
             rc = ps.ensure();
             if (rc == SQLITE_OK) rc = ps.clear_stale_flag();
             if (rc == SQLITE_OK)
-                rc = cfg_.replicate_to >= 0 ? wstore_->system().set_meta("replicate_to", std::to_string(cfg_.replicate_to))
-                                            : exec_sql(wdb_, "DELETE FROM main.hdbrepl_meta WHERE key = 'replicate_to'", err);
+                rc = cfg_.replicate_to >= 0 ? wstore()->system().set_meta("replicate_to", std::to_string(cfg_.replicate_to))
+                                            : exec_sql(wdb(), "DELETE FROM main.hdbrepl_meta WHERE key = 'replicate_to'", err);
         }
-        if (rc == SQLITE_OK && wstore_->system().get_meta("placed_elsewhere")) row_filter_.set_holds_part();
+        if (rc == SQLITE_OK && wstore()->system().get_meta("placed_elsewhere")) row_filter_.set_holds_part();
     }
-    if (rc == SQLITE_OK && exec_sql(wdb_, "BEGIN IMMEDIATE", err) == SQLITE_OK) {
+    if (rc == SQLITE_OK && exec_sql(wdb(), "BEGIN IMMEDIATE", err) == SQLITE_OK) {
         // Indexes left out by a copy that a crash interrupted.
         int irc = restore_deferred_indexes(err);
-        exec_sql(wdb_, irc == SQLITE_OK ? "COMMIT" : "ROLLBACK", err);
+        exec_sql(wdb(), irc == SQLITE_OK ? "COMMIT" : "ROLLBACK", err);
         err.clear();
     }
     if (rc == SQLITE_OK) {
-        security_ = std::make_unique<node_security>(wdb_, path_, cfg_);
+        security_ = std::make_unique<node_security>(wdb(), path_, cfg_);
         if (std::string e = security_->load(sec_); !e.empty()) return e;
         users_seen_ = sec_.users.users;
         update_own_member();
     }
-    if (rc == SQLITE_OK) rc = wstore_->load_progress(progress_, floors_);
-    if (rc == SQLITE_OK) rc = wstore_->load_nodes(known);
-    if (rc == SQLITE_OK) rc = wstore_->load_removed(removed_);
+    if (rc == SQLITE_OK) rc = wstore()->load_progress(progress_, floors_);
+    if (rc == SQLITE_OK) rc = wstore()->load_nodes(known);
+    if (rc == SQLITE_OK) rc = wstore()->load_removed(removed_);
     for (const auto& k : known) {
         if (!k.subscriptions_json.empty()) row_filter_.set_rules(k.name, k.subscriptions_json);
         row_filter_.set_given_shard(k.name, k.shard);
     }
     if (rc == SQLITE_OK) {
-        synced_ = wstore_->system().get_meta("synced").value_or("") == "1";
-        rstore_->last_seq(log_last_seq_);
+        synced_ = wstore()->system().get_meta("synced").value_or("") == "1";
+        rstore()->last_seq(log_last_seq_);
         bool found = false;
-        if (!synced_) rc = wstore_->load_copy_resume(resume_, found);
+        if (!synced_) rc = wstore()->load_copy_resume(resume_, found);
         if (found && resume_.has_point) {
             resume_point_ = w::copy_resume{resume_.table, resume_.phase, resume_.key};
             resume_rows_ = resume_.rows_done;
@@ -206,7 +206,7 @@ std::string node_impl::prepare_database(std::vector<node_row>& known) {
                                 "): it resumes there");
         }
     }
-    if (rc != SQLITE_OK && err.empty()) err = sqlite3_errmsg(wdb_);
+    if (rc != SQLITE_OK && err.empty()) err = sqlite3_errmsg(wdb());
     return rc == SQLITE_OK ? "" : "preparing the database: " + err;
 }
 
@@ -304,13 +304,13 @@ void node_impl::poll_data_version() {
     if (stopped_) return;
     on_db([](node_impl& n) {
         sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(n.rdb_, "PRAGMA data_version", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        if (sqlite3_prepare_v2(n.rdb(), "PRAGMA data_version", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
             auto v = sqlite3_column_int64(st, 0);
             if (v != n.data_version_) {
                 n.data_version_ = v;
                 n.refresh_users();
                 std::int64_t last = 0;
-                n.rstore_->last_seq(last);
+                n.rstore()->last_seq(last);
                 // Also keeps the backlog of disconnected peers current.
                 n.on_io([last](node_impl& m) {
                     m.log_last_seq_ = std::max(m.log_last_seq_, last);
@@ -360,14 +360,14 @@ void node_impl::stop() {
         // Close the connections on their own thread, then join it.
         reply<done_t> closed_db;
         db_->post([this, closed_db] {
-            applier_.reset();
-            staging_.reset(); // refers to wstore_'s system store
-            wstore_.reset();
-            rstore_.reset();
+            applier_of().reset();
+            staging().reset(); // refers to wstore()'s system store
+            wstore().reset();
+            rstore().reset();
             row_filter_.finalize_statements(); // they run on this thread's residency sandbox
-            if (wdb_) sqlite3_close_v2(wdb_);
-            if (rdb_) sqlite3_close_v2(rdb_);
-            wdb_ = rdb_ = nullptr;
+            if (wdb()) sqlite3_close_v2(wdb());
+            if (rdb()) sqlite3_close_v2(rdb());
+            wdb() = rdb() = nullptr;
             closed_db(done);
         });
         (void)closed_db.wait(std::chrono::seconds(10));

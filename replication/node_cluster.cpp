@@ -247,9 +247,9 @@ std::string node_impl::apply_set_node(const std::string& operation_json, std::st
     // past the wait below, the operation still completes as a whole when it gets to it.
     auto written = submit_to<int>(node_thread::db, op_wait, [row, hostname, port, scheme, start_time, verify_tls](node_impl& n, reply<int> done) {
         n.row_filter_.set_given_shard(row.name, row.shard);
-        int rc = n.wstore_->put_node(row);
-        if (rc == SQLITE_OK) rc = n.wstore_->set_removed(row.name, false);
-        if (rc == SQLITE_OK) rc = clear_removal(n.wdb_, "main", row.name);
+        int rc = n.wstore()->put_node(row);
+        if (rc == SQLITE_OK) rc = n.wstore()->set_removed(row.name, false);
+        if (rc == SQLITE_OK) rc = clear_removal(n.wdb(), "main", row.name);
         n.membership_.readmit(row.name);
         if (rc != SQLITE_OK) return done(rc);
         n.on_io([done, hostname, port, scheme, start_time, verify_tls](node_impl& m) {
@@ -275,7 +275,7 @@ std::string node_impl::apply_set_node(const std::string& operation_json, std::st
             });
             (void)submit_to<done_t>(node_thread::db, op_wait, [name = row.name](node_impl& n, reply<done_t> removed) {
                 bool existed = false;
-                n.wstore_->remove_node(name, existed);
+                n.wstore()->remove_node(name, existed);
                 removed(done);
             });
             return "cannot connect to '" + hostname + "': " + e;
@@ -316,10 +316,10 @@ std::string node_impl::apply_remove_node(const std::string& operation_json, std:
     // below gives up on still completes.
     auto answer = submit_to<removal>(node_thread::db, op_wait, [name](node_impl& n, reply<removal> done) {
         removal r;
-        r.rc = n.wstore_->remove_node(name, r.existed);
-        if (r.rc == SQLITE_OK) r.rc = n.wstore_->set_removed(name, true);
+        r.rc = n.wstore()->remove_node(name, r.existed);
+        if (r.rc == SQLITE_OK) r.rc = n.wstore()->set_removed(name, true);
         // Every member learns it (and no stale membership row brings the node back).
-        if (r.rc == SQLITE_OK) r.rc = put_removal(n.wdb_, "main", name, n.name_);
+        if (r.rc == SQLITE_OK) r.rc = put_removal(n.wdb(), "main", name, n.name_);
         n.membership_.note_removal(name);
         if (r.rc != SQLITE_OK) return done(r);
         n.on_io([name, done, r](node_impl& m) mutable {
@@ -341,7 +341,7 @@ std::string node_impl::apply_remove_node(const std::string& operation_json, std:
 std::string node_impl::search_nodes_json() {
     auto rows = submit_to<std::vector<node_row>>(node_thread::db, op_wait, [](node_impl& n, reply<std::vector<node_row>> done) {
         std::vector<node_row> loaded;
-        n.wstore_->load_nodes(loaded);
+        n.wstore()->load_nodes(loaded);
         done(std::move(loaded));
     });
     if (!rows) return "[]";
@@ -370,16 +370,16 @@ std::string node_impl::search_nodes_json() {
 void node_impl::update_own_member(bool fresh_version) {
     member_row me{name_, self_url(), security_ ? security_->presented_ca() : "", cfg_.shard};
     std::vector<member_row> rows;
-    if (load_members(wdb_, "main", rows) != SQLITE_OK) return;
+    if (load_members(wdb(), "main", rows) != SQLITE_OK) return;
     for (const auto& r : rows)
         if (r == me && !fresh_version) return; // unchanged: no log record
-    if (put_member(wdb_, "main", me) != SQLITE_OK) log_line(name_, std::string("writing this node's membership row: ") + sqlite3_errmsg(wdb_));
+    if (put_member(wdb(), "main", me) != SQLITE_OK) log_line(name_, std::string("writing this node's membership row: ") + sqlite3_errmsg(wdb()));
 }
 
 void node_impl::refresh_membership(bool force_targets) {
     std::vector<member_row> members;
     std::set<std::string> removals;
-    if (load_members(wdb_, "main", members) != SQLITE_OK || load_removals(wdb_, "main", removals) != SQLITE_OK) return;
+    if (load_members(wdb(), "main", members) != SQLITE_OK || load_removals(wdb(), "main", removals) != SQLITE_OK) return;
     membership_change change = membership_.update(members, removals, force_targets);
     if (!change.changed) return;
     const bool cas_changed = change.cas_changed;
@@ -389,8 +389,8 @@ void node_impl::refresh_membership(bool force_targets) {
     for (const auto& r : new_removals) {
         if (r == name_) continue;
         bool existed = false;
-        wstore_->remove_node(r, existed);
-        wstore_->set_removed(r, true);
+        wstore()->remove_node(r, existed);
+        wstore()->set_removed(r, true);
     }
     security_snapshot snap;
     bool reload = cas_changed && !force_targets && security_->load(snap).empty();

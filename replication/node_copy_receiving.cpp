@@ -15,17 +15,17 @@ bool node_impl::table_empty(const std::string& table) {
     sqlite3_stmt* st = nullptr;
     std::string sql = "SELECT 1 FROM main." + quote_ident(table + "_data") + " LIMIT 1";
     bool empty = true; // a table the copy will create is empty too
-    if (sqlite3_prepare_v2(wdb_, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) empty = sqlite3_step(st) != SQLITE_ROW;
+    if (sqlite3_prepare_v2(wdb(), sql.c_str(), -1, &st, nullptr) == SQLITE_OK) empty = sqlite3_step(st) != SQLITE_ROW;
     sqlite3_finalize(st);
     return empty;
 }
 
 void node_impl::defer_indexes(const std::string& table) {
     std::string err;
-    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return;
+    if (exec_sql(wdb(), "BEGIN IMMEDIATE", err) != SQLITE_OK) return;
     sqlite3_stmt* st = nullptr;
     std::vector<std::pair<std::string, std::string>> indexes; // name, CREATE INDEX sql
-    if (sqlite3_prepare_v2(wdb_, "SELECT name, sql FROM main.sqlite_schema WHERE type='index' AND tbl_name=?1 AND sql IS NOT NULL", -1,
+    if (sqlite3_prepare_v2(wdb(), "SELECT name, sql FROM main.sqlite_schema WHERE type='index' AND tbl_name=?1 AND sql IS NOT NULL", -1,
                            &st, nullptr) == SQLITE_OK) {
         std::string data = table + "_data";
         sqlite3_bind_text(st, 1, data.c_str(), -1, SQLITE_TRANSIENT);
@@ -35,29 +35,29 @@ void node_impl::defer_indexes(const std::string& table) {
     sqlite3_finalize(st);
     int rc = SQLITE_OK;
     for (const auto& [name, sql] : indexes) {
-        if (rc == SQLITE_OK) rc = wstore_->system().set_meta("deferred_index:" + name, sql);
-        if (rc == SQLITE_OK) rc = exec_sql(wdb_, "DROP INDEX main." + quote_ident(name), err);
+        if (rc == SQLITE_OK) rc = wstore()->system().set_meta("deferred_index:" + name, sql);
+        if (rc == SQLITE_OK) rc = exec_sql(wdb(), "DROP INDEX main." + quote_ident(name), err);
     }
-    if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
-    if (rc != SQLITE_OK) exec_sql(wdb_, "ROLLBACK", err); // keep the indexes: slower, still right
-    applier_->forget_caches();
+    if (rc == SQLITE_OK) rc = exec_sql(wdb(), "COMMIT", err);
+    if (rc != SQLITE_OK) exec_sql(wdb(), "ROLLBACK", err); // keep the indexes: slower, still right
+    applier_of()->forget_caches();
 }
 
 int node_impl::restore_deferred_indexes(std::string& err) {
     // Inside the caller's transaction (copy end) or its own (node start).
     std::vector<std::pair<std::string, std::string>> pending;
     sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(wdb_, "SELECT key, value FROM main.hdbrepl_meta WHERE key GLOB 'deferred_index:*'", -1, &st, nullptr) == SQLITE_OK)
+    if (sqlite3_prepare_v2(wdb(), "SELECT key, value FROM main.hdbrepl_meta WHERE key GLOB 'deferred_index:*'", -1, &st, nullptr) == SQLITE_OK)
         while (sqlite3_step(st) == SQLITE_ROW)
             pending.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
     sqlite3_finalize(st);
     for (const auto& [key, sql] : pending) {
         // The table may have been dropped meanwhile: then the index goes with it.
-        int rc = exec_sql(wdb_, sql, err);
+        int rc = exec_sql(wdb(), sql, err);
         if (rc != SQLITE_OK && err.find("no such table") == std::string::npos) return rc;
-        if ((rc = exec_sql(wdb_, "DELETE FROM main.hdbrepl_meta WHERE key=" + quote_literal(key), err)) != SQLITE_OK) return rc;
+        if ((rc = exec_sql(wdb(), "DELETE FROM main.hdbrepl_meta WHERE key=" + quote_literal(key), err)) != SQLITE_OK) return rc;
     }
-    if (!pending.empty()) applier_->forget_caches();
+    if (!pending.empty()) applier_of()->forget_caches();
     return SQLITE_OK;
 }
 
@@ -92,7 +92,7 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
         if (resume_.has_base) lower_copy_base(resume_.base, next);
         else resume_.base = std::move(next);
         resume_.has_base = true;
-        if (int rc = wstore_->save_copy_resume(resume_); rc != SQLITE_OK)
+        if (int rc = wstore()->save_copy_resume(resume_); rc != SQLITE_OK)
             log_line(name_, std::string("saving the copy's resume point: ") + sqlite3_errstr(rc));
         return;
     }
@@ -117,7 +117,7 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
         const bool skip = !row_filter_.table_flows(first.peer, t.name, flow::from_peer);
         bool defer = !skip && !deferred_checked_.count(t.name) && table_empty(t.name);
         deferred_checked_.insert(t.name);
-        auto res = skip ? apply_result{} : applier_->apply_copy(t.name, t.definition, rows);
+        auto res = skip ? apply_result{} : applier_of()->apply_copy(t.name, t.definition, rows);
         if (res.rc != SQLITE_OK && is_resource_error(res.rc)) {
             // As for streamed records (below): the chunk waits, nothing is refused.
             for (std::size_t k = 0; k < rows.size(); ++k) {
@@ -138,7 +138,7 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
             resume_.phase = last.deleted ? 1 : 0;
             resume_.key = last.deleted ? last.values[0] : last.values[std::min(pk, last.values.size() - 1)];
             resume_.rows_done += rows.size();
-            if (int rc = wstore_->save_copy_resume(resume_); rc != SQLITE_OK)
+            if (int rc = wstore()->save_copy_resume(resume_); rc != SQLITE_OK)
                 log_line(name_, std::string("saving the copy's resume point: ") + sqlite3_errstr(rc));
             publish_resume_point();
         }
@@ -184,7 +184,7 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
             lower_copy_base(prog, resume_.base);
         }
         std::string err;
-        int rc = exec_sql(wdb_, "BEGIN IMMEDIATE", err);
+        int rc = exec_sql(wdb(), "BEGIN IMMEDIATE", err);
         // Busy past the timeout: try again shortly, keeping the order (dropping the end would
         // leave this node waiting for a copy that already arrived).
         if (rc != SQLITE_OK) return requeue_and_retry(items, i, clock_ms(100));
@@ -193,21 +193,21 @@ void node_impl::apply_copy_item(std::vector<received>& items, std::size_t& i) {
         for (const auto& t : first.tables) {
             if (rc != SQLITE_OK) break;
             if (!row_filter_.data_shared(first.peer, t.name)) continue;
-            auto res = applier_->ensure_copied_table(t.name, t.definition);
+            auto res = applier_of()->ensure_copied_table(t.name, t.definition);
             rc = res.rc;
             if (rc != SQLITE_OK) err = res.error;
         }
         // What the copy brought is in our data but not in our log: those are the floors.
-        if (rc == SQLITE_OK) rc = wstore_->raise_progress(prog, &prog);
+        if (rc == SQLITE_OK) rc = wstore()->raise_progress(prog, &prog);
         // Parts staged of transactions the copy already holds will never be completed.
         for (const auto& [o, h] : prog)
-            if (rc == SQLITE_OK) rc = staging_->drop_through(o, h);
+            if (rc == SQLITE_OK) rc = staging()->drop_through(o, h);
         if (rc == SQLITE_OK) rc = restore_deferred_indexes(err);
-        if (rc == SQLITE_OK) rc = wstore_->system().set_meta("synced", "1");
-        if (rc == SQLITE_OK) rc = wstore_->clear_copy_resume();
-        if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+        if (rc == SQLITE_OK) rc = wstore()->system().set_meta("synced", "1");
+        if (rc == SQLITE_OK) rc = wstore()->clear_copy_resume();
+        if (rc == SQLITE_OK) rc = exec_sql(wdb(), "COMMIT", err);
         if (rc != SQLITE_OK) {
-            exec_sql(wdb_, "ROLLBACK", err);
+            exec_sql(wdb(), "ROLLBACK", err);
             if (is_resource_error(rc)) return pause_intake(err, items, i); // as for rows: wait, lose nothing
         }
         if (rc == SQLITE_OK) {

@@ -96,7 +96,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
         p.copy_done = p.copy_total = 0;
     }
     on_db([name = h.node_name, url = h.node_url](node_impl& n) {
-        n.wstore_->ensure_node(name, url);
+        n.wstore()->ensure_node(name, url);
         // Announce ourselves again with a fresh version: a peer that has our row only from an
         // initial copy (copies do not enter its log) could not relay it to nodes we do not
         // reach yet; a new log record can.
@@ -112,7 +112,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
         on_db([f, name](node_impl& n) {
             std::int64_t start = 0;
             bool needs_copy = n.behind_log_floor(f);
-            n.rstore_->find_start(f, start);
+            n.rstore()->find_start(f, start);
             n.on_io([name, start, needs_copy](node_impl& m) {
                 auto* p = m.find_peer(name);
                 if (!p) return;

@@ -213,6 +213,14 @@ private:
     // user thread: waits for the first dial of a target; "" when it connected.
     std::string first_dial_result(const std::string& key, std::chrono::milliseconds timeout);
     void apply_security(security_snapshot snap);
+    // db thread: the connections and stores (see db_owned below).
+    sqlite3*& wdb() { assert_on(node_thread::db); return db_owned_.wdb; }
+    sqlite3*& rdb() { assert_on(node_thread::db); return db_owned_.rdb; }
+    std::unique_ptr<applier>& applier_of() { assert_on(node_thread::db); return db_owned_.apply; }
+    std::unique_ptr<replication_store>& wstore() { assert_on(node_thread::db); return db_owned_.wstore; }
+    const std::unique_ptr<replication_store>& wstore() const { assert_on(node_thread::db); return db_owned_.wstore; }
+    std::unique_ptr<replication_store>& rstore() { assert_on(node_thread::db); return db_owned_.rstore; }
+    std::unique_ptr<part_staging>& staging() { assert_on(node_thread::db); return db_owned_.staging; }
     // io thread: the io-owned state (see io_owned below).
     std::map<std::uint64_t, link_info>& links() { assert_on(node_thread::io); return io_owned_.links; }
     std::map<std::string, peer>& peers() { assert_on(node_thread::io); return io_owned_.peers; }
@@ -250,7 +258,7 @@ private:
         for (const auto& [origin, floor] : floors_) {
             if (floor <= 0 || !f.wants(origin, floor)) continue;
             if (!partial_loaded) {
-                wstore_->system().load_partial_origins(partial);
+                wstore()->system().load_partial_origins(partial);
                 partial_loaded = true;
             }
             if (!partial.count(origin)) return true;
@@ -335,11 +343,16 @@ private:
     std::uint64_t commit_sub_ = 0;
 
     // db thread state
-    sqlite3* wdb_ = nullptr; // applies
-    sqlite3* rdb_ = nullptr; // reads the log
-    std::unique_ptr<applier> applier_;
-    std::unique_ptr<replication_store> wstore_, rstore_;
-    std::unique_ptr<part_staging> staging_; // db thread: parts of received transactions
+    // The node's own SQLite connections and what runs on them: reached only through wdb(),
+    // rdb(), applier_of(), wstore(), rstore() and staging(), which assert the db thread in
+    // debug builds (no other thread ever touches a connection of the node).
+    struct db_owned {
+        sqlite3* wdb = nullptr; // applies
+        sqlite3* rdb = nullptr; // reads the log
+        std::unique_ptr<applier> apply;
+        std::unique_ptr<replication_store> wstore, rstore;
+        std::unique_ptr<part_staging> staging; // parts of received transactions
+    } db_owned_;
     std::unique_ptr<node_security> security_;
     std::map<std::string, user_row> users_seen_; // the users the io thread knows, to notice replicated changes
     membership_view membership_;                   // membership as last given to the io thread

@@ -56,7 +56,7 @@ void node_impl::on_msg(link_info&, peer& p, w::subscribe&& x) {
     on_db([f, name](node_impl& n) {
         std::int64_t start = 0;
         bool needs_copy = n.behind_log_floor(f);
-        n.rstore_->find_start(f, start);
+        n.rstore()->find_start(f, start);
         n.on_io([name, start, needs_copy](node_impl& m) {
             if (needs_copy) return m.start_copy_to(name, true);
             if (auto* q = m.find_peer(name)) {
@@ -195,8 +195,8 @@ void node_impl::on_msg(link_info& li, peer&, w::removed&& x) { // names the peer
         }
     on_db([by](node_impl& n) {
         bool existed = false;
-        n.wstore_->remove_node(by, existed);
-        n.wstore_->set_removed(by, true);
+        n.wstore()->remove_node(by, existed);
+        n.wstore()->set_removed(by, true);
     });
     li.link->close("removed from the cluster");
 }

@@ -77,7 +77,7 @@ void node_impl::answer_read(peer& p, w::read_request&& q) {
     const std::string name = p.name;
     const auto link_id = p.link_id;
     on_db([name, link_id, q = std::move(q)](node_impl& n) {
-        // Our own data only: rdb_ is a node connection, which never forwards again.
+        // Our own data only: rdb() is a node connection, which never forwards again.
         w::read_reply reply;
         reply.id = q.id;
         reply.status = w::read_status::cannot;
@@ -92,7 +92,7 @@ void node_impl::answer_read(peer& p, w::read_request&& q) {
             refuse("name", "a name longer than " + std::to_string(max_name_len) + " bytes");
         } else if (is_reserved_table_name(q.table)) {
             refuse("hdbrepl", "hdbrepl's own tables are not served to peers");
-        } else if (entry = n.rstore_->system().get_table(q.table); !entry || !entry->live || entry->name != q.table) {
+        } else if (entry = n.rstore()->system().get_table(q.table); !entry || !entry->live || entry->name != q.table) {
             refuse("unknown", "no replicated table of that name here");
         } else if (!entry->replicate) {
             refuse("local", "the table is replicate=false");
@@ -101,7 +101,7 @@ void node_impl::answer_read(peer& p, w::read_request&& q) {
             def = parse_table_def(std::string_view(entry->definition), err);
             bool is_vtab = false;
             sqlite3_stmt* s = nullptr;
-            if (sqlite3_prepare_v2(n.rdb_, "SELECT sql FROM \"main\".sqlite_schema WHERE type = 'table' AND name = ?1", -1, &s, nullptr) == SQLITE_OK) {
+            if (sqlite3_prepare_v2(n.rdb(), "SELECT sql FROM \"main\".sqlite_schema WHERE type = 'table' AND name = ?1", -1, &s, nullptr) == SQLITE_OK) {
                 sqlite3_bind_text(s, 1, entry->name.data(), static_cast<int>(entry->name.size()), SQLITE_TRANSIENT);
                 if (sqlite3_step(s) == SQLITE_ROW) {
                     const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
@@ -125,7 +125,7 @@ void node_impl::answer_read(peer& p, w::read_request&& q) {
             // Built from this node's own definition only.
             const std::string sql = "SELECT * FROM \"main\"." + quote_ident(entry->name) + " WHERE " + quote_ident(def->columns[def->pk].name) + " = ?1";
             sqlite3_stmt* st = nullptr;
-            if (sqlite3_prepare_v2(n.rdb_, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+            if (sqlite3_prepare_v2(n.rdb(), sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
                 bind_arg(st, 1, q.key);
                 int rc = sqlite3_step(st);
                 if (rc == SQLITE_ROW) {

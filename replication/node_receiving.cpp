@@ -107,11 +107,11 @@ apply_result node_impl::apply_received(const received& r, const bytes& record, c
         kept = empty_part_like(record.data(), record.size());
         rec = &kept;
     }
-    auto res = rec->empty() ? apply_result{} : applier_->apply(rec->data(), rec->size(), opt);
+    auto res = rec->empty() ? apply_result{} : applier_of()->apply(rec->data(), rec->size(), opt);
     if (res.rc != SQLITE_OK || res.clock_skew) return res;
     // Rows placed elsewhere were withheld (placed and trimmed): lookups that miss forward.
     if (record_is_placed(rec->data(), rec->size()) && record_is_trimmed(rec->data(), rec->size()) && row_filter_.note_holds_part())
-        wstore_->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
+        wstore()->system().set_meta("placed_elsewhere", "1"); // in the batch's transaction
     logged = logged || res.logged;
     // A cheap over-approximation: a system table's name prefix in the record's bytes.
     static const std::string system_prefix = "hdbrepl_";
@@ -154,7 +154,7 @@ void node_impl::apply_batch(std::vector<received>& items, std::size_t& i) {
 bool node_impl::begin_batch(std::vector<received>& items, std::size_t& i) {
     assert_on(node_thread::db);
     std::string err;
-    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) == SQLITE_OK) return true;
+    if (exec_sql(wdb(), "BEGIN IMMEDIATE", err) == SQLITE_OK) return true;
     requeue_and_retry(items, i, clock_ms(100));
     return false;
 }
@@ -164,11 +164,11 @@ bool node_impl::begin_batch(std::vector<received>& items, std::size_t& i) {
 void node_impl::undo_batch() {
     assert_on(node_thread::db);
     std::string err;
-    exec_sql(wdb_, "ROLLBACK", err);
-    applier_->forget_caches();
+    exec_sql(wdb(), "ROLLBACK", err);
+    applier_of()->forget_caches();
     progress_.clear();
     floors_.clear();
-    wstore_->load_progress(progress_, floors_);
+    wstore()->load_progress(progress_, floors_);
 }
 
 // db thread: one pass over the run from items[i] (up to 1000 transactions) in the batch's
@@ -259,9 +259,9 @@ node_impl::item_step node_impl::apply_new_txn(const received& r, std::size_t k, 
 node_impl::item_step node_impl::stage_part(const received& r, const part_info& part, txn_batch& b) {
     assert_on(node_thread::db);
     if (faults_.before_each_part.count() > 0) std::this_thread::sleep_for(faults_.before_each_part);
-    int src = staging_->stage(r.head_origin, r.head_hlc, part.index, r.record.data(), r.record.size());
+    int src = staging()->stage(r.head_origin, r.head_hlc, part.index, r.record.data(), r.record.size());
     if (src != SQLITE_OK) {
-        b.resource_error = std::string("staging a transaction part: ") + sqlite3_errmsg(wdb_);
+        b.resource_error = std::string("staging a transaction part: ") + sqlite3_errmsg(wdb());
         return item_step::stop;
     }
     b.acks[r.peer] = {r.link_id, r.seq};
@@ -276,9 +276,9 @@ node_impl::item_step node_impl::apply_last_part(const received& r, const part_in
                                                 const apply_options& opt, apply_result& res) {
     assert_on(node_thread::db);
     std::uint32_t staged = 0;
-    int crc = staging_->count(r.head_origin, r.head_hlc, part.index, staged);
+    int crc = staging()->count(r.head_origin, r.head_hlc, part.index, staged);
     if (crc != SQLITE_OK) {
-        b.resource_error = std::string("reading staged transaction parts: ") + sqlite3_errmsg(wdb_);
+        b.resource_error = std::string("reading staged transaction parts: ") + sqlite3_errmsg(wdb());
         return item_step::stop;
     }
     if (staged != part.index) {
@@ -288,12 +288,12 @@ node_impl::item_step node_impl::apply_last_part(const received& r, const part_in
         return item_step::go_on;
     }
     std::string err;
-    if (opt.savepoint) exec_sql(wdb_, "SAVEPOINT hdbrepl_parts", err);
+    if (opt.savepoint) exec_sql(wdb(), "SAVEPOINT hdbrepl_parts", err);
     res = apply_staged_and_last(r, part, b, opt);
     const bool failed = res.rc != SQLITE_OK || res.clock_skew;
     if (opt.savepoint) {
-        if (failed) exec_sql(wdb_, "ROLLBACK TO hdbrepl_parts", err);
-        exec_sql(wdb_, "RELEASE hdbrepl_parts", err);
+        if (failed) exec_sql(wdb(), "ROLLBACK TO hdbrepl_parts", err);
+        exec_sql(wdb(), "RELEASE hdbrepl_parts", err);
     } else if (failed && !is_resource_error(res.rc)) {
         // Parts before it are in the batch already: only a replay with savepoints can leave
         // this transaction out and keep the rest.
@@ -310,7 +310,7 @@ apply_result node_impl::apply_staged_and_last(const received& r, const part_info
     assert_on(node_thread::db);
     apply_result res;
     bool skew = false;
-    int frc = staging_->for_each(r.head_origin, r.head_hlc, part.index, [&](bytes&& body) {
+    int frc = staging()->for_each(r.head_origin, r.head_hlc, part.index, [&](bytes&& body) {
         res = apply_received(r, body, opt, b.refused, b.logged, b.users_touched);
         skew = res.clock_skew;
         return res.rc == SQLITE_OK && !skew;
@@ -321,8 +321,8 @@ apply_result node_impl::apply_staged_and_last(const received& r, const part_info
     }
     if (res.rc == SQLITE_OK && !skew) res = apply_received(r, r.record, opt, b.refused, b.logged, b.users_touched);
     if (res.rc == SQLITE_OK && !res.clock_skew) {
-        res.rc = staging_->drop(r.head_origin, r.head_hlc);
-        if (res.rc != SQLITE_OK) res.error = sqlite3_errmsg(wdb_);
+        res.rc = staging()->drop(r.head_origin, r.head_hlc);
+        if (res.rc != SQLITE_OK) res.error = sqlite3_errmsg(wdb());
     }
     return res;
 }
@@ -368,9 +368,9 @@ void node_impl::finish_batch(std::vector<received>& items, std::size_t batch_sta
 void node_impl::commit_batch(txn_batch& b) {
     assert_on(node_thread::db);
     std::string err;
-    int rc = b.batch.empty() ? SQLITE_OK : wstore_->raise_progress(b.batch);
-    if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
-    if (rc != SQLITE_OK) b.resource_error = sqlite3_errmsg(wdb_);
+    int rc = b.batch.empty() ? SQLITE_OK : wstore()->raise_progress(b.batch);
+    if (rc == SQLITE_OK) rc = exec_sql(wdb(), "COMMIT", err);
+    if (rc != SQLITE_OK) b.resource_error = sqlite3_errmsg(wdb());
 }
 
 // db thread, after the batch committed: origins whose record applied (or was already here)

@@ -37,7 +37,7 @@ void node_impl::pump(const std::string& name) {
     on_db([name, f, from, gen, max_bytes](node_impl& n) {
         std::vector<replication_store::log_record> recs;
         std::int64_t scanned = from;
-        int rc = n.rstore_->read_after(from, f, max_bytes, recs, scanned);
+        int rc = n.rstore()->read_after(from, f, max_bytes, recs, scanned);
         // A trimmed record of another origin is not the whole transaction (filters upstream
         // withheld rows the peer may need): it and everything after it from that origin wait
         // for the peer to hear the origin itself. Skipping one and relaying later ones would
@@ -57,7 +57,7 @@ void node_impl::pump(const std::string& name) {
             if (gate.drop_tables(r.body, kept)) r.body = std::move(kept);
         }
         std::int64_t last = 0;
-        n.rstore_->last_seq(last);
+        n.rstore()->last_seq(last);
         n.on_io([name, recs = std::move(recs), scanned, rc, last, gen, held = std::move(held)](node_impl& m) mutable {
             m.log_last_seq_ = std::max(m.log_last_seq_, last);
             auto* p = m.find_peer(name);
@@ -101,18 +101,18 @@ void node_impl::prune_log(const std::map<std::string, progress_map>& known) {
     // A record goes once every known node has it, or once it is older than the retention.
     // The log stays a contiguous suffix, so what is gone is described by a floor per origin.
     std::vector<node_row> rows;
-    if (wstore_->load_nodes(rows) != SQLITE_OK) return;
+    if (wstore()->load_nodes(rows) != SQLITE_OK) return;
     std::set<std::string> nodes;
     for (const auto& r : rows) nodes.insert(r.name);
     for (const auto& [n, p] : known) nodes.insert(n);
     nodes.erase(name_);
     std::uint64_t now = now_ms();
     hlc_t cutoff = now > static_cast<std::uint64_t>(cfg_.log_retention_ms) ? hlc_from_ms(now - static_cast<std::uint64_t>(cfg_.log_retention_ms)) : 0;
-    auto& sys = wstore_->system();
+    auto& sys = wstore()->system();
     std::string sql = "SELECT seq, hlc, origin, clock FROM " + sys.table("hdbrepl_log") + " WHERE seq < (SELECT max(seq) FROM " +
                       sys.table("hdbrepl_log") + ") ORDER BY seq LIMIT 256"; // small batches: the sender shares this thread
     sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(wdb_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) { sqlite3_finalize(st); return; }
+    if (sqlite3_prepare_v2(wdb(), sql.c_str(), -1, &st, nullptr) != SQLITE_OK) { sqlite3_finalize(st); return; }
     std::int64_t last = 0;
     hlc_t max_clock = 0;
     progress_map floors;
@@ -140,14 +140,14 @@ void node_impl::prune_log(const std::map<std::string, progress_map>& known) {
     sqlite3_finalize(st);
     if (last == 0) return;
     std::string err;
-    if (exec_sql(wdb_, "BEGIN IMMEDIATE", err) != SQLITE_OK) return;
-    int rc = exec_sql(wdb_, "DELETE FROM " + sys.table("hdbrepl_log") + " WHERE seq <= " + std::to_string(last), err);
-    auto deleted = static_cast<std::uint64_t>(sqlite3_changes(wdb_));
-    if (rc == SQLITE_OK) rc = wstore_->raise_progress(floors, &floors);
+    if (exec_sql(wdb(), "BEGIN IMMEDIATE", err) != SQLITE_OK) return;
+    int rc = exec_sql(wdb(), "DELETE FROM " + sys.table("hdbrepl_log") + " WHERE seq <= " + std::to_string(last), err);
+    auto deleted = static_cast<std::uint64_t>(sqlite3_changes(wdb()));
+    if (rc == SQLITE_OK) rc = wstore()->raise_progress(floors, &floors);
     if (rc == SQLITE_OK) rc = sys.raise_clock_floor(max_clock);
-    if (rc == SQLITE_OK) rc = exec_sql(wdb_, "COMMIT", err);
+    if (rc == SQLITE_OK) rc = exec_sql(wdb(), "COMMIT", err);
     if (rc != SQLITE_OK) {
-        exec_sql(wdb_, "ROLLBACK", err);
+        exec_sql(wdb(), "ROLLBACK", err);
         return;
     }
     for (const auto& [o, h] : floors) {

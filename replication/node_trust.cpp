@@ -17,7 +17,7 @@ namespace {
 
 void node_impl::refresh_users() {
     std::vector<user_row> rows;
-    security_store store(wdb_, "main");
+    security_store store(wdb(), "main");
     if (store.load_users(rows) != SQLITE_OK) return;
     std::map<std::string, user_row> users;
     for (auto& u : rows) users[u.username] = std::move(u);

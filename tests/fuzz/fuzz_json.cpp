@@ -9,7 +9,7 @@
 #include <cmath>
 #include <ctime>
 
-using namespace hdbrepl::ext;
+using namespace hdbrepl;
 
 namespace {
 
