@@ -44,6 +44,10 @@ TEST_CASE("a copy's end still queued when its link is replaced: the resumed copy
     c.start(1);
     const std::string a = c.name(0), b = c.name(1);
     c.wait_logged(0, "copy for " + b + " sent", 10s);
+    // "sent" is A's side (its copy_end went out); B has a point to resume from once it
+    // applied the rows, which a slow (sanitized, loaded) B may not have done yet.
+    wait_until([&] { return c.scalar(1, "SELECT count(*) FROM hdbrepl_meta WHERE key = 'copy_resume'") == "1"; }, 10s,
+               "B's resume point, after applying the copy's rows");
     REQUIRE(c.node(0).set_node(op(b)));
     c.wait_logged(0, "resuming a copy for " + b, 10s);
     // A's member row was rewritten before the resumed copy's snapshot was taken, so before
