@@ -79,14 +79,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     p.down_since = 0;
     p.last_error.clear();
     p.subscribed = true;
-    p.filter = {};
-    p.filter.start_after = h.sub.start_after;
-    for (auto& o : h.sub.progress) {
-        p.filter.progress[o.origin] = o.hlc;
-        auto& k = p.known_progress[o.origin];
-        k = std::max(k, o.hlc);
-    }
-    for (auto& e : h.sub.exclude) p.filter.exclude.insert(e);
+    take_subscription(p, h.sub);
     p.inflight_q.clear();
     p.inflight_bytes = 0;
     ++p.send_generation;
@@ -107,21 +100,7 @@ void node_impl::on_hello(link_info& li, w::hello&& h) {
     if (h.needs_copy) {
         start_copy_to(h.node_name, false, h.resume);
     } else {
-        auto f = p.filter;
-        auto name = h.node_name;
-        on_db([f, name](node_impl& n) {
-            std::int64_t start = 0;
-            bool needs_copy = n.behind_log_floor(f);
-            n.rstore()->find_start(f, start);
-            n.on_io([name, start, needs_copy](node_impl& m) {
-                auto* p = m.find_peer(name);
-                if (!p) return;
-                if (needs_copy) return m.start_copy_to(name, true);
-                p->send_pos = start;
-                ++p->send_generation;
-                m.pump(name);
-            });
-        });
+        stream_from_subscription(p);
     }
     ensure_copy_source();
     update_status();

@@ -125,6 +125,12 @@ private:
     // The credit a queued item of n bytes takes from its link's input bound; none (and the
     // link closed, the refusal noted) when the peer ignored flow control.
     std::optional<queue_credit> take_credit(link_info& li, peer& p, std::size_t n);
+    // A peer's subscription (from its HELLO or a subscribe) as the filter its stream is read
+    // with; what it has, per origin, is also what it is known to have (for pruning).
+    void take_subscription(peer& p, const w::subscription& sub);
+    // Finds on the db thread where the peer's stream starts under its filter, then streams
+    // from there, or sends a full resync when the log no longer holds what it lacks.
+    void stream_from_subscription(const peer& p);
     received received_from(const link_info& li, const peer& p, received::kind what) const;
     // A copy arriving on `li` is a full resync, not the initial copy this node asked for.
     bool is_resync_copy(const link_info& li) const { return !(li.copy_source && copy_link_ == li.id); }

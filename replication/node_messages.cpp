@@ -40,17 +40,18 @@ received node_impl::received_from(const link_info& li, const peer& p, received::
     return r;
 }
 
-void node_impl::on_msg(link_info&, peer& p, w::subscribe&& x) {
+void node_impl::take_subscription(peer& p, const w::subscription& sub) {
     p.filter = {};
-    p.filter.start_after = x.sub.start_after;
-    for (auto& o : x.sub.progress) {
+    p.filter.start_after = sub.start_after;
+    for (const auto& o : sub.progress) {
         p.filter.progress[o.origin] = o.hlc;
         auto& k = p.known_progress[o.origin];
         k = std::max(k, o.hlc);
     }
-    for (auto& e : x.sub.exclude) p.filter.exclude.insert(e);
-    ++p.send_generation; // reads under way were for the old subscription
-    if (p.sending_copy) return; // applied when the copy ends
+    for (const auto& e : sub.exclude) p.filter.exclude.insert(e);
+}
+
+void node_impl::stream_from_subscription(const peer& p) {
     auto f = p.filter;
     auto name = p.name;
     on_db([f, name](node_impl& n) {
@@ -66,6 +67,13 @@ void node_impl::on_msg(link_info&, peer& p, w::subscribe&& x) {
             }
         });
     });
+}
+
+void node_impl::on_msg(link_info&, peer& p, w::subscribe&& x) {
+    take_subscription(p, x.sub);
+    ++p.send_generation; // reads under way were for the old subscription
+    if (p.sending_copy) return; // applied when the copy ends
+    stream_from_subscription(p);
 }
 
 void node_impl::on_msg(link_info& li, peer& p, w::txn&& x) {
