@@ -58,8 +58,12 @@ public:
         cv_.wait_for(lock, timeout, [&] { return stopped() || count() >= n; });
         return count();
     }
-    // Any thread: the node stops; waiters look at their stop condition again.
-    void wake_waiters() { cv_.notify_all(); }
+    // Any thread, after the stop condition became true: waiters look at it again. Taking the
+    // lock first means no waiter is between checking the condition and sleeping.
+    void wake_waiters() {
+        { std::lock_guard lock(m_); }
+        cv_.notify_all();
+    }
 
 private:
     mutable std::mutex m_;
